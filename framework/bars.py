@@ -1,0 +1,217 @@
+"""The bars contract: OHLCV as wide frames (time x symbol), validated once at load.
+
+After :func:`validate` a :class:`Bars` object guarantees: a sorted, unique, tz-naive DatetimeIndex shared
+by every field; the same columns in every field; strictly positive prices; ``low <= open, close <= high``;
+and missing values only before a symbol's first bar (not yet listed). Short gaps inside a series (at most
+``max_gap`` bars, such as a holiday one exchange kept) are forward-filled; longer ones are errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from qf.errors import DataError
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+FIELDS = (*PRICE_FIELDS, "volume")
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Wide OHLCV frames sharing one index and one set of columns; ``close`` is always present.
+
+    Example::
+
+        idx = pd.bdate_range("2020-01-01", periods=3)
+        bars = Bars(close=pd.DataFrame({"A": [1.0, 2.0, 3.0]}, index=idx), source="demo")
+        bars.fields        # ('close',)
+        bars.truncate(idx[1]).close.shape  # (2, 1)
+    """
+
+    close: pd.DataFrame
+    open: pd.DataFrame | None = None
+    high: pd.DataFrame | None = None
+    low: pd.DataFrame | None = None
+    volume: pd.DataFrame | None = None
+    source: str = "data"
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f for f in FIELDS if getattr(self, f) is not None)
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        return self.close.index  # type: ignore[return-value]
+
+    @property
+    def symbols(self) -> list[str]:
+        return [str(c) for c in self.close.columns]
+
+    def has(self, *names: str) -> bool:
+        return all(getattr(self, n) is not None for n in names)
+
+    def require(self, names: Iterable[str], who: str) -> None:
+        """Raise a clear error when a component needs fields this data does not have."""
+        missing = [n for n in names if getattr(self, n, None) is None]
+        if missing:
+            raise DataError(
+                f"{who} needs {', '.join(missing)} but {self.source} provides only {', '.join(self.fields)}"
+            )
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {f: getattr(self, f) for f in self.fields}
+
+    def _map(self, fn) -> Bars:
+        return replace(self, **{f: fn(getattr(self, f)) for f in self.fields})
+
+    def truncate(self, end: pd.Timestamp | str) -> Bars:
+        """Bars up to and including ``end``: what a model may see at time ``end``."""
+        return self._map(lambda df: df.loc[:end])
+
+    def slice(self, start: pd.Timestamp | str | None = None, end: pd.Timestamp | str | None = None) -> Bars:
+        return self._map(lambda df: df.loc[start:end])
+
+    def iloc(self, rows: slice) -> Bars:
+        return self._map(lambda df: df.iloc[rows])
+
+    def select(self, symbols: Sequence[str]) -> Bars:
+        unknown = [s for s in symbols if s not in self.close.columns]
+        if unknown:
+            import difflib
+
+            hints = []
+            for s in unknown:
+                close = difflib.get_close_matches(s, self.symbols, n=1)
+                hints.append(f"{s!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise DataError(f"{self.source}: unknown symbol(s) {', '.join(hints)}; available: {', '.join(self.symbols)}")
+        return self._map(lambda df: df[list(symbols)])
+
+
+def _fmt(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
+
+
+def validate(bars: Bars, max_gap: int = 3) -> Bars:
+    """Check the bars contract and return clean bars, or raise :class:`DataError` naming symbol and date.
+
+    Example::
+
+        clean = validate(Bars(close=frame, source="prices.csv"))
+    """
+    src = bars.source
+    frames = bars.frames()
+    close = frames["close"]
+    if close.empty or close.shape[1] == 0:
+        raise DataError(f"{src}: no data (empty result)")
+    idx = close.index
+    if not isinstance(idx, pd.DatetimeIndex):
+        try:
+            idx = pd.DatetimeIndex(pd.to_datetime(idx))
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{src}: the index is not made of dates ({exc})") from None
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    dup = idx[idx.duplicated()]
+    if len(dup):
+        raise DataError(f"{src}: duplicate date {_fmt(dup[0])} ({len(dup)} duplicate row(s))")
+    if not idx.is_monotonic_increasing:
+        pos = int(np.argmax(np.diff(idx.asi8) < 0)) + 1
+        raise DataError(f"{src}: dates are not sorted: {_fmt(idx[pos])} comes after {_fmt(idx[pos - 1])}")
+    cols = list(close.columns)
+    if len(set(map(str, cols))) != len(cols):
+        raise DataError(f"{src}: duplicate symbol columns")
+    clean: dict[str, pd.DataFrame] = {}
+    for name, df in frames.items():
+        if list(df.columns) != cols or len(df.index) != len(idx):
+            raise DataError(f"{src}: field {name!r} does not have the same dates and symbols as close")
+        df = df.copy()
+        df.index = idx
+        df.columns = [str(c) for c in cols]
+        try:
+            df = df.astype("float64")
+        except (ValueError, TypeError):
+            bad = df.apply(pd.to_numeric, errors="coerce").isna() & df.notna()
+            sym = bad.any().idxmax()
+            raise DataError(
+                f"{src}: {sym} {name} has a non-numeric value on {_fmt(bad[sym].idxmax())}"
+            ) from None
+        clean[name] = df
+    close = clean["close"]
+    for sym in close.columns:
+        _check_gaps(src, sym, close[sym], max_gap)
+    filled = {name: _ffill_gaps(name, df, close) for name, df in clean.items()}
+    fc = filled["close"]
+    for name in PRICE_FIELDS:
+        if name in filled:
+            _check_positive(src, name, filled[name])
+    if "volume" in filled:
+        neg = filled["volume"] < 0
+        if neg.to_numpy().any():
+            sym = neg.any().idxmax()
+            raise DataError(f"{src}: {sym} has negative volume on {_fmt(neg[sym].idxmax())}")
+    if "high" in filled and "low" in filled:
+        hi, lo = filled["high"], filled["low"]
+        bad = hi < lo
+        for other in ("open", "close"):
+            if other in filled:
+                bad |= (filled[other] > hi * (1 + 1e-9)) | (filled[other] < lo * (1 - 1e-9))
+        if bad.to_numpy().any():
+            sym = bad.any().idxmax()
+            day = bad[sym].idxmax()
+            raise DataError(
+                f"{src}: {sym} on {_fmt(day)}: high {hi.at[day, sym]:g} / low {lo.at[day, sym]:g} "
+                "do not bracket the bar (high < low, or open/close outside the range)"
+            )
+    for name in ("open", "high", "low", "close"):
+        if name in filled and name != "close":
+            # a field that is missing where close exists cannot be filled honestly
+            miss = filled[name].isna() & fc.notna()
+            if miss.to_numpy().any():
+                sym = miss.any().idxmax()
+                raise DataError(f"{src}: {sym} has close but no {name} on {_fmt(miss[sym].idxmax())}")
+    return replace(bars, **filled)
+
+
+def _check_gaps(src: str, sym: str, s: pd.Series, max_gap: int) -> None:
+    valid = s.notna().to_numpy()
+    if not valid.any():
+        raise DataError(f"{src}: {sym} has no prices at all")
+    first = int(np.argmax(valid))
+    inner = ~valid[first:]
+    if not inner.any():
+        return
+    # lengths of runs of missing values after the first valid price
+    padded = np.concatenate([[False], inner, [False]])
+    d = np.diff(padded.astype(np.int8))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    lengths = ends - starts
+    worst = int(np.argmax(lengths))
+    if lengths[worst] > max_gap:
+        a = s.index[first + starts[worst]]
+        b = s.index[first + ends[worst] - 1]
+        raise DataError(
+            f"{src}: {sym} has {lengths[worst]} missing bars in a row from {_fmt(a)} to {_fmt(b)} "
+            f"(at most {max_gap} are filled; raise max_gap or fix the data)"
+        )
+
+
+def _ffill_gaps(name: str, df: pd.DataFrame, close: pd.DataFrame) -> pd.DataFrame:
+    started = close.notna().cummax()
+    gap = close.isna() & started
+    if not gap.to_numpy().any():
+        return df
+    # a gap bar is a flat bar at the last close, with no volume
+    fill = 0.0 if name == "volume" else close.ffill()
+    return df.mask(gap, fill).where(started)
+
+
+def _check_positive(src: str, name: str, df: pd.DataFrame) -> None:
+    bad = df <= 0
+    if bad.to_numpy().any():
+        sym = bad.any().idxmax()
+        day = bad[sym].idxmax()
+        raise DataError(f"{src}: {sym} has a non-positive {name} ({df.at[day, sym]:g}) on {_fmt(day)}")
