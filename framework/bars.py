@@ -87,7 +87,8 @@ class Bars:
             for s in unknown:
                 close = difflib.get_close_matches(s, self.symbols, n=1)
                 hints.append(f"{s!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise DataError(f"{self.source}: unknown symbol(s) {', '.join(hints)}; available: {', '.join(self.symbols)}")
+            avail = ", ".join(self.symbols)
+            raise DataError(f"{self.source}: unknown symbol(s) {', '.join(hints)}; available: {avail}")
         return self._map(lambda df: df[list(symbols)])
 
 
