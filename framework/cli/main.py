@@ -1,2 +1,239 @@
-def main():
-    pass
+"""The ``qf`` command line. Every user error prints one line per problem and exits with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from qf.errors import QfError
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="qf: plugin-based backtesting and paper trading.")
+report_app = typer.Typer(no_args_is_help=True, help="Past runs: list them, compare them.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect what a data source returns.")
+app.add_typer(report_app, name="report")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a value: dotted.path=value (repeatable).")]
+
+
+def fail(exc: QfError) -> None:
+    for line in exc.problems:
+        err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _fmt_metric(key: str, v: float | int) -> str:
+    if key in ("cagr", "total_return", "max_drawdown", "volatility"):
+        return f"{v:.2%}"
+    if key in ("final_equity", "fees_paid"):
+        return f"{v:,.2f}"
+    if key == "turnover":
+        return f"{v:.2f}x/yr"
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:.3f}"
+
+
+SUMMARY = ("cagr", "sharpe", "sortino", "max_drawdown", "volatility", "turnover", "fees_paid", "n_orders",
+           "final_equity")
+
+
+def print_summary(title: str, metrics: dict) -> None:
+    table = Table(title=title, show_header=False)
+    for k in SUMMARY:
+        if k in metrics:
+            table.add_row(k, _fmt_metric(k, metrics[k]))
+    out.print(table)
+
+
+@app.command()
+def run(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (default reports/<name>/<run-id>).")
+    ] = None,
+    engine: Annotated[str | None, typer.Option(help="vectorbt or backtrader (overrides execution.engine).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run an experiment and write its report (a sweep when the file has a sweep: section)."""
+    from qf.config.loader import load_experiment
+    from qf.registry import get_registry
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    try:
+        overrides = list(set_ or [])
+        if engine is not None:
+            overrides.append(f"execution.engine={engine}")
+        exp = load_experiment(experiment, overrides)
+        if exp.spec.sweep is not None or exp.spec.walk_forward is not None:
+            from qf.research.run import run_research
+
+            run_research(exp, out_dir, console=out)
+            return
+        from qf.run import run_experiment
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True) as progress:
+            task = progress.add_task(f"{exp.name}: starting", total=None)
+            outcome = run_experiment(
+                exp, out_dir, step=lambda s: progress.update(task, description=f"{exp.name}: {s}"),
+                registry=get_registry(),
+            )
+    except QfError as exc:
+        fail(exc)
+        return
+    print_summary(f"{exp.name} ({exp.spec.execution.engine})", outcome.metrics)
+    out.print(f"report: {outcome.report_dir}")
+
+
+@app.command()
+def validate(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    set_: SetOpt = None,
+) -> None:
+    """Check an experiment without running it: schema, component names, every component's params."""
+    from qf.config.loader import load_experiment
+
+    try:
+        load_experiment(experiment, list(set_ or []))
+    except QfError as exc:
+        fail(exc)
+    out.print("ok")
+
+
+@app.command()
+def plugins() -> None:
+    """List every installed component by kind, with the plugin that provides it and its version."""
+    from qf.registry import KIND_LABELS, get_registry
+
+    try:
+        reg = get_registry()
+    except QfError as exc:
+        fail(exc)
+        return
+    table = Table(title="qf components")
+    for col in ("kind", "name", "plugin", "version", "class"):
+        table.add_column(col)
+    for r in reg.all():
+        table.add_row(KIND_LABELS[r.kind], r.name, r.provider, r.version, f"{r.cls.__module__}.{r.cls.__qualname__}")
+    out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of experiment files."""
+    from qf.config.schema import Experiment
+
+    out.print_json(json.dumps(Experiment.model_json_schema()))
+
+
+@data_app.command("show")
+def data_show(
+    source: Annotated[str, typer.Option(help="Data source name, e.g. sample, csv, parquet, yfinance.")] = "sample",
+    dataset: Annotated[str | None, typer.Option(help="Shortcut for --param dataset=NAME.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Source parameter key=value (repeatable).")] = None,
+) -> None:
+    """Print what a data source returns: symbols, date range, rows, missing values."""
+    import yaml
+    from qf.registry import get_registry
+
+    try:
+        reg = get_registry().get("data", source)
+        params: dict = {}
+        for p in param or []:
+            k, sep, v = p.partition("=")
+            if not sep:
+                raise QfError(f"--param {p}: expected key=value")
+            params[k] = yaml.safe_load(v)
+        if dataset is not None:
+            params["dataset"] = dataset
+        from pydantic import ValidationError
+
+        try:
+            comp = reg.cls(params)
+        except ValidationError as exc:
+            from qf.config.loader import Source, format_validation
+
+            lines = format_validation(exc, reg.cls.Params, Source("--param"), ("params",))
+            raise QfError(lines[0], lines) from None
+        bars = comp.load()
+    except QfError as exc:
+        fail(exc)
+        return
+    close = bars.close
+    table = Table(title=f"{bars.source}: {len(bars.symbols)} symbols, fields {', '.join(bars.fields)}")
+    for col in ("symbol", "first", "last", "rows", "missing", "last close"):
+        table.add_column(col)
+    for s in bars.symbols:
+        col = close[s]
+        valid = col.dropna()
+        table.add_row(s, str(valid.index[0].date()), str(valid.index[-1].date()), str(len(valid)),
+                      str(int(col.isna().sum())), f"{valid.iloc[-1]:.4g}")
+    out.print(table)
+    out.print(f"{len(close)} bars from {close.index[0].date()} to {close.index[-1].date()}")
+
+
+@report_app.command("list")
+def report_list(root: Annotated[Path, typer.Option(help="Reports folder.")] = Path("reports")) -> None:
+    """Past runs with their key metrics, newest first."""
+    from qf.report.index import COLUMNS, fmt, scan
+
+    entries = scan(root)
+    if not entries:
+        out.print(f"no runs in {root}")
+        return
+    table = Table(title=f"runs in {root}")
+    for col in ("created", "experiment", "run", "engine", "kind", *[label for _, label, _ in COLUMNS]):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e.created, e.experiment, e.run_id, e.engine, e.kind,
+                      *[fmt(e.metrics, k, p) for k, _, p in COLUMNS])
+    out.print(table)
+
+
+@report_app.command("compare")
+def report_compare(runs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")]) -> None:
+    """Put runs side by side (e.g. a backtest and a paper run)."""
+    try:
+        loaded = []
+        for r in runs:
+            m = r / "metrics.json"
+            if not m.is_file():
+                raise QfError(f"{r}: not a run folder (no metrics.json)")
+            loaded.append((r, json.loads(m.read_text())))
+    except QfError as exc:
+        fail(exc)
+        return
+    table = Table(title="comparison")
+    table.add_column("metric")
+    for r, _ in loaded:
+        table.add_column(f"{r.parent.name}/{r.name}")
+    keys = [k for k in SUMMARY if any(k in m for _, m in loaded)]
+    for k in keys:
+        table.add_row(k, *[_fmt_metric(k, m[k]) if k in m else "" for _, m in loaded])
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except QfError as exc:  # raised outside a command's own handler
+        for line in exc.problems:
+            err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

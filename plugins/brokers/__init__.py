@@ -1,0 +1,9 @@
+"""Built-in brokers."""
+
+from qf import hookimpl
+from qf_plugins.brokers.sim import SimBroker
+
+
+@hookimpl
+def qf_brokers():
+    return [SimBroker]

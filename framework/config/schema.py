@@ -1,0 +1,150 @@
+"""The experiment file's schema (pydantic v2, unknown fields are errors).
+
+Component sections (``data``, ``signal``, ``sizer``, ``risk[]``, ``broker``) only carry ``type`` and raw
+``params`` here; each component's own ``Params`` model validates them once the type is resolved (see
+:mod:`qf.config.loader`). ``qf schema`` prints the JSON Schema of :class:`Experiment`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(Strict):
+    """``{type: <name | module:Class | file.py:Class>, params: {...}}``."""
+
+    type: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BenchmarkSpec(Strict):
+    """The tear sheet's benchmark: a symbol of the experiment's data, or another data source.
+
+    ``{symbol: AAPL}`` or ``{type: sample, params: {dataset: sp500_index}}`` (its first symbol).
+    """
+
+    type: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    symbol: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BenchmarkSpec:
+        if self.type is None and self.symbol is None:
+            raise ValueError("give a symbol of the data, or a data source type")
+        return self
+
+
+class RebalanceSpec(Strict):
+    """When targets are recomputed: ``{every: 5}`` bars, or ``{freq: weekly | month_end | ...}``."""
+
+    freq: Literal["daily", "weekly", "month_end", "quarter_end"] | None = None
+    every: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RebalanceSpec:
+        if (self.freq is None) == (self.every is None):
+            raise ValueError("give exactly one of 'freq' or 'every'")
+        return self
+
+
+class ExecutorSpec(Strict):
+    """Where sweeps run: ``local`` (process pool over all cores) or ``ray``."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str = "local"
+    n_jobs: int | None = Field(default=None, ge=1)
+
+
+class ExecutionSpec(Strict):
+    """How targets become fills; every convention is explicit.
+
+    ``fill``: ``next_open`` decides at the close of t and fills at the open of t+1 (needs open prices);
+    ``next_close`` fills at the close of t+1 (for close-only data); ``close`` fills at the close of t,
+    the bar the decision was made on.
+    """
+
+    engine: Literal["vectorbt", "backtrader"] = "vectorbt"
+    fill: Literal["next_open", "next_close", "close"] = "next_open"
+    fees: float = Field(default=0.0, ge=0, lt=0.1, description="fraction of traded value")
+    fixed_fees: float = Field(default=0.0, ge=0, description="per order, in cash")
+    slippage: float = Field(default=0.0, ge=0, lt=0.1, description="fraction of price, against the trade")
+    initial_cash: float = Field(default=100_000.0, gt=0)
+    fractional: bool = True
+    min_order_value: float = Field(default=0.0, ge=0)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+
+class RangeSpec(Strict):
+    """``{range: [start, stop, step]}``, inclusive of ``stop`` when the step lands on it."""
+
+    range: tuple[float, float, float]
+
+
+class SweepSpec(Strict):
+    """Parameter sweep: dotted paths to value lists or ranges, constraints, and the ranking metric."""
+
+    params: dict[str, list[Any] | RangeSpec]
+    constraints: list[str] = Field(default_factory=list)
+    metric: str = "sharpe"
+    top: int = Field(default=10, ge=1)
+
+    @field_validator("params")
+    @classmethod
+    def _not_empty(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("list at least one parameter to sweep")
+        return v
+
+
+class WalkForwardSpec(Strict):
+    """Walk-forward windows, in bars. Parameters are chosen on each train window only."""
+
+    train: int = Field(gt=1)
+    test: int = Field(gt=0)
+    step: int | None = Field(default=None, gt=0)
+    anchored: bool = False
+    purge: int = Field(default=0, ge=0)
+    embargo: int = Field(default=0, ge=0)
+    metric: str = "sharpe"
+
+
+class ReportSpec(Strict):
+    """Where and what to write. ``dir`` is relative to the working directory."""
+
+    dir: str = "reports"
+    tearsheet: bool = True
+    title: str | None = None
+
+
+class Experiment(Strict):
+    """One experiment file.
+
+    Example::
+
+        name: sma_spx
+        data: {type: sample, params: {dataset: arch_sp500}}
+        signal: {type: sma_cross, params: {fast: 20, slow: 100}}
+        sizer: {type: equal}
+        rebalance: {freq: daily}
+        execution: {fill: next_open, fees: 0.0005}
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    data: ComponentSpec
+    benchmark: BenchmarkSpec | None = None
+    signal: ComponentSpec
+    sizer: ComponentSpec
+    risk: list[ComponentSpec] = Field(default_factory=list)
+    rebalance: RebalanceSpec = Field(default_factory=lambda: RebalanceSpec(freq="daily"))
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    broker: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="sim"))
+    sweep: SweepSpec | None = None
+    walk_forward: WalkForwardSpec | None = None
+    report: ReportSpec = Field(default_factory=ReportSpec)

@@ -1,0 +1,90 @@
+"""The pipeline both engines share: bars -> signal -> weights -> risk-adjusted targets.
+
+:func:`compute_targets` runs it over a whole history (what a backtest uses); :func:`targets_at` runs it
+on a trailing window for one decision date (what live trading uses). A test holds the two to the same
+answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from qf.bars import Bars
+from qf.config.loader import LoadedExperiment
+from qf.engines.risk import RiskConfig, merge
+from qf.errors import QfError
+from qf.rebalance import rebalance_dates
+
+
+@dataclass
+class Targets:
+    """What the pipeline produced: the signal, the sizer's weights and the final target weights."""
+
+    signal: pd.DataFrame
+    weights: pd.DataFrame
+    targets: pd.DataFrame
+    risk: RiskConfig
+
+
+def risk_config(exp: LoadedExperiment) -> RiskConfig:
+    """The merged settings of every stateful rule of the experiment."""
+    configs = []
+    for rule in exp.risk:
+        if rule.stateful:
+            cfg = RiskConfig()
+            rule.configure(cfg)
+            configs.append(cfg)
+    return merge(configs)
+
+
+def _check_frame(df: pd.DataFrame, bars: Bars, who: str, index: pd.DatetimeIndex) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise QfError(f"{who} returned {type(df).__name__}, expected a DataFrame")
+    if not df.index.equals(index) or list(df.columns) != bars.symbols:
+        raise QfError(f"{who} returned a frame whose dates or symbols differ from its input")
+    return df
+
+
+def compute_signal(exp: LoadedExperiment, bars: Bars) -> pd.DataFrame:
+    model = exp.signal
+    bars.require(model.fields, who=f"signal {model.name!r}")
+    sig = _check_frame(model.compute(bars), bars, f"signal {model.name!r}", bars.index)
+    vals = sig.to_numpy(dtype=float)
+    finite = vals[np.isfinite(vals)]
+    if finite.size and (finite.min() < -1 - 1e-12 or finite.max() > 1 + 1e-12):
+        raise QfError(f"signal {model.name!r} produced scores outside [-1, 1] "
+                      f"(min {finite.min():g}, max {finite.max():g})")
+    return sig.astype(float)
+
+
+def apply_weights(exp: LoadedExperiment, signal: pd.DataFrame, bars: Bars,
+                  dates: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame]:
+    sizer = exp.sizer
+    weights = _check_frame(sizer.size(signal, bars, dates), bars, f"sizer {sizer.name!r}", dates).astype(float)
+    targets = weights
+    for rule in exp.risk:
+        if not rule.stateful:
+            targets = _check_frame(rule.apply(targets, bars), bars, f"risk rule {rule.name!r}", dates).astype(float)
+    bad = ~np.isfinite(targets.to_numpy())
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise QfError(f"target weight for {targets.columns[c]} on {targets.index[r]:%Y-%m-%d} is not a number")
+    return weights, targets
+
+
+def compute_targets(exp: LoadedExperiment, bars: Bars) -> Targets:
+    """Run the pipeline over the full history; targets are indexed by the rebalance dates."""
+    dates = rebalance_dates(bars.index, exp.spec.rebalance)
+    signal = compute_signal(exp, bars)
+    weights, targets = apply_weights(exp, signal, bars, dates)
+    return Targets(signal, weights, targets, risk_config(exp))
+
+
+def targets_at(exp: LoadedExperiment, bars: Bars, date: pd.Timestamp) -> pd.Series:
+    """Targets for one decision ``date`` computed from the bars up to it only (the live path)."""
+    window = bars.truncate(date)
+    signal = compute_signal(exp, window)
+    _, targets = apply_weights(exp, signal, window, pd.DatetimeIndex([date]))
+    return targets.iloc[0]

@@ -1,0 +1,148 @@
+"""One backtest run end to end: load, pipeline, engine, metrics, report.
+
+Example::
+
+    exp = load_experiment("experiments/hrp_swing.yaml")
+    outcome = run_experiment(exp)
+    outcome.metrics["sharpe"], outcome.report_dir
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from qf.bars import Bars
+from qf.config.loader import LoadedExperiment
+from qf.engines.result import EngineResult
+from qf.errors import QfError
+from qf.pipeline import Targets, compute_targets
+from qf.report import writer
+from qf.report.index import write_index
+from qf.report.metrics import compute_metrics, returns_of
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    experiment: LoadedExperiment
+    bars: Bars
+    targets: Targets
+    result: EngineResult
+    metrics: dict
+    report_dir: Path | None
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def run_engine(exp: LoadedExperiment, bars: Bars, targets: Targets, engine: str) -> EngineResult:
+    if engine == "vectorbt":
+        from qf.engines.vbt import run_vectorbt
+
+        return run_vectorbt(bars, targets.targets, targets.risk, exp.spec.execution)
+    if engine == "backtrader":
+        try:
+            from qf.engines.bt import run_backtrader
+        except ImportError as exc:  # pragma: no cover - the module ships with qf
+            raise QfError(f"the backtrader engine is not available: {exc}") from None
+        return run_backtrader(bars, targets.targets, targets.risk, exp.spec.execution, broker=exp.broker)
+    raise QfError(f"unknown engine {engine!r}; use vectorbt or backtrader")
+
+
+def benchmark_returns(exp: LoadedExperiment, bars: Bars) -> pd.Series:
+    """Daily returns of the experiment's benchmark, or of the equal-weight universe when none is set."""
+    spec = exp.spec.benchmark
+    if spec is None:
+        rets = bars.close.pct_change(fill_method=None).mean(axis=1).fillna(0.0)
+        rets.name = "Universe (equal weight)"
+        return rets
+    if exp.benchmark_source is not None:
+        bb = exp.benchmark_source.load()
+        symbol = spec.symbol or bb.symbols[0]
+        if symbol not in bb.symbols:
+            raise QfError(f"benchmark.symbol: {symbol!r} is not in the benchmark data ({', '.join(bb.symbols)})")
+        close = bb.close[symbol]
+    else:
+        assert spec.symbol is not None
+        if spec.symbol not in bars.symbols:
+            raise QfError(f"benchmark.symbol: {spec.symbol!r} is not a symbol of the data "
+                          f"({', '.join(bars.symbols)})")
+        close = bars.close[spec.symbol]
+    close = close.reindex(bars.index).ffill()
+    rets = close.pct_change(fill_method=None).fillna(0.0)
+    rets.name = spec.symbol or close.name or "Benchmark"
+    return rets
+
+
+def default_report_dir(exp: LoadedExperiment, run_id: str) -> Path:
+    return Path(exp.spec.report.dir) / exp.name / run_id
+
+
+def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: str, engine: str,
+                 kind: str = "backtest", extra_files: Callable[[Path], None] | None = None) -> Path:
+    """Write every report file into ``out`` atomically and refresh the reports index."""
+    res = outcome.result
+    with writer.atomic_dir(out) as tmp:
+        writer.write_json(tmp / "metrics.json", outcome.metrics)
+        res.equity.to_frame("equity").to_parquet(tmp / "equity.parquet")
+        res.orders.to_csv(tmp / "orders.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
+        res.events.to_csv(tmp / "risk_events.csv", index=False)
+        outcome.targets.targets.to_parquet(tmp / "weights.parquet")
+        writer.write_yaml(tmp / "config.yaml", exp.redacted())
+        cfg = exp.redacted()
+        writer.write_json(tmp / "manifest.json", {
+            "experiment": exp.name,
+            "run_id": run_id,
+            "kind": kind,
+            "engine": engine,
+            "created": pd.Timestamp.now("UTC").strftime("%Y-%m-%d %H:%M:%S"),
+            "config_file": str(exp.path) if exp.path else None,
+            "config_hash": writer.config_hash(cfg),
+            "data_hash": writer.data_hash(outcome.bars.frames()),
+            "data": {"source": outcome.bars.source, "symbols": outcome.bars.symbols,
+                     "start": str(outcome.bars.index[0].date()), "end": str(outcome.bars.index[-1].date()),
+                     "bars": len(outcome.bars.index), "fields": list(outcome.bars.fields)},
+            "git_commit": writer.git_commit(exp.path.parent if exp.path else None),
+            "versions": writer.versions(),
+        })
+        if exp.spec.report.tearsheet:
+            from qf.report.tearsheet import write_tearsheet
+
+            title = exp.spec.report.title or f"{exp.name} ({engine}, {kind})"
+            write_tearsheet(returns_of(res.equity), benchmark_returns(exp, outcome.bars), tmp / "tearsheet.html",
+                            title)
+        if extra_files is not None:
+            extra_files(tmp)
+    root = Path(exp.spec.report.dir).resolve()
+    if out.resolve().is_relative_to(root):
+        write_index(root)
+    return out
+
+
+def run_experiment(exp: LoadedExperiment, out: Path | None = None, engine: str | None = None,
+                   step: Step = _noop, write: bool = True, registry=None) -> RunOutcome:
+    """Run ``exp`` once and (unless ``write=False``) write its report folder."""
+    engine = engine or exp.spec.execution.engine
+    if registry is not None:
+        registry.call_before_run(exp)
+    step("loading data")
+    bars = exp.data.load()
+    step("computing signals and targets")
+    targets = compute_targets(exp, bars)
+    step(f"simulating ({engine})")
+    result = run_engine(exp, bars, targets, engine)
+    metrics = compute_metrics(result, exp.spec.execution.initial_cash)
+    outcome = RunOutcome(exp, bars, targets, result, metrics, None)
+    if write:
+        step("writing report")
+        run_id = writer.new_run_id()
+        out = Path(out) if out is not None else default_report_dir(exp, run_id)
+        outcome.report_dir = write_report(exp, outcome, out, out.name, engine)
+    if registry is not None:
+        registry.call_after_run(exp, outcome, outcome.report_dir)
+    return outcome
