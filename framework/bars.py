@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+
 from qf.errors import DataError
 
 PRICE_FIELDS = ("open", "high", "low", "close")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.engines.risk import RiskConfig, merge

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from qf.config.schema import RebalanceSpec
 
 _PERIODS = {"weekly": "W", "month_end": "M", "quarter_end": "Q"}

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+
 from qf import hookspecs
 from qf.components import KINDS, Component
 from qf.errors import PluginError, QfError

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.engines.result import EngineResult

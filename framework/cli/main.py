@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from qf.errors import QfError
 from rich.console import Console
 from rich.table import Table
+
+from qf.errors import QfError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="qf: plugin-based backtesting and paper trading.")
@@ -65,9 +66,10 @@ def run(
     set_: SetOpt = None,
 ) -> None:
     """Run an experiment and write its report (a sweep when the file has a sweep: section)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from qf.config.loader import load_experiment
     from qf.registry import get_registry
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     try:
         overrides = list(set_ or [])
@@ -144,6 +146,7 @@ def data_show(
 ) -> None:
     """Print what a data source returns: symbols, date range, rows, missing values."""
     import yaml
+
     from qf.registry import get_registry
 
     try:

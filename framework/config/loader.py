@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
 from qf.components import Broker, DataSource, RiskRule, SignalModel, Sizer
 from qf.config.schema import ComponentSpec, Experiment
 from qf.errors import ConfigError, QfError

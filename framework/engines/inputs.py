@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.risk import RiskConfig, trailing_vol

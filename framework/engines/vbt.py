@@ -12,6 +12,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 import pandas as pd
+from vectorbt.portfolio.nb import order_nb
+from vectorbt.portfolio.nb import order_nothing_nb as order_nothing
+
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.inputs import SimInputs, build_inputs
@@ -19,8 +22,6 @@ from qf.engines.orders import plan_orders_nb, update_avg_price_nb
 from qf.engines.result import ORDER_COLUMNS, EngineResult
 from qf.engines.risk import RiskConfig, new_state, risk_step_nb
 from qf.errors import QfError
-from vectorbt.portfolio.nb import order_nb
-from vectorbt.portfolio.nb import order_nothing_nb as order_nothing
 
 EVENT_FLATTEN, EVENT_STOP = 1, 2
 

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pandas as pd
+
 from qf.engines.result import EngineResult
 
 PERIODS = 252

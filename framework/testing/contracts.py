@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from qf.bars import Bars, validate
 
 TOL = 1e-9
