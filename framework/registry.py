@@ -42,6 +42,7 @@ HOOKS: dict[str, str] = {
     "risk": "qf_risk_rules",
     "broker": "qf_brokers",
 }
+HOOK_NAMES = [*HOOKS.values(), "qf_before_run", "qf_after_run"]
 KIND_LABELS = {
     "data": "data source",
     "signal": "signal model",
@@ -96,8 +97,18 @@ def load_entry_points(pm: pluggy.PluginManager) -> None:
         except Exception as exc:  # a broken third-party plugin must name itself, not crash qf
             raise PluginError(f"plugin {ep.name!r} ({dist}) failed to import: {type(exc).__name__}: {exc}") from exc
         pm.register(plugin, name=ep.name)
-        pm._qf_versions = getattr(pm, "_qf_versions", {})  # type: ignore[attr-defined]
-        pm._qf_versions[ep.name] = ep.dist.version if ep.dist else "?"  # type: ignore[attr-defined]
+        _record(pm, ep.name, ep.dist.version if ep.dist else "?")
+
+
+def _record(pm: pluggy.PluginManager, name: str, version: str) -> None:
+    loaded(pm)[name] = version
+
+
+def loaded(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Plugins registered by qf on ``pm``, in load order, with their versions."""
+    if not hasattr(pm, "_qf_loaded"):
+        pm._qf_loaded = {}  # type: ignore[attr-defined]
+    return pm._qf_loaded  # type: ignore[attr-defined]
 
 
 def register_builtins(pm: pluggy.PluginManager) -> None:
@@ -109,8 +120,7 @@ def register_builtins(pm: pluggy.PluginManager) -> None:
         name = f"qf_{name}"
         if pm.get_plugin(name) is None:
             pm.register(importlib.import_module(mod), name=name)
-            pm._qf_versions = getattr(pm, "_qf_versions", {})  # type: ignore[attr-defined]
-            pm._qf_versions[name] = __version__  # type: ignore[attr-defined]
+            _record(pm, name, __version__)
 
 
 def check(pm: pluggy.PluginManager) -> None:
@@ -118,7 +128,12 @@ def check(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name or exc.plugin!r}: {exc}") from None
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        hook = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+        known = ", ".join(HOOK_NAMES)
+        hint = difflib.get_close_matches(hook, HOOK_NAMES, n=1)
+        did = f"; did you mean {hint[0]!r}?" if hint else f" (qf's hooks: {known})"
+        raise PluginError(f"plugin {name!r} implements unknown hook {hook!r}{did}") from None
 
 
 class Registry:
@@ -134,13 +149,15 @@ class Registry:
         check(pm)
         self.pm = pm
         self._by_kind: dict[str, dict[str, Registration]] = {k: {} for k in HOOKS}
-        versions: dict[str, str] = getattr(pm, "_qf_versions", {})
+        versions = loaded(pm)
         for kind, hook_name in HOOKS.items():
             hook = getattr(pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 provider = pm.get_name(impl.plugin) or repr(impl.plugin)
-                result = impl.function()
-                for cls in _as_classes(result, provider, hook_name):
+                classes = _as_classes(impl.function(), provider, hook_name)
+                if os.environ.get("QF_TRACE"):
+                    sys.stderr.write(f"qf trace: {hook_name} of {provider}: {[c.__name__ for c in classes]}\n")
+                for cls in classes:
                     self._add(kind, cls, provider, versions.get(provider, "local"))
 
     def _add(self, kind: str, cls: type[Component], provider: str, version: str) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from qf.errors import QfError
@@ -28,7 +29,7 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a valu
 
 def fail(exc: QfError) -> None:
     for line in exc.problems:
-        err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -231,7 +232,7 @@ def main() -> None:
         app()
     except QfError as exc:  # raised outside a command's own handler
         for line in exc.problems:
-            err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

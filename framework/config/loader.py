@@ -107,6 +107,9 @@ def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Source]:
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         detail = f"{context}, {problem}" if context else problem
+        cmark = getattr(exc, "context_mark", None)
+        if cmark is not None and mark is not None and cmark.line != mark.line:
+            detail += f" (the construct started on line {cmark.line + 1})"
         raise ConfigError(f"{file}:{line}: YAML syntax error: {detail}") from None
     if node is None or data is None:
         raise ConfigError(f"{file}:1: the file is empty; an experiment needs at least name, data, signal, sizer")
