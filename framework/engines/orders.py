@@ -3,7 +3,7 @@
 Both engines call :func:`plan_orders_nb` with the same inputs, so they send the same orders. Sizes are
 computed from the fill price (not the decision price), buys are scaled down together when fees and
 slippage would make them unaffordable, integer mode truncates toward zero, and orders below the
-minimum value are skipped unless they close a position.
+minimum value (or below a billionth of the portfolio) are skipped unless they close a position.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def plan_orders_nb(
         if abs(delta) < 1e-12 * max(1.0, abs(position[k])):
             continue
         closing = goal == 0.0 and position[k] != 0.0
-        if not closing and abs(delta) * p < min_value:
+        # below a billionth of the portfolio an order is numerical dust (e.g. the cash a fully
+        # invested position keeps because buys are scaled a hair under what is affordable)
+        if not closing and (abs(delta) * p < min_value or abs(delta) * p <= 1e-9 * abs(value)):
             continue
         out[k] = delta
     # cash after the sells, then what the buys would cost
