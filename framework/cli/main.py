@@ -21,8 +21,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect what a data source re
 app.add_typer(report_app, name="report")
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+# piped output gets room for the run tables instead of rich's 80-column default
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a value: dotted.path=value (repeatable).")]
 
