@@ -94,6 +94,8 @@ class Bars:
 
 
 def _fmt(ts: pd.Timestamp) -> str:
+    if pd.isna(ts):
+        return "NaT"
     return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
 
 
@@ -115,8 +117,12 @@ def validate(bars: Bars, max_gap: int = 3) -> Bars:
             idx = pd.DatetimeIndex(pd.to_datetime(idx))
         except (ValueError, TypeError) as exc:
             raise DataError(f"{src}: the index is not made of dates ({exc})") from None
+    if idx.hasnans:
+        raise DataError(f"{src}: missing date (NaT) in row {int(np.argmax(idx.isna())) + 1} of the index")
     if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
+        # daily bars stamped at local midnight keep their calendar dates; intraday bars go to UTC
+        local = idx.tz_localize(None)
+        idx = local if (local == local.normalize()).all() else idx.tz_convert("UTC").tz_localize(None)
     dup = idx[idx.duplicated()]
     if len(dup):
         raise DataError(f"{src}: duplicate date {_fmt(dup[0])} ({len(dup)} duplicate row(s))")
@@ -128,7 +134,7 @@ def validate(bars: Bars, max_gap: int = 3) -> Bars:
         raise DataError(f"{src}: duplicate symbol columns")
     clean: dict[str, pd.DataFrame] = {}
     for name, df in frames.items():
-        if list(df.columns) != cols or len(df.index) != len(idx):
+        if list(df.columns) != cols or not df.index.equals(close.index):
             raise DataError(f"{src}: field {name!r} does not have the same dates and symbols as close")
         df = df.copy()
         df.index = idx
@@ -168,8 +174,8 @@ def validate(bars: Bars, max_gap: int = 3) -> Bars:
                 f"{src}: {sym} on {_fmt(day)}: high {hi.at[day, sym]:g} / low {lo.at[day, sym]:g} "
                 "do not bracket the bar (high < low, or open/close outside the range)"
             )
-    for name in ("open", "high", "low", "close"):
-        if name in filled and name != "close":
+    for name in ("open", "high", "low", "volume"):
+        if name in filled:
             # a field that is missing where close exists cannot be filled honestly
             miss = filled[name].isna() & fc.notna()
             if miss.to_numpy().any():
@@ -212,8 +218,9 @@ def _ffill_gaps(name: str, df: pd.DataFrame, close: pd.DataFrame) -> pd.DataFram
 
 
 def _check_positive(src: str, name: str, df: pd.DataFrame) -> None:
-    bad = df <= 0
+    bad = (df <= 0) | np.isinf(df)
     if bad.to_numpy().any():
         sym = bad.any().idxmax()
         day = bad[sym].idxmax()
-        raise DataError(f"{src}: {sym} has a non-positive {name} ({df.at[day, sym]:g}) on {_fmt(day)}")
+        what = "an infinite" if np.isinf(df.at[day, sym]) else "a non-positive"
+        raise DataError(f"{src}: {sym} has {what} {name} ({df.at[day, sym]:g}) on {_fmt(day)}")
