@@ -155,8 +155,8 @@ def _assert_row_equal(full: pd.Series, part: pd.Series, who: str, when: Any, tol
     if bad.any():
         k = int(np.argmax(bad))
         raise AssertionError(
-            f"{who} looks ahead: on {_fmt_date(when)} {full.index[k]} is {b[k]!r} with data up to "
-            f"{_fmt_date(when)} but {a[k]!r} with the full history ({int(bad.sum())} symbol(s) differ)"
+            f"{who} looks ahead: on {_fmt_date(when)} {full.index[k]} is {float(b[k])!r} with data up to "
+            f"{_fmt_date(when)} but {float(a[k])!r} with the full history ({int(bad.sum())} symbol(s) differ)"
         )
 
 
@@ -179,7 +179,7 @@ def assert_signal_valid(model: Any, bars: Bars) -> pd.DataFrame:
     if out.any():
         r, c = np.argwhere(out)[0]
         raise AssertionError(
-            f"{who}: signal {values[r, c]!r} on {_fmt_date(signal.index[r])} for {signal.columns[c]} "
+            f"{who}: signal {float(values[r, c])!r} on {_fmt_date(signal.index[r])} for {signal.columns[c]} "
             "is outside [-1, 1]"
         )
     close = bars.close.to_numpy(dtype=float)
@@ -188,7 +188,7 @@ def assert_signal_valid(model: Any, bars: Bars) -> pd.DataFrame:
         r, c = np.argwhere(garbage)[0]
         raise AssertionError(
             f"{who}: {signal.columns[c]} has no close on {_fmt_date(signal.index[r])} (not listed yet) "
-            f"but its signal is {values[r, c]!r}; it must be NaN or 0"
+            f"but its signal is {float(values[r, c])!r}; it must be NaN or 0"
         )
     warmup = int(getattr(model, "warmup", 0))
     listed = ~np.isnan(close)
@@ -270,7 +270,7 @@ def assert_weights_valid(weights: pd.DataFrame, dates: pd.DatetimeIndex, symbols
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise AssertionError(
-            f"weights: {weights.columns[c]} on {_fmt_date(weights.index[r])} is {values[r, c]!r}; "
+            f"weights: {weights.columns[c]} on {_fmt_date(weights.index[r])} is {float(values[r, c])!r}; "
             "every weight must be finite (0 for no position)"
         )
 
@@ -295,6 +295,6 @@ def assert_risk_rule_idempotent(rule: Any, weights: pd.DataFrame, bars: Bars, to
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise AssertionError(
-            f"{who} is not idempotent: on {_fmt_date(once.index[r])} {once.columns[c]} is {a[r, c]!r} after one "
-            f"pass and {b[r, c]!r} after two"
+            f"{who} is not idempotent: on {_fmt_date(once.index[r])} {once.columns[c]} is {float(a[r, c])!r} after one "
+            f"pass and {float(b[r, c])!r} after two"
         )
