@@ -1,0 +1,265 @@
+"""Sweeps and walk-forward runs driven by an experiment's ``sweep:`` / ``walk_forward:`` sections.
+
+A sweep evaluates every combination of the swept parameters through the same pipeline and engine as a
+single run (each combination is a full experiment: its params are validated by the component's own
+model), in chunks on the configured executor. It writes ``sweep.parquet`` (params + metrics per
+combination), ``sweep.html`` (a heatmap for two parameters, parallel coordinates beyond), reports the
+best combination with its probabilistic and deflated Sharpe ratios (the number of trials is known), and
+writes the full report of that combination next to them.
+
+Walk-forward chooses parameters by sweeping each train window only, runs the test window out of
+sample, and stitches the test windows into one equity curve.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from qf.bars import Bars
+from qf.config.loader import LoadedExperiment, Source, build, set_paths
+from qf.config.schema import RangeSpec
+from qf.engines.result import EngineResult
+from qf.errors import ConfigError, QfError
+from qf.pipeline import compute_targets
+from qf.report import writer
+from qf.report.metrics import compute_metrics, returns_of
+from qf.research.grid import expand_grid
+from qf.research.stats import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sharpe_stats
+
+# metrics where smaller is better; every other metric is maximised
+LOWER_IS_BETTER = {"volatility", "turnover", "fees_paid", "n_orders"}
+METRICS = ("sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "turnover", "fees_paid",
+           "n_orders", "final_equity")
+
+
+def grid_of(exp: LoadedExperiment) -> pd.DataFrame:
+    """The combinations of the experiment's sweep section (after constraints)."""
+    sweep = exp.spec.sweep
+    assert sweep is not None
+    spec = {k: ({"range": list(v.range)} if isinstance(v, RangeSpec) else v) for k, v in sweep.params.items()}
+    try:
+        grid = expand_grid(spec, sweep.constraints)
+    except ValueError as exc:
+        raise QfError(f"{exp.path}: sweep: {exc}") from None
+    for col in grid.columns:  # ranges give floats; keep integers integral so int params validate
+        vals = grid[col]
+        if vals.dtype.kind == "f" and np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)):
+            grid[col] = vals.astype(np.int64)
+    return grid
+
+
+def _python(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def combo_experiment(raw: dict[str, Any], path: Path | None, combo: dict[str, Any]) -> LoadedExperiment:
+    """The experiment with one combination's values set; raises a ConfigError naming the combination."""
+    values = {k: _python(v) for k, v in combo.items()}
+    doc = set_paths(raw, values)
+    doc.pop("sweep", None)
+    doc.pop("walk_forward", None)
+    try:
+        return build(doc, Source(str(path) if path else "sweep"), path)
+    except ConfigError as exc:
+        label = ", ".join(f"{k}={v}" for k, v in values.items())
+        raise ConfigError(f"sweep combination {label}: {exc.problems[0]}", exc.problems) from None
+
+
+def _simulate(exp: LoadedExperiment, bars: Bars, trade_from: int = 0) -> tuple[EngineResult, dict]:
+    from qf.engines.vbt import run_vectorbt
+
+    targets = compute_targets(exp, bars)
+    t = targets.targets
+    if trade_from:
+        t = t.loc[t.index >= bars.index[trade_from]]
+        bars = bars.iloc(slice(trade_from, None))
+    result = run_vectorbt(bars, t, targets.risk, exp.spec.execution)
+    result.extra["targets"] = t
+    result.extra.pop("portfolio", None)  # large, and not needed once metrics are computed
+    return result, compute_metrics(result, exp.spec.execution.initial_cash)
+
+
+@dataclass
+class ComboTask:
+    raw: dict[str, Any]
+    path: Path | None
+    bars: Bars
+    combos: list[dict[str, Any]]
+    trade_from: int = 0
+
+
+def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
+    """Metrics of each combination in a chunk (runs in a worker process)."""
+    rows = []
+    for combo in task.combos:
+        exp = combo_experiment(task.raw, task.path, combo)
+        _, m = _simulate(exp, task.bars, task.trade_from)
+        rows.append({k: m[k] for k in METRICS})
+    return rows
+
+
+def _executor(exp: LoadedExperiment, n_tasks: int):
+    spec = exp.spec.execution.executor
+    if spec.kind == "ray":
+        from qf.research.executors import RayExecutor
+
+        try:
+            return RayExecutor(spec.address, num_cpus=spec.n_jobs)
+        except ImportError as exc:
+            raise QfError(f"execution.executor.kind: ray is not installed ({exc}); pip install 'qf[ray]'") from None
+    from qf.research.executors import LocalExecutor
+
+    # every worker compiles the simulation once (seconds), so small sweeps stay in-process
+    n = spec.n_jobs or (os.cpu_count() or 1)
+    return LocalExecutor(n_jobs=1 if n_tasks < 40 else n, mp_context="forkserver")
+
+
+def _call_chunk(chunk: ComboTask) -> list[dict[str, Any]]:
+    return evaluate_chunk(chunk)
+
+
+def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_from: int = 0,
+                  progress=None) -> pd.DataFrame:
+    """Params + metrics for every row of ``grid``, in grid order."""
+    combos = grid.to_dict("records")
+    # fail fast, in this process, on a combination whose params do not validate
+    for combo in combos:
+        combo_experiment(exp.raw, exp.path, combo)
+    ex = _executor(exp, len(combos))
+    n_chunks = max(1, min(len(combos), ex.n_workers * 4))
+    parts = [combos[i::n_chunks] for i in range(n_chunks)]
+    tasks = [ComboTask(exp.raw, exp.path, bars, part, trade_from) for part in parts]
+    try:
+        results = ex.map(_call_chunk, tasks)
+    finally:
+        ex.close()
+    rows: list[dict | None] = [None] * len(combos)
+    for i, part in enumerate(results):
+        for j, row in enumerate(part):
+            rows[i + j * n_chunks] = row
+    table = pd.concat([grid.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    return table
+
+
+def rank(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    if metric not in table.columns:
+        raise QfError(f"sweep.metric: {metric!r} is not a metric; use one of {', '.join(METRICS)}")
+    asc = metric in LOWER_IS_BETTER
+    return table.sort_values(metric, ascending=asc, kind="mergesort", na_position="last")
+
+
+def sharpe_inference(returns: pd.Series, trial_sharpes: np.ndarray, n_trials: int) -> dict[str, float]:
+    """PSR (against 0) and DSR (against the expected best of ``n_trials``) of the chosen run."""
+    try:
+        st = sharpe_stats(returns.to_numpy())
+    except ValueError:  # a run that never trades has no return distribution to test
+        return {"n_trials": n_trials, "psr": float("nan"), "dsr": float("nan")}
+    out = {"n_trials": n_trials, "sharpe_per_bar": st.sharpe, "skew": st.skew, "kurtosis": st.kurtosis,
+           "n_obs": st.n_obs}
+    out["psr"] = probabilistic_sharpe_ratio(st.sharpe, st.n_obs, 0.0, st.skew, st.kurtosis)
+    finite = trial_sharpes[np.isfinite(trial_sharpes)]
+    if n_trials >= 2 and finite.size >= 2:
+        out["dsr"] = deflated_sharpe_ratio(st.sharpe, st.n_obs, n_trials, skew=st.skew, kurtosis=st.kurtosis,
+                                           trial_sharpes=finite / math.sqrt(252))
+    else:
+        out["dsr"] = out["psr"]
+    return out
+
+
+def sweep_html(table: pd.DataFrame, params: list[str], metric: str, path: Path, title: str) -> None:
+    """A self-contained interactive page: heatmap (2 params), line (1) or parallel coordinates (3+)."""
+    import plotly.express as px
+    import plotly.graph_objects as go
+
+    if len(params) == 2:
+        piv = table.pivot_table(index=params[0], columns=params[1], values=metric, aggfunc="first")
+        fig = go.Figure(go.Heatmap(z=piv.to_numpy(), x=piv.columns.astype(str), y=piv.index.astype(str),
+                                   colorscale="RdYlGn", colorbar={"title": metric},
+                                   hovertemplate=f"{params[1]}=%{{x}}<br>{params[0]}=%{{y}}<br>{metric}=%{{z:.3f}}"
+                                                 "<extra></extra>"))
+        fig.update_layout(xaxis_title=params[1], yaxis_title=params[0])
+    elif len(params) == 1:
+        fig = px.line(table.sort_values(params[0]), x=params[0], y=metric, markers=True)
+    else:
+        numeric = [p for p in params if pd.api.types.is_numeric_dtype(table[p])]
+        fig = px.parallel_coordinates(table, dimensions=[*numeric, metric], color=metric,
+                                      color_continuous_scale="RdYlGn")
+    fig.update_layout(title=title)
+    top = rank(table, metric).head(50)
+    html_table = top.to_html(index=False, float_format=lambda v: f"{v:.4g}", classes="sweep", border=0)
+    page = fig.to_html(include_plotlyjs=True, full_html=True)
+    page = page.replace("</body>", f"<h2>Top {len(top)} by {metric}</h2>{html_table}</body>")
+    path.write_text(page, encoding="utf-8")
+
+
+def print_top(console: Console, table: pd.DataFrame, params: list[str], metric: str, top: int) -> None:
+    t = Table(title=f"top {min(top, len(table))} of {len(table)} by {metric}")
+    cols = [*params, "sharpe", "cagr", "max_drawdown", "n_orders"]
+    if metric not in cols:
+        cols.append(metric)
+    for c in cols:
+        t.add_column(c)
+    for _, row in rank(table, metric).head(top).iterrows():
+        t.add_row(*[_fmt(row[c]) for c in cols])
+    console.print(t)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def run_research(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
+    if exp.spec.walk_forward is not None:
+        from qf.research.wf_run import run_walk_forward
+
+        return run_walk_forward(exp, out, console)
+    return run_sweep(exp, out, console)
+
+
+def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
+    from qf.run import RunOutcome, default_report_dir, write_report
+
+    sweep = exp.spec.sweep
+    assert sweep is not None
+    grid = grid_of(exp)
+    params = list(grid.columns)
+    bars = exp.data.load()
+    console.print(f"{exp.name}: sweeping {len(grid)} combinations of {', '.join(params)}")
+    table = evaluate_grid(exp, bars, grid)
+    ranked = rank(table, sweep.metric)
+    best_combo = {p: _python(ranked[p].iloc[0]) for p in params}  # per column, so ints stay ints
+    best_exp = combo_experiment(exp.raw, exp.path, best_combo)
+    targets = compute_targets(best_exp, bars)
+    from qf.engines.vbt import run_vectorbt
+
+    result = run_vectorbt(bars, targets.targets, targets.risk, best_exp.spec.execution)
+    metrics = compute_metrics(result, best_exp.spec.execution.initial_cash)
+    inference = sharpe_inference(returns_of(result.equity), table["sharpe"].to_numpy(dtype=float), len(table))
+    metrics.update({"dsr": inference["dsr"], "psr": inference["psr"], "n_trials": len(table)})
+    print_top(console, table, params, sweep.metric, sweep.top)
+    console.print(f"best by {sweep.metric}: " + ", ".join(f"{k}={v}" for k, v in best_combo.items())
+                  + f"  sharpe {metrics['sharpe']:.3f}  PSR {inference['psr']:.3f}  "
+                    f"DSR {inference['dsr']:.3f} ({len(table)} trials)")
+    run_id = writer.new_run_id()
+    out = Path(out) if out is not None else default_report_dir(exp, run_id)
+    outcome = RunOutcome(best_exp, bars, targets, result, metrics, None)
+
+    def extra(tmp: Path) -> None:
+        table.to_parquet(tmp / "sweep.parquet", index=False)
+        sweep_html(table, params, sweep.metric, tmp / "sweep.html", f"{exp.name}: {sweep.metric} by parameters")
+        writer.write_json(tmp / "best.json", {"params": best_combo, "metric": sweep.metric, **inference})
+
+    report_dir = write_report(best_exp, outcome, out, out.name, "vectorbt", kind="sweep", extra_files=extra)
+    console.print(f"report: {report_dir}")
+    return report_dir
