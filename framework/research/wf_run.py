@@ -1,10 +1,18 @@
 """Walk-forward runs: choose on each train window only, trade the next test window, stitch the tests.
 
 For every fold: the sweep (if any) is evaluated on the purged train window alone and its best
-combination is taken; a signal model with a ``fit(bars)`` method is fitted on that window; then the
-pipeline runs on the history up to the end of the test window (signals only ever look back) and orders
-are executed only inside the test window, starting from fresh cash. The test windows' equity curves are
-chained into one out-of-sample curve, which gets the tear sheet.
+combination is taken; a trainable signal model is fitted on that window; then the pipeline runs on the
+history up to the end of the test window (signals only ever look back) and orders are executed only
+inside the test window, starting from fresh cash. The test windows' equity curves are chained into one
+out-of-sample curve, which gets the tear sheet.
+
+Trainable signal models (e.g. the xgboost model) opt in with these methods, all optional but ``fit``:
+
+- ``fit(train_bars)``: train on the fold's purged train window only;
+- ``evaluate(bars, test: slice) -> dict``: out-of-sample model metrics of the fold (added to folds.csv);
+- ``save(directory)``: write the fitted model (one folder per fold, and ``final`` for the model trained
+  on the last train window, which is what paper trading loads);
+- ``summarize(fitted, directory)`` (classmethod): cross-fold tables such as calibration or importances.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
     grid = grid_of(exp) if exp.spec.sweep is not None else None
     metric = exp.spec.sweep.metric if exp.spec.sweep is not None else wf.metric
     cash = exp.spec.execution.initial_cash
-    pieces, orders, events, targets, rows = [], [], [], [], []
+    pieces, orders, events, targets, rows, fitted = [], [], [], [], [], []
     console.print(f"{exp.name}: walk-forward, {len(folds)} folds"
                   + (f", {len(grid)} combinations per train window" if grid is not None else ""))
     for fold in folds:
@@ -51,11 +59,15 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
             combo = {p: _python(table[p].iloc[0]) for p in grid.columns}
             train_score = float(table[metric].iloc[0])
         fold_exp = combo_experiment(exp.raw, exp.path, combo)
-        fit = getattr(fold_exp.signal, "fit", None)
-        if callable(fit):
-            fit(train_bars)
+        trainable = callable(getattr(fold_exp.signal, "fit", None))
+        if trainable:
+            fold_exp.signal.fit(train_bars)
+            fitted.append((fold.index, fold_exp.signal))
         history = bars.iloc(slice(0, fold.test.stop))
         result, m = _simulate(fold_exp, history, trade_from=fold.test.start)
+        model_metrics = {}
+        if trainable and callable(getattr(fold_exp.signal, "evaluate", None)):
+            model_metrics = fold_exp.signal.evaluate(history, fold.test)
         pieces.append(result.equity)
         orders.append(result.orders)
         events.append(result.events)
@@ -69,7 +81,16 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
             "test_start": idx[fold.test.start].date(), "test_end": idx[fold.test.stop - 1].date(),
             **combo, f"train_{metric}": train_score,
             "test_sharpe": m["sharpe"], "test_return": m["total_return"], "test_max_drawdown": m["max_drawdown"],
+            **model_metrics,
         })
+    final = None
+    if fitted:
+        # the model paper trading uses: same params as the last fold, trained on the latest window
+        last = folds[-1]
+        n = len(bars.index)
+        start = 0 if wf.anchored else max(0, n - last.n_train)
+        final = combo_experiment(exp.raw, exp.path, combo).signal
+        final.fit(bars.iloc(slice(start, n)))
     equity = stitch(pieces, init_values=[cash] * len(pieces))
     equity.name = "equity"
     combined = EngineResult("vectorbt", equity, pd.concat(orders, ignore_index=True),
@@ -86,6 +107,13 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
 
     def extra(tmp: Path) -> None:
         folds_table.to_csv(tmp / "folds.csv", index=False)
+        for k, model in fitted:
+            if callable(getattr(model, "save", None)):
+                model.save(tmp / "models" / f"fold_{k}")
+        if final is not None and callable(getattr(final, "save", None)):
+            final.save(tmp / "models" / "final")
+        if fitted and callable(getattr(type(fitted[0][1]), "summarize", None)):
+            type(fitted[0][1]).summarize([m for _, m in fitted], tmp)
 
     report_dir = write_report(exp, outcome, out, out.name, "vectorbt", kind="walk_forward", extra_files=extra)
     console.print(f"out-of-sample sharpe {metrics['sharpe']:.3f}, CAGR {metrics['cagr']:.2%}, "
