@@ -228,6 +228,27 @@ def report_compare(runs: Annotated[list[Path], typer.Argument(help="Two or more 
     out.print(table)
 
 
+@app.command("alpaca-emulator")
+def alpaca_emulator(
+    port: Annotated[int, typer.Option(help="REST port on 127.0.0.1 (0 = any free port).")] = 8001,
+    ws_port: Annotated[int, typer.Option(help="trade_updates websocket port (0 = any free port).")] = 8002,
+    seed: Annotated[int, typer.Option(help="Seed of the random partial fills.")] = 0,
+) -> None:
+    """Serve a loopback Alpaca emulator (REST + trade_updates websocket) to rehearse paper trading offline."""
+    from qf.emulators.alpaca.cli import serve
+
+    serve("127.0.0.1", port, ws_port, seed)
+
+
+def _register_commands() -> None:
+    from qf.cli.parity import parity
+
+    app.command("parity")(parity)
+
+
+_register_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -1,10 +1,10 @@
 """The vectorbt engine: targets -> ``Portfolio.from_order_func`` with a numba order function.
 
-One path serves stateless and stateful rules alike: at each bar the pre-segment callback evaluates the
-stateful risk kernel on the simulated portfolio, plans orders from the fill price with
-:func:`qf.engines.orders.plan_orders_nb`, and puts sells before buys; the order callback then hands
-vectorbt exactly those quantities. Nothing is silently dropped: if vectorbt fills anything other than
-the planned quantity the run fails.
+One path serves stateless and stateful rules alike: at each bar the pre-segment callback runs
+:func:`qf.engines.step.decide_nb` (the stateful risk kernel on the simulated portfolio, then orders planned
+from the fill price), the same step the backtrader engine runs, and puts sells before buys; the order
+callback then hands vectorbt exactly those quantities. Nothing is silently dropped: if vectorbt fills
+anything other than the planned quantity the run fails.
 """
 
 from __future__ import annotations
@@ -18,21 +18,11 @@ from vectorbt.portfolio.nb import order_nothing_nb as order_nothing
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.inputs import SimInputs, build_inputs
-from qf.engines.orders import plan_orders_nb, update_avg_price_nb
+from qf.engines.orders import update_avg_price_nb
 from qf.engines.result import ORDER_COLUMNS, EngineResult
-from qf.engines.risk import RiskConfig, new_state, risk_step_nb
+from qf.engines.risk import RiskConfig, new_state
+from qf.engines.step import EVENT_FLATTEN, EVENT_STOP, decide_nb
 from qf.errors import QfError
-
-EVENT_FLATTEN, EVENT_STOP = 1, 2
-
-
-@nb.njit(cache=True)
-def _group_value(c, from_col, to_col):
-    v = c.last_cash[c.group]
-    for col in range(from_col, to_col):
-        if c.last_position[col] != 0.0:
-            v += c.last_position[col] * c.last_val_price[col]
-    return v
 
 
 @nb.njit(cache=True)
@@ -43,36 +33,12 @@ def pre_segment_nb(c, exec_price, close, targets, vol, cfg, lag, fees, fixed_fee
     f0 = c.from_col
     for k in range(n):
         positions[k] = c.last_position[f0 + k]
-    d = i - lag
-    flatten = 0
-    for k in range(n):
-        exits[k] = False
-    if d >= 0:
-        if lag == 0:
-            for k in range(n):
-                if not np.isnan(close[i, k]):
-                    c.last_val_price[f0 + k] = close[i, k]
-        equity = _group_value(c, f0, c.to_col)
-        flatten = risk_step_nb(d, equity, close[d], positions, avg_price, vol[d], cfg, state, exits)
+    decide_nb(i, lag, c.last_cash[c.group], positions, exec_price, close, targets, vol, cfg, fees, fixed_fees,
+              slippage, integer, min_value, state, avg_price, exits, events, desired, sizes)
+    # vectorbt values the group at the fill price during the segment (and at the close after it)
     for k in range(n):
         if not np.isnan(exec_price[i, k]):
             c.last_val_price[f0 + k] = exec_price[i, k]
-    value = _group_value(c, f0, c.to_col)
-    rebalance = not np.isnan(targets[i, 0])
-    for k in range(n):
-        if flatten == 1:
-            desired[k] = 0.0
-        elif exits[k]:
-            desired[k] = 0.0
-            events[i, k] = EVENT_STOP
-        elif rebalance:
-            desired[k] = targets[i, k]
-        else:
-            desired[k] = np.nan
-        if flatten == 1:
-            events[i, k] = EVENT_FLATTEN
-    plan_orders_nb(desired, value, c.last_cash[c.group], positions, exec_price[i], fees, fixed_fees, slippage,
-                   integer, min_value, sizes)
     order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable
     for k in range(n):
         c.call_seq_now[k] = order[k]

@@ -1,0 +1,107 @@
+"""``qf parity EXP.yaml``: run an experiment in both engines and show whether they agree.
+
+Exit codes: 0 when final equity, orders and risk events agree within the tolerance, 1 when they do not,
+2 for a user error (bad experiment, data, plugin), printed one line per problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from qf.errors import QfError
+
+out = Console()
+err = Console(stderr=True)
+
+ENGINES = ("vectorbt", "backtrader")
+
+
+def _fail(exc: QfError) -> None:
+    for line in exc.problems:
+        err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _num(v: float) -> str:
+    return f"{v:,.4f}"
+
+
+def render(report, title: str) -> Table:
+    """The comparison as a rich table: one column per engine, the relative difference, a verdict.
+
+    Example::
+
+        Console().print(render(compare(a, b), "sma_cross"))
+    """
+    ok = "[green]ok[/]"
+    tol = report.tolerance
+    t = Table(title=title)
+    t.add_column("")
+    t.add_column(report.engine_a, justify="right")
+    t.add_column(report.engine_b, justify="right")
+    t.add_column("rel. diff", justify="right")
+    t.add_column("verdict")
+    t.add_row("final equity", _num(report.final_a), _num(report.final_b), f"{report.final_rel_diff:.1e}",
+              ok if report.final_rel_diff <= tol else "[bold red]differs[/]")
+    first = report.first_divergence
+    t.add_row("equity path", "", "", f"{report.max_rel_diff:.1e}",
+              ok if first is None else f"[yellow]from {first:%Y-%m-%d}[/]")
+    unmatched = len(report.unmatched_a) + len(report.unmatched_b)
+    t.add_row("orders", str(report.orders_a), str(report.orders_b), f"{report.max_order_diff:.1e}",
+              f"[green]ok[/] ({report.matched} matched)" if report.orders_equal
+              else f"[bold red]{unmatched} unmatched[/]")
+    t.add_row("fees paid", _num(report.fees_a), _num(report.fees_b), "", "")
+    t.add_row("risk events", str(report.events_a), str(report.events_b), "",
+              ok if report.events_equal else "[bold red]differ[/]")
+    return t
+
+
+def _unmatched(report) -> Table:
+    t = Table(title="unmatched orders (first 10 of each engine)")
+    for c in ("engine", "time", "symbol", "side", "quantity", "price"):
+        t.add_column(c)
+    for name, df in ((report.engine_a, report.unmatched_a), (report.engine_b, report.unmatched_b)):
+        for r in df.head(10).itertuples(index=False):
+            t.add_row(name, f"{r.time:%Y-%m-%d}", str(r.symbol), str(r.side), f"{r.quantity:.12g}", f"{r.price:.6f}")
+    return t
+
+
+def parity(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    tolerance: Annotated[float, typer.Option(help="Largest relative difference accepted (equity, quantities).")]
+    = 1e-9,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a value: dotted.path=value (repeatable).")
+    ] = None,
+) -> None:
+    """Run the experiment in vectorbt and backtrader and compare equity, orders and risk events.
+
+    Exits 1 when they differ by more than the tolerance, e.g.
+    qf parity experiments/sma_cross.yaml --set execution.fees=0.001
+    """
+    from qf.config.loader import load_experiment
+    from qf.parity import compare
+    from qf.run import run_experiment
+
+    try:
+        exp = load_experiment(experiment, list(set_ or []))
+        results = []
+        for engine in ENGINES:
+            with err.status(f"{exp.name}: running {engine}"):
+                results.append(run_experiment(exp, engine=engine, write=False).result)
+    except QfError as exc:
+        _fail(exc)
+        return
+    report = compare(results[0], results[1], tolerance)
+    out.print(render(report, f"{exp.name}: parity at tolerance {tolerance:g}"))
+    if not report.orders_equal:
+        out.print(_unmatched(report))
+    if not report.ok:
+        out.print("[bold red]the engines differ beyond the tolerance[/]")
+        raise typer.Exit(1)
+    out.print("[green]the engines agree[/]")

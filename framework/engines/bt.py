@@ -1,0 +1,394 @@
+"""The backtrader engine: one generic ``bt.Strategy`` that drives qf's pipeline bar by bar.
+
+It calls the same kernels as the vectorbt engine, so the two agree to rounding: at each bar,
+:func:`decide_nb` evaluates the stateful risk kernel (:func:`qf.engines.risk.risk_step_nb`) on the real
+broker state at the decision bar (its cash and positions valued at the decision close, the average entry
+prices tracked from the fills with :func:`qf.engines.orders.update_avg_price_nb`), then plans the orders
+with :func:`qf.engines.orders.plan_orders_nb` from the fill price; the strategy sends sells before buys.
+
+Fill conventions. Cerebro runs with ``cheat_on_open``: ``next_open`` of bar ``i`` sees bar ``i`` before the
+broker processes it, and every order is placed there and filled in the same broker step:
+
+- ``next_open``: decision at the close of ``i-1``, sized from ``open[i]``; the broker's ``coo`` fills
+  market orders at that open.
+- ``next_close``: decision at the close of ``i-1``, sized from ``close[i]``; the broker's ``coc`` fills
+  them at the close of their creation bar, ``i``.
+- ``close``: decision and fill at the close of ``i`` (``coc`` again). Placing these orders before the
+  broker's step of bar ``i``, rather than in ``next()`` of bar ``i`` where backtrader would book them
+  one step later, keeps the equity at the close of ``i`` net of their costs and lets the last bar's
+  decision fill, exactly like the vectorbt engine. A ``next_*`` decision on the last bar has no fill
+  in either engine.
+
+Costs: :class:`qf.engines.bt_commission.QfCommission` charges ``fees * value + fixed_fees`` per order, and
+the broker's percentage slippage is set with ``slip_out`` so that it is ``price * (1 +/- slippage)`` even
+outside the bar's high/low, as in vectorbt. Backtrader's submission check is off (it prices orders
+without slippage and cannot tell the legs of a reversal apart); the execution's own cash check stays,
+and an order it refuses is an engine error, not a silent skip.
+
+Targets come either precomputed (a backtest) or, with ``experiment=``, from
+:func:`qf.pipeline.targets_at` on the trailing window at each rebalance (the path paper trading uses).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from qf.bars import Bars
+from qf.components import Broker
+from qf.config.loader import LoadedExperiment
+from qf.config.schema import ExecutionSpec
+from qf.engines.bt_commission import QfCommission
+from qf.engines.bt_feed import feeds_from_bars
+from qf.engines.inputs import SimInputs, build_inputs
+from qf.engines.orders import update_avg_price_nb
+from qf.engines.result import ORDER_COLUMNS, EngineResult
+from qf.engines.risk import RiskConfig, new_state
+from qf.engines.step import EVENT_FLATTEN, EVENT_STOP, decide_nb, value_nb
+from qf.errors import QfError
+
+EVENT_COLUMNS = ["time", "event", "symbol"]
+
+
+@dataclass
+class BacktestPlan:
+    """Everything :class:`QfStrategy` needs: the fill-bar arrays, the costs and, in incremental mode, the
+    experiment whose pipeline it re-runs at each decision date.
+
+    Example::
+
+        plan = BacktestPlan(build_inputs(bars, targets, risk, execution), execution, risk.active)
+    """
+
+    inputs: SimInputs
+    execution: ExecutionSpec
+    active_risk: bool
+    experiment: LoadedExperiment | None = None
+    bars: Bars | None = None
+    decisions: np.ndarray | None = None  # bool per bar: a rebalance decision is made at its close
+
+    @property
+    def incremental(self) -> bool:
+        return self.experiment is not None
+
+
+def fit_to_cash(sizes: np.ndarray, order: np.ndarray, cash: float, prices: np.ndarray,
+                held: list[tuple[float, float]], fees: float, fixed_fees: float, slippage: float,
+                integer: bool, tolerance: float) -> None:
+    """Trim, in place, a buy that backtrader's cash check would refuse by a rounding error.
+
+    The planner makes the buys affordable in its own arithmetic; backtrader books a fill in a different
+    order of operations (``held`` is each symbol's broker position size and average price), so when the
+    buys spend the cash to the last cent the final one can come out a few 1e-12 short. This replays
+    ``BackBroker._execute``'s cash arithmetic and shaves such a buy by the shortfall (one share in
+    integer mode). A shortfall above ``tolerance`` is a planner bug and raises.
+
+    Example::
+
+        sizes = np.array([1.0 + 1e-15])   # a hair over the 100.0 of cash at 100.0
+        fit_to_cash(sizes, np.array([0]), 100.0, np.array([100.0]), [(0.0, 0.0)], 0.0, 0.0, 0.0, False, 1e-7)
+        sizes[0] * 100.0 <= 100.0         # True
+    """
+    c = cash
+    for k in order:
+        s = sizes[k]
+        if s == 0.0:
+            continue
+        p = prices[k] * (1.0 + slippage) if s > 0 else prices[k] * (1.0 - slippage)
+        size, pprice = held[k]
+        trial = c
+        for _ in range(64):
+            closed, opened = _legs(size, s)
+            trial = c
+            if closed:
+                trial += -closed * pprice + -closed * (p - pprice)
+                trial -= abs(closed) * p * fees + fixed_fees
+            if opened:
+                trial -= opened * p
+                trial -= abs(opened) * p * fees + (0.0 if closed else fixed_fees)
+            if opened <= 0.0 or trial >= 0.0:
+                break
+            if -trial > tolerance:
+                raise QfError(f"planned buy of {s:g} units costs {-trial:g} more cash than the broker has "
+                              "(an order-planner bug)")
+            s = s - 1.0 if integer else s - 2.0 * (-trial) / (p * (1.0 + fees)) - abs(s) * 1e-15
+            if s <= 0.0:
+                s, trial = 0.0, c
+                break
+        sizes[k] = s
+        c = trial
+
+
+def _legs(size: float, s: float) -> tuple[float, float]:
+    """(closed, opened) parts of an order of ``s`` on a position of ``size``, as backtrader's Position splits it."""
+    after = size + s
+    if after == 0.0:
+        return s, 0.0
+    if size == 0.0 or (size > 0) == (s > 0):
+        return 0.0, s
+    if (after > 0) == (size > 0):
+        return s, 0.0
+    return -size, after
+
+
+class QfStrategy(bt.Strategy):
+    """qf's generic strategy: executes targets through the shared risk and order-planning kernels.
+
+    Built by :func:`run_backtrader`; ``plan`` is a :class:`BacktestPlan`. Fills, equity at each close and
+    risk events are collected on the instance (``fills``, ``equity``, ``events``).
+
+    Example::
+
+        cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
+        cerebro.addstrategy(QfStrategy, plan=plan)
+    """
+
+    params = (("plan", None),)
+
+    def __init__(self) -> None:
+        plan: BacktestPlan = self.p.plan
+        inp = plan.inputs
+        T, N = inp.close.shape
+        ex = plan.execution
+        self.plan = plan
+        self.inputs = inp
+        self.T, self.N = T, N
+        self.costs = (float(ex.fees), float(ex.fixed_fees), float(ex.slippage))
+        self.integer = not ex.fractional
+        self.min_value = float(ex.min_order_value)
+        self.state = new_state()
+        self.avg_price = np.full(N, np.nan)
+        self.filled_pos = np.zeros(N)  # positions rebuilt from the fills (for average prices)
+        self.exits = np.zeros(N, dtype=np.bool_)
+        self.events = np.zeros((T, N), dtype=np.int8)
+        self.desired = np.zeros(N)
+        self.sizes = np.zeros(N)
+        self.position_now = np.zeros(N)
+        self.equity = np.full(T, np.nan)
+        listed = ~np.isnan(inp.close)
+        # first bar with a price: the broker is never asked about a symbol before it
+        self.first_bar = np.where(listed.any(axis=0), listed.argmax(axis=0), T)
+        self.fills: list[tuple[int, int, str, float, float, float]] = []
+        self.refused: list[str] = []
+        self.placed: dict[int, tuple[int, int]] = {}
+
+    # backtrader calls a different method before its minimum period is met; qf has no warm-up here
+    def prenext_open(self) -> None:
+        self._at_open()
+
+    def nextstart_open(self) -> None:
+        self._at_open()
+
+    def next_open(self) -> None:
+        self._at_open()
+
+    def prenext(self) -> None:
+        self._at_close()
+
+    def nextstart(self) -> None:
+        self._at_close()
+
+    def next(self) -> None:
+        self._at_close()
+
+    def _bar(self) -> int:
+        return len(self.datas[0]) - 1
+
+    def _targets_for(self, d: int) -> None:
+        """Incremental mode: run the pipeline on the window ending at decision bar ``d``."""
+        from qf.pipeline import targets_at
+
+        inp, plan = self.inputs, self.plan
+        i = d + inp.lag
+        if i >= self.T or plan.decisions is None or not plan.decisions[d]:
+            return
+        assert plan.experiment is not None and plan.bars is not None
+        row = np.array(targets_at(plan.experiment, plan.bars, inp.index[d]).reindex(inp.symbols), dtype=float)
+        # as build_inputs does: a symbol without a price at the fill bar is held at zero
+        row[np.isnan(inp.exec_price[i]) & ~np.isnan(row)] = 0.0
+        inp.targets[i] = row
+
+    def _at_open(self) -> None:
+        i = self._bar()
+        inp = self.inputs
+        if self.plan.incremental and inp.lag == 0:
+            self._targets_for(i)
+        if not self.plan.active_risk and np.isnan(inp.targets[i, 0]):
+            return  # nothing can trade at this bar: no rebalance and no stateful rule to evaluate
+        broker = self.broker
+        cash = broker.getcash()
+        pos = self.position_now
+        held: list[tuple[float, float]] = []
+        for k, data in enumerate(self.datas):
+            if i >= self.first_bar[k]:
+                p = broker.getposition(data)
+                pos[k] = p.size
+                held.append((p.size, p.price))
+            else:
+                pos[k] = 0.0
+                held.append((0.0, 0.0))
+        fees, fixed, slip = self.costs
+        decide_nb(i, inp.lag, cash, pos, inp.exec_price, inp.close, inp.targets, inp.vol, inp.risk, fees, fixed, slip,
+                  self.integer, self.min_value, self.state, self.avg_price, self.exits, self.events, self.desired,
+                  self.sizes)
+        sizes = self.sizes
+        if not sizes.any():
+            return
+        order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable: vectorbt's call order
+        value = abs(value_nb(cash, pos, inp.exec_price[i]))
+        fit_to_cash(sizes, order, cash, inp.exec_price[i], held, fees, fixed, slip, self.integer,
+                    tolerance=1e-9 * max(1.0, value))
+        for k in order:
+            q = float(sizes[k])
+            if q == 0.0:
+                continue
+            data = self.datas[k]
+            o = self.buy(data=data, size=q) if q > 0 else self.sell(data=data, size=-q)
+            self.placed[o.ref] = (i, k)
+
+    def _at_close(self) -> None:
+        i = self._bar()
+        self.equity[i] = self.broker.getvalue()
+        if self.plan.incremental and self.inputs.lag == 1:
+            self._targets_for(i)
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status in (order.Submitted, order.Accepted):
+            return
+        i, k = self.placed[order.ref]
+        if order.status != order.Completed:
+            self.refused.append(f"{self.inputs.index[i]:%Y-%m-%d} {self.inputs.symbols[k]} "
+                                f"{'buy' if order.isbuy() else 'sell'} {abs(order.size):g}: {order.getstatusname()}")
+            return
+        ex = order.executed
+        qty = abs(ex.size)
+        price = ex.exbits[-1].price if ex.exbits else ex.price  # the fill's own price, not a re-averaged one
+        signed = qty if order.isbuy() else -qty
+        before = self.filled_pos[k]
+        self.avg_price[k] = update_avg_price_nb(self.avg_price[k], before, signed, price)
+        self.filled_pos[k] = before + signed  # as the broker books it, so the prices follow its positions
+        self.fills.append((i, k, "buy" if order.isbuy() else "sell", qty, price, float(ex.comm)))
+
+
+def _sim_broker(execution: ExecutionSpec) -> bt.brokers.BackBroker:
+    b = bt.brokers.BackBroker()
+    b.setcash(execution.initial_cash)
+    b.addcommissioninfo(QfCommission(commission=execution.fees, fixed=execution.fixed_fees))
+    return b
+
+
+def configure_broker(b: bt.brokers.BackBroker, execution: ExecutionSpec) -> None:
+    """Apply the fill convention and slippage of ``execution`` to a backtrader simulated broker.
+
+    Example::
+
+        b = bt.brokers.BackBroker()
+        configure_broker(b, ExecutionSpec(fill="next_close", slippage=0.0005))
+        b.p.coc, b.p.slip_out   # (True, True)
+    """
+    b.set_coc(execution.fill in ("close", "next_close"))
+    b.set_coo(execution.fill == "next_open")
+    # slip_out: the slipped price even outside the bar's range, as vectorbt fills; slip_open: market orders slip
+    b.set_slippage_perc(execution.slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=True)
+    b.set_checksubmit(False)
+
+
+def events_frame(events: np.ndarray, index: pd.DatetimeIndex, symbols: list[str]) -> pd.DataFrame:
+    """Risk events as rows ``time, event, symbol`` (a flatten is one row per bar, with no symbol).
+
+    Example::
+
+        events_frame(strategy.events, inputs.index, inputs.symbols).query("event == 'stop'")
+    """
+    rows = [(index[i], "flatten", "") for i in np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))]
+    rows += [(index[i], "stop", symbols[k]) for i, k in zip(*np.nonzero(events == EVENT_STOP), strict=True)]
+    df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    return df.sort_values(EVENT_COLUMNS, ignore_index=True)
+
+
+def run_backtrader(
+    bars: Bars,
+    targets: pd.DataFrame | None = None,
+    risk: RiskConfig | None = None,
+    execution: ExecutionSpec | None = None,
+    *,
+    broker: Broker | None = None,
+    experiment: LoadedExperiment | None = None,
+) -> EngineResult:
+    """Run the targets bar by bar in backtrader; the result matches :func:`qf.engines.vbt.run_vectorbt`.
+
+    Give either ``targets`` (weights indexed by decision dates, as :func:`qf.pipeline.compute_targets`
+    makes them) or ``experiment=`` without targets: then the strategy recomputes the targets from the
+    trailing window at each rebalance date with :func:`qf.pipeline.targets_at` (slower: the pipeline runs
+    once per rebalance). ``risk``, ``execution`` and ``broker`` default to the experiment's; without an
+    experiment, to no stateful rule, :class:`ExecutionSpec` defaults and backtrader's simulated broker with
+    :class:`QfCommission`.
+
+    Example::
+
+        tg = compute_targets(exp, bars)
+        res = run_backtrader(bars, tg.targets, tg.risk, exp.spec.execution, broker=exp.broker)
+        live_like = run_backtrader(bars, experiment=exp)   # same orders, computed incrementally
+    """
+    if targets is None and experiment is None:
+        raise QfError("run_backtrader needs precomputed targets or an experiment to compute them from")
+    if experiment is not None:
+        from qf.pipeline import risk_config
+
+        execution = execution or experiment.spec.execution
+        risk = risk if risk is not None else risk_config(experiment)
+        broker = broker or experiment.broker
+    execution = execution or ExecutionSpec()
+    risk = risk if risk is not None else RiskConfig()
+
+    incremental = targets is None
+    decisions = None
+    if incremental:
+        from qf.rebalance import rebalance_dates
+
+        assert experiment is not None
+        targets = pd.DataFrame(index=pd.DatetimeIndex([]), columns=bars.symbols, dtype=float)
+        decisions = bars.index.isin(rebalance_dates(bars.index, experiment.spec.rebalance))
+    assert targets is not None
+    inputs = build_inputs(bars, targets, risk, execution)
+    inputs.targets = np.array(inputs.targets)  # the strategy writes into it in incremental mode
+    plan = BacktestPlan(inputs, execution, risk.active, experiment if incremental else None,
+                        bars if incremental else None, decisions)
+
+    b = broker.create(execution) if broker is not None else _sim_broker(execution)
+    if not isinstance(b, bt.brokers.BackBroker):
+        raise QfError(f"backtests need a simulated broker; {type(b).__name__} is not backtrader's BackBroker "
+                      "(use broker: {type: sim})")
+    if not math.isclose(b.getcash(), execution.initial_cash, rel_tol=1e-12):
+        raise QfError(f"the broker starts with {b.getcash():,.2f} in cash but execution.initial_cash is "
+                      f"{execution.initial_cash:,.2f}")
+    configure_broker(b, execution)
+
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True, broker_coo=False, runonce=True, preload=True,
+                         maxcpus=1, tradehistory=False)
+    cerebro.setbroker(b)
+    for feed in feeds_from_bars(bars):
+        cerebro.adddata(feed, name=feed.p.dataname)
+    cerebro.addstrategy(QfStrategy, plan=plan)
+    strat: QfStrategy = cerebro.run()[0]
+    if strat.refused:
+        raise QfError(f"backtrader refused {len(strat.refused)} planned order(s) (an engine bug): "
+                      + "; ".join(strat.refused[:5]))
+
+    equity = pd.Series(strat.equity, index=inputs.index, name="equity")
+    f = strat.fills
+    orders = pd.DataFrame({
+        "time": inputs.index[[r[0] for r in f]],
+        "symbol": [inputs.symbols[r[1]] for r in f],
+        "side": [r[2] for r in f],
+        "quantity": np.array([r[3] for r in f], dtype=float),
+        "price": np.array([r[4] for r in f], dtype=float),
+        "fee": np.array([r[5] for r in f], dtype=float),
+    }, columns=ORDER_COLUMNS).sort_values(["time", "side", "symbol"], kind="mergesort", ignore_index=True)
+    events = events_frame(strat.events, inputs.index, inputs.symbols)
+    mode = "incremental" if incremental else "precomputed"
+    return EngineResult("backtrader", equity, orders, events, {"mode": mode, "broker": b})

@@ -1,0 +1,69 @@
+"""The per-bar decision both engines make: risk check at the decision bar, then orders at the fill price.
+
+Both the vectorbt engine (from its pre-segment callback) and the backtrader engine (from its strategy)
+call :func:`decide_nb`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from qf.engines.orders import plan_orders_nb
+from qf.engines.risk import risk_step_nb
+
+EVENT_FLATTEN, EVENT_STOP = 1, 2
+
+
+@nb.njit(cache=True)
+def value_nb(cash: float, position: np.ndarray, price: np.ndarray) -> float:
+    # summed in column order, skipping flat symbols, as vectorbt values a group
+    v = cash
+    for k in range(position.shape[0]):
+        if position[k] != 0.0:
+            v += position[k] * price[k]
+    return v
+
+
+@nb.njit(cache=True)
+def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, integer,
+              min_value, state, avg_price, exits, events, desired, sizes):  # pragma: no cover - numba
+    """The orders of fill bar ``i`` from the broker's ``cash`` and ``position`` before the fill.
+
+    The risk kernel runs at the decision bar
+    ``d = i - lag`` on the equity at its close, a halt flattens everything, a stop closes its symbol,
+    a rebalance row sets the targets, and ``sizes`` receives the signed quantities from
+    :func:`plan_orders_nb` at ``exec_price[i]``. ``events[i]`` records what the risk rules did.
+
+    Example (what :class:`QfStrategy` does at each bar)::
+
+        decide_nb(i, inp.lag, broker.getcash(), positions, inp.exec_price, inp.close, inp.targets, inp.vol,
+                  inp.risk, fees, fixed_fees, slippage, integer, min_value, state, avg_price, exits, events,
+                  desired, sizes)
+    """
+    n = position.shape[0]
+    d = i - lag
+    flatten = 0
+    for k in range(n):
+        exits[k] = False
+    if d >= 0:
+        # the broker's value at the close of d: its cash and positions at that close (nothing fills between
+        # the close of d and the orders of i), valued at the close; computed here rather than read from the
+        # broker because with fill=close the broker has not yet valued bar i when its orders are placed
+        equity = value_nb(cash, position, close[d])
+        flatten = risk_step_nb(d, equity, close[d], position, avg_price, vol[d], cfg, state, exits)
+    value = value_nb(cash, position, exec_price[i])
+    rebalance = not np.isnan(targets[i, 0])
+    for k in range(n):
+        if flatten == 1:
+            desired[k] = 0.0
+            events[i, k] = EVENT_FLATTEN
+        elif exits[k]:
+            desired[k] = 0.0
+            events[i, k] = EVENT_STOP
+        elif rebalance:
+            desired[k] = targets[i, k]
+        else:
+            desired[k] = np.nan
+    plan_orders_nb(desired, value, cash, position, exec_price[i], fees, fixed_fees, slippage, integer, min_value,
+                   sizes)
