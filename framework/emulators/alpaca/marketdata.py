@@ -130,7 +130,8 @@ class BarStore:
             stored = self._stored.get(symbol.upper())
             if stored:
                 return float(stored[-1]["c"])
-        return self.synthetic_close(symbol, self._clock.now())
+        # Floor to the minute so that marks and auto-quotes do not jitter between two requests.
+        return self.synthetic_close(symbol, self._clock.now().replace(second=0, microsecond=0))
 
     # -- query -----------------------------------------------------------------------------
 
