@@ -1,0 +1,297 @@
+"""Executors that fan chunks of a sweep out to worker processes, sharing big arrays only once.
+
+Both executors have the same API::
+
+    with LocalExecutor(n_jobs=2) as ex:
+        results = ex.map(func, chunks, shared={"close": close2d})
+
+``func(chunk, **shared_arrays)`` runs once per chunk in a worker and must be a module-level function
+(it is pickled by reference). ``shared`` arrays are read-only inside ``func``: they are written once
+per executor to memory-mapped ``.npy`` files (``LocalExecutor``) or put once into the object store
+(``RayExecutor``), so each chunk's message carries only the chunk itself and a few file names or
+object references. Results come back in chunk order.
+
+Numba kernels called from ``func`` should be ``cache=True`` so that workers load compiled code from
+disk instead of compiling it again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Executor", "LocalExecutor", "RayExecutor"]
+
+R = TypeVar("R")
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What sweeps need from an executor: a worker count and an ordered ``map``."""
+
+    n_workers: int
+
+    def map(
+        self,
+        func: Callable[..., R],
+        chunks: Iterable[Any],
+        shared: Mapping[str, np.ndarray] | None = None,
+    ) -> list[R]: ...
+
+    def close(self) -> None: ...
+
+
+def _check_shared(shared: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for name, arr in (shared or {}).items():
+        if not name.isidentifier():
+            raise ValueError(f"shared array name {name!r} must be a valid Python identifier")
+        if not isinstance(arr, np.ndarray) or arr.dtype == object:
+            raise TypeError(f"shared array {name!r} must be a numeric numpy array")
+        arrays[name] = arr
+    return arrays
+
+
+# ---------------------------------------------------------------- local process pool
+
+_WORKER_ARRAYS: dict[str, np.ndarray] = {}
+
+
+def _load_shared(path: str) -> np.ndarray:
+    # Opened once per worker process and then reused by every chunk that worker runs.
+    arr = _WORKER_ARRAYS.get(path)
+    if arr is None:
+        # asarray drops the np.memmap subclass (numba types plain ndarrays) without copying
+        arr = np.asarray(np.load(path, mmap_mode="r"))
+        _WORKER_ARRAYS[path] = arr
+    return arr
+
+
+def _run_local_task(func: Callable[..., R], chunk: Any, paths: Mapping[str, str]) -> R:
+    return func(chunk, **{name: _load_shared(path) for name, path in paths.items()})
+
+
+class LocalExecutor:
+    """Process-pool executor; shared arrays travel once, as memory-mapped ``.npy`` files.
+
+    Args:
+        n_jobs: worker processes; -1 means one per CPU. ``n_jobs=1`` runs chunks in-process.
+        mp_context: multiprocessing start method. ``spawn`` (default) is safe with numba's thread
+            pools and on every OS; ``forkserver`` starts faster on Linux.
+        tmp_dir: where the shared ``.npy`` files go (default: the system temp dir).
+
+    With ``spawn``/``forkserver`` the workers re-import the calling script, so a script that creates
+    a pool needs the usual ``if __name__ == "__main__":`` guard (tests and installed CLIs are fine).
+
+    Example:
+        >>> with LocalExecutor(n_jobs=1) as ex:
+        ...     ex.map(_demo_sum_rows, [(0, 1), (1, 2)], shared={"a": np.arange(6.0).reshape(2, 3)})
+        [3.0, 12.0]
+    """
+
+    def __init__(self, n_jobs: int = -1, *, mp_context: str = "spawn", tmp_dir: str | None = None) -> None:
+        if n_jobs == -1:
+            n_jobs = os.cpu_count() or 1
+        if n_jobs < 1:
+            raise ValueError(f"n_jobs must be >= 1 or -1, got {n_jobs}")
+        self.n_workers = int(n_jobs)
+        self._mp_context = mp_context
+        self._tmp_parent = tmp_dir
+        self._pool: ProcessPoolExecutor | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        # id(array) -> (array, path); holding the array keeps its id from being reused
+        self._files: dict[int, tuple[np.ndarray, str]] = {}
+
+    def _share(self, arr: np.ndarray) -> str:
+        entry = self._files.get(id(arr))
+        if entry is not None and entry[0] is arr:
+            return entry[1]
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="qf-shared-", dir=self._tmp_parent)
+            weakref.finalize(self, self._tmp.cleanup)
+        path = os.path.join(self._tmp.name, f"a{len(self._files)}.npy")
+        np.save(path, np.ascontiguousarray(arr))
+        self._files[id(arr)] = (arr, path)
+        return path
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.n_workers, mp_context=multiprocessing.get_context(self._mp_context)
+            )
+        return self._pool
+
+    def map(
+        self,
+        func: Callable[..., R],
+        chunks: Iterable[Any],
+        shared: Mapping[str, np.ndarray] | None = None,
+    ) -> list[R]:
+        """Run ``func(chunk, **shared)`` for every chunk; results in chunk order."""
+        arrays = _check_shared(shared)
+        chunk_list = list(chunks)
+        if self.n_workers == 1:
+            # Same read-only contract as in the workers, without the process hop.
+            views = {}
+            for name, arr in arrays.items():
+                view = arr.view()
+                view.flags.writeable = False
+                views[name] = view
+            return [func(chunk, **views) for chunk in chunk_list]
+        paths = {name: self._share(arr) for name, arr in arrays.items()}
+        pool = self._get_pool()
+        futures = [pool.submit(_run_local_task, func, chunk, paths) for chunk in chunk_list]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Stop the workers and delete the shared files."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        self._files.clear()
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _demo_sum_rows(chunk: tuple[int, int], a: np.ndarray) -> float:
+    """Tiny work item used by the docstring examples."""
+    return float(a[chunk[0] : chunk[1]].sum())
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:  # optional extra: pip install "qf[ray]"
+        raise ImportError("RayExecutor needs ray: pip install 'qf[ray]' (or pip install ray)") from exc
+    return ray
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make a local Ray instance bind to and advertise 127.0.0.1 only.
+
+    Ray replaces a requested loopback node address with the machine's routable IP and listens on all
+    interfaces unless its cluster mode is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read from the
+    environment at import time). The variable is set for the processes ``ray.init`` spawns and the
+    already-imported constant is patched for this one; both are restored afterwards so a later
+    connection to a real cluster behaves normally.
+    """
+    var = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    old_env = os.environ.get(var)
+    os.environ[var] = "0"
+    constants: Any = None
+    old_flag = None
+    try:
+        from ray._private import ray_constants as constants
+
+        old_flag = constants.ENABLE_RAY_CLUSTER
+        constants.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError):  # private API moved: the env var still covers child processes
+        constants = None
+    try:
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old_env
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = old_flag
+
+
+def _run_ray_task(func: Callable[..., R], chunk: Any, names: list[str], *arrays: np.ndarray) -> R:
+    # Object refs passed as top-level arguments arrive as zero-copy, read-only numpy arrays.
+    return func(chunk, **dict(zip(names, arrays, strict=True)))
+
+
+class RayExecutor:
+    """Ray executor with the same ``map`` API; shared arrays are ``ray.put`` once.
+
+    Args:
+        address: ``"local"`` (or None) starts a private local Ray instance that listens on
+            127.0.0.1 only, with the dashboard off; anything else is passed to
+            ``ray.init(address=...)`` to join a cluster.
+            If Ray is already initialised in this process it is reused and left running on close.
+        num_cpus: CPUs for a local instance (default: all).
+        **init_kwargs: extra ``ray.init`` arguments.
+
+    Example:
+        >>> with RayExecutor("local", num_cpus=1) as ex:  # doctest: +SKIP
+        ...     ex.map(_demo_sum_rows, [(0, 1)], shared={"a": np.ones((1, 3))})
+        [3.0]
+    """
+
+    def __init__(self, address: str | None = "local", *, num_cpus: int | None = None, **init_kwargs: Any):
+        # no usage-stats phone-home from a research run
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray = _import_ray()
+        self._ray = ray
+        self._owns = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+            }
+            kwargs.update(init_kwargs)
+            if address in (None, "local"):
+                with _loopback_only():
+                    ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+            self._owns = True
+        self.n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._refs: dict[int, tuple[np.ndarray, Any]] = {}
+        self._remote = ray.remote(_run_ray_task)
+
+    def _put(self, arr: np.ndarray) -> Any:
+        entry = self._refs.get(id(arr))
+        if entry is not None and entry[0] is arr:
+            return entry[1]
+        ref = self._ray.put(np.ascontiguousarray(arr))
+        self._refs[id(arr)] = (arr, ref)
+        return ref
+
+    def map(
+        self,
+        func: Callable[..., R],
+        chunks: Iterable[Any],
+        shared: Mapping[str, np.ndarray] | None = None,
+    ) -> list[R]:
+        """Run ``func(chunk, **shared)`` for every chunk as Ray tasks; results in chunk order."""
+        arrays = _check_shared(shared)
+        names = list(arrays)
+        refs = [self._put(arrays[name]) for name in names]
+        futures = [self._remote.remote(func, chunk, names, *refs) for chunk in chunks]
+        return list(self._ray.get(futures))
+
+    def close(self) -> None:
+        """Drop the shared objects and shut Ray down if this executor started it."""
+        self._refs.clear()
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns = False
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,117 @@
+"""Local process-pool and Ray executors: same results as in-process, arrays shared once, read-only."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qf.research.executors import Executor, LocalExecutor
+from qf.research.sma_sweep import run_sma_sweep
+
+COSTS = {"fees": 0.001, "slippage": 0.0005, "init_cash": 10_000.0}
+FAST = np.array([5, 8, 10, 15, 20, 30])
+SLOW = np.array([20, 25, 40, 45, 60, 90])
+
+
+def _describe(chunk: int, data: np.ndarray) -> tuple[int, float, bool, int]:
+    """Worker function: proves the chunk order, the shared data and its read-only flag."""
+    return chunk, float(data[chunk].sum()), bool(data.flags.writeable), os.getpid()
+
+
+def _try_write(chunk: int, data: np.ndarray) -> None:
+    data[0, 0] = -1.0
+
+
+@pytest.fixture(scope="module")
+def close() -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    log_ret = rng.normal(0.0002, 0.015, size=(600, 5))
+    return pd.DataFrame(100 * np.exp(np.cumsum(log_ret, axis=0)), columns=[f"S{i}" for i in range(5)])
+
+
+@pytest.fixture(scope="module")
+def in_process(close: pd.DataFrame) -> pd.DataFrame:
+    # Runs first in the module: it also compiles the kernels into numba's disk cache for the workers.
+    return run_sma_sweep(close, FAST, SLOW, **COSTS)
+
+
+@pytest.fixture(scope="module")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("shared")
+
+
+@pytest.fixture(scope="module")
+def local_executor(in_process: pd.DataFrame, shared_dir):
+    # One pool for the module: starting worker processes is the slow part of these tests.
+    with LocalExecutor(n_jobs=2, tmp_dir=str(shared_dir)) as ex:
+        yield ex
+    assert not any(files for _, _, files in os.walk(shared_dir))  # shared files removed on close
+
+
+@pytest.fixture(scope="module")
+def local_table(close: pd.DataFrame, local_executor: LocalExecutor) -> pd.DataFrame:
+    return run_sma_sweep(close, FAST, SLOW, executor=local_executor, **COSTS)
+
+
+def test_local_executor_map_semantics(local_executor: LocalExecutor, shared_dir) -> None:
+    ex = local_executor
+    data = np.arange(40.0).reshape(10, 4)
+    before = {f for _, _, files in os.walk(shared_dir) for f in files}
+    assert isinstance(ex, Executor)
+    out = ex.map(_describe, range(10), shared={"data": data})
+    assert [o[0] for o in out] == list(range(10))  # chunk order kept
+    assert [o[1] for o in out] == data.sum(axis=1).tolist()
+    assert not any(o[2] for o in out)  # read-only in the workers
+    assert {o[3] for o in out} - {os.getpid()}  # really ran in other processes
+    ex.map(_describe, range(3), shared={"data": data})
+    # the array went to disk once, however many chunks and maps used it
+    after = {f for _, _, files in os.walk(shared_dir) for f in files}
+    assert len(after - before) == 1
+    with pytest.raises(ValueError, match="read-only"):
+        ex.map(_try_write, [0], shared={"data": data})
+    assert data[0, 0] == 0.0
+
+
+def test_local_executor_matches_in_process(in_process: pd.DataFrame, local_table: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(local_table, in_process)
+
+
+def test_local_executor_in_process_mode_is_read_only_too() -> None:
+    data = np.ones((2, 2))
+    with LocalExecutor(n_jobs=1) as ex:
+        assert ex.map(_describe, [1], shared={"data": data})[0][:3] == (1, 2.0, False)
+        with pytest.raises(ValueError, match="read-only"):
+            ex.map(_try_write, [0], shared={"data": data})
+    assert data.flags.writeable
+
+
+def test_shared_array_validation() -> None:
+    with LocalExecutor(n_jobs=1) as ex:
+        with pytest.raises(ValueError, match="identifier"):
+            ex.map(_describe, [0], shared={"not valid": np.ones(1)})
+        with pytest.raises(TypeError, match="numeric numpy array"):
+            ex.map(_describe, [0], shared={"data": [1, 2]})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="n_jobs"):
+        LocalExecutor(n_jobs=0)
+
+
+def test_ray_executor_gives_the_same_table(close: pd.DataFrame, local_table: pd.DataFrame) -> None:
+    ray = pytest.importorskip("ray")
+    import sys
+
+    from qf.research.executors import RayExecutor
+
+    # Ray workers do not have pytest's rootdir on sys.path: ship this module's helpers by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with RayExecutor("local", num_cpus=2) as ex:
+        assert ex.n_workers == 2
+        # a private instance: every Ray node listens on the loopback address only
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+        table = run_sma_sweep(close, FAST, SLOW, executor=ex, **COSTS)
+        data = np.arange(12.0).reshape(3, 4)
+        out = ex.map(_describe, [2, 0, 1], shared={"data": data})
+        assert [o[:3] for o in out] == [(2, 38.0, False), (0, 6.0, False), (1, 22.0, False)]
+    pd.testing.assert_frame_equal(table, local_table)
