@@ -241,9 +241,11 @@ def alpaca_emulator(
 
 
 def _register_commands() -> None:
+    from qf.cli.new_plugin import new_plugin
     from qf.cli.parity import parity
 
     app.command("parity")(parity)
+    app.command("new-plugin")(new_plugin)
 
 
 _register_commands()

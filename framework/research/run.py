@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,18 +129,30 @@ def _call_chunk(chunk: ComboTask) -> list[dict[str, Any]]:
 
 
 def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_from: int = 0,
-                  progress=None) -> pd.DataFrame:
-    """Params + metrics for every row of ``grid``, in grid order."""
+                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Params + metrics for every row of ``grid``, in grid order.
+
+    ``progress(done, total)`` is called as combinations finish (the work goes out in waves of chunks so
+    that a long sweep can show a progress bar).
+    """
     combos = grid.to_dict("records")
     # fail fast, in this process, on a combination whose params do not validate
     for combo in combos:
         combo_experiment(exp.raw, exp.path, combo)
     ex = _executor(exp, len(combos))
-    n_chunks = max(1, min(len(combos), ex.n_workers * 4))
+    n_chunks = max(1, min(len(combos), ex.n_workers * 16))
     parts = [combos[i::n_chunks] for i in range(n_chunks)]
     tasks = [ComboTask(exp.raw, exp.path, bars, part, trade_from) for part in parts]
+    results: list[list[dict[str, Any]]] = []
+    wave = max(1, ex.n_workers * 2)
+    done = 0
     try:
-        results = ex.map(_call_chunk, tasks)
+        for start in range(0, len(tasks), wave):
+            batch = tasks[start:start + wave]
+            results.extend(ex.map(_call_chunk, batch))
+            done += sum(len(t.combos) for t in batch)
+            if progress is not None:
+                progress(done, len(combos))
     finally:
         ex.close()
     rows: list[dict | None] = [None] * len(combos)
@@ -219,6 +232,20 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _progress(console: Console):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=True)
+
+
 def run_research(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     if exp.spec.walk_forward is not None:
         from qf.research.wf_run import run_walk_forward
@@ -235,8 +262,9 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     grid = grid_of(exp)
     params = list(grid.columns)
     bars = exp.data.load()
-    console.print(f"{exp.name}: sweeping {len(grid)} combinations of {', '.join(params)}")
-    table = evaluate_grid(exp, bars, grid)
+    with _progress(console) as bar:
+        task = bar.add_task(f"{exp.name}: {len(grid)} combinations of {', '.join(params)}", total=len(grid))
+        table = evaluate_grid(exp, bars, grid, progress=lambda done, total: bar.update(task, completed=done))
     ranked = rank(table, sweep.metric)
     best_combo = {p: _python(ranked[p].iloc[0]) for p in params}  # per column, so ints stay ints
     best_exp = combo_experiment(exp.raw, exp.path, best_combo)

@@ -1,11 +1,99 @@
-"""Test helpers for qf and for plugin authors.
+"""Test helpers for qf and for plugin authors: contract checks, sample bars, a fake broker.
 
-``qf.testing.contracts`` holds the generic contract checks every component must pass (no look-ahead in
-signals and sizers, valid weights, idempotent stateless risk rules) and :func:`sample_bars`, synthetic
-OHLCV so tests need no downloads. A plugin author's test is one line per contract::
+Everything a plugin's tests need is importable from here; the pytest fixtures (``qf_bars``,
+``qf_register``, ``qf_fake_broker``, ...) come from :mod:`qf.testing.fixtures`, which pytest loads by
+itself once qf is installed. A plugin author's test is one line per contract::
 
-    from qf.testing.contracts import assert_signal_no_lookahead, sample_bars
+    from qf.testing import check_signal, check_sizer
 
-    def test_my_signal_has_no_lookahead():
-        assert_signal_no_lookahead(MySignal({"window": 10}), sample_bars())
+    def test_my_signal(qf_bars):
+        check_signal(MySignal({"window": 10}), qf_bars)   # valid scores, warm-up, no look-ahead
+
+    def test_my_sizer(qf_bars):
+        check_sizer(MySizer(), qf_bars)                    # weights on the rebalance dates, no look-ahead
+
+The finer-grained checks of :mod:`qf.testing.contracts` (``assert_signal_no_lookahead``, ...) are
+re-exported too, for tests that need to pick their own inputs.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use (PEP 562): pytest imports qf.testing.fixtures, and so this package, at the start of
+# every test session in an environment where qf is installed, including projects that never use qf; they
+# should not pay for pandas and pydantic.
+_EXPORTS: dict[str, str] = {
+    "FakeBroker": "qf.testing.fake_broker",
+    "FakeOrder": "qf.testing.fake_broker",
+    "assert_risk_rule_idempotent": "qf.testing.contracts",
+    "assert_signal_no_lookahead": "qf.testing.contracts",
+    "assert_signal_valid": "qf.testing.contracts",
+    "assert_sizer_no_lookahead": "qf.testing.contracts",
+    "assert_weights_valid": "qf.testing.contracts",
+    "check_broker": "qf.testing.checks",
+    "check_data_source": "qf.testing.checks",
+    "check_risk_rule": "qf.testing.checks",
+    "check_signal": "qf.testing.checks",
+    "check_sizer": "qf.testing.checks",
+    "month_ends": "qf.testing.checks",
+    "probe_signal": "qf.testing.checks",
+    "probe_weights": "qf.testing.checks",
+    "registry_with": "qf.testing.checks",
+    "sample_bars": "qf.testing.contracts",
+}
+__all__ = [
+    "FakeBroker",
+    "FakeOrder",
+    "assert_risk_rule_idempotent",
+    "assert_signal_no_lookahead",
+    "assert_signal_valid",
+    "assert_sizer_no_lookahead",
+    "assert_weights_valid",
+    "check_broker",
+    "check_data_source",
+    "check_risk_rule",
+    "check_signal",
+    "check_sizer",
+    "month_ends",
+    "probe_signal",
+    "probe_weights",
+    "registry_with",
+    "sample_bars",
+]
+
+if TYPE_CHECKING:
+    from qf.testing.checks import (
+        check_broker,
+        check_data_source,
+        check_risk_rule,
+        check_signal,
+        check_sizer,
+        month_ends,
+        probe_signal,
+        probe_weights,
+        registry_with,
+    )
+    from qf.testing.contracts import (
+        assert_risk_rule_idempotent,
+        assert_signal_no_lookahead,
+        assert_signal_valid,
+        assert_sizer_no_lookahead,
+        assert_weights_valid,
+        sample_bars,
+    )
+    from qf.testing.fake_broker import FakeBroker, FakeOrder
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qf.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

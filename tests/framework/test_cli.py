@@ -128,5 +128,5 @@ def test_data_show():
 
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
-    for cmd in ("run", "validate", "plugins", "schema", "report", "data"):
+    for cmd in ("run", "validate", "plugins", "schema", "report", "data", "parity", "new-plugin", "alpaca-emulator"):
         assert cmd in result.stdout

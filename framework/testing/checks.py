@@ -1,0 +1,285 @@
+"""One-line contract checks per component kind, for plugin authors (built on :mod:`qf.testing.contracts`).
+
+Each ``check_*`` runs every contract qf holds that kind of component to and returns what the component
+produced, so a plugin's test can go on to check its own behaviour::
+
+    from qf.testing import check_signal, check_sizer
+
+    def test_contracts(qf_bars):
+        signal = check_signal(MySignal({"window": 10}), qf_bars)
+        check_sizer(MySizer(), qf_bars, signal=signal)
+
+Every failure is an ``AssertionError`` whose message names the component, and for data the symbol and
+date.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from qf.bars import Bars, validate
+from qf.components import Broker, DataSource, RiskRule, SignalModel, Sizer, StatefulRiskRule
+from qf.errors import DataError
+from qf.testing.contracts import (
+    assert_risk_rule_idempotent,
+    assert_signal_no_lookahead,
+    assert_signal_valid,
+    assert_sizer_no_lookahead,
+    assert_weights_valid,
+    sample_bars,
+)
+
+if TYPE_CHECKING:
+    from qf.registry import Registry
+
+__all__ = [
+    "check_broker",
+    "check_data_source",
+    "check_risk_rule",
+    "check_signal",
+    "check_sizer",
+    "month_ends",
+    "probe_signal",
+    "probe_weights",
+    "registry_with",
+]
+
+
+def _who(component: Any) -> str:
+    """How messages name a component: its kind and YAML name, e.g. ``signal 'ema_trend'``."""
+    name = getattr(component, "name", "") or type(component).__name__
+    return f"{getattr(component, 'kind', '') or 'component'} {name!r}"
+
+
+def _is(component: Any, base: type, who: str) -> None:
+    if not isinstance(component, base):
+        raise AssertionError(f"{who}: expected an instance of {base.__module__}.{base.__name__}, "
+                             f"got {type(component).__name__}")
+    if not type(component).name:
+        raise AssertionError(f"{who}: the class has no `name`, so YAML cannot refer to it")
+
+
+def registry_with(*plugins: Any) -> Registry:
+    """A registry of the built-ins plus ``plugins`` (modules, or objects with ``@hookimpl`` methods),
+    without any installed entry point: what the ``qf_register`` fixture gives, for use outside pytest.
+
+    The registry is built as ``qf run`` builds it, so a misspelled hook, a duplicate name or a hook returning
+    something other than component classes fails here with qf's own error.
+
+    Example::
+
+        import my_signals
+        reg = registry_with(my_signals)
+        reg.get("signal", "my_signal").provider    # 'my_signals'
+    """
+    from qf.registry import Registry, new_plugin_manager, register_builtins
+
+    pm = new_plugin_manager()
+    register_builtins(pm)
+    for plugin in plugins:
+        pm.register(plugin)
+    return Registry(pm)
+
+
+def month_ends(bars: Bars) -> pd.DatetimeIndex:
+    """The last bar of each month of ``bars``: a typical set of rebalance dates.
+
+    Example::
+
+        month_ends(sample_bars(n_bars=60))   # 3 dates
+    """
+    idx = bars.index
+    periods = idx.to_period("M")
+    last = list(periods[1:] != periods[:-1]) + [True]
+    return idx[last]
+
+
+def probe_signal(bars: Bars) -> pd.DataFrame:
+    """A causal long/flat signal for testing sizers: 1 where the close is above its 20-bar mean, else 0.
+
+    NaN for each symbol's first 19 bars and before it lists, like a real model's warm-up, and the
+    selection changes over time, so sizers meet every case.
+    """
+    close = bars.close
+    mean = close.rolling(20, min_periods=20).mean()
+    return (close > mean).astype(float).where(mean.notna())
+
+
+def probe_weights(bars: Bars, dates: pd.DatetimeIndex | None = None) -> pd.DataFrame:
+    """Uneven long/short weights on ``dates`` (default :func:`month_ends`) for testing risk rules.
+
+    Weights follow the symbols' 20-bar returns, so some are large, some negative and some zero; a
+    not-yet-listed symbol gets 0, and the first symbol holds (NaN) on every fourth date.
+    """
+    dates = month_ends(bars) if dates is None else pd.DatetimeIndex(dates)
+    ret = bars.close.pct_change(20, fill_method=None).reindex(dates)
+    weights = (ret * 5).clip(-0.6, 0.6).fillna(0.0)
+    weights.iloc[1::4, 0] = float("nan")
+    return weights
+
+
+def check_signal(model: SignalModel, bars: Bars | None = None, points: int = 5) -> pd.DataFrame:
+    """Every signal-model contract: the right frame, scores in [-1, 1], NaN only in the warm-up, the
+    listed ``fields`` are enough, and no look-ahead. Returns the signal.
+
+    Example::
+
+        signal = check_signal(SmaCross({"fast": 5, "slow": 20}), sample_bars())
+    """
+    bars = sample_bars() if bars is None else bars
+    who = _who(model)
+    _is(model, SignalModel, who)
+    bars.require(model.fields, who=who)
+    # the model must be satisfied with the fields it declares: the engines check only those
+    only = Bars(**{f: getattr(bars, f) for f in {*model.fields, "close"}}, source=bars.source)
+    try:
+        signal = assert_signal_valid(model, only)
+    except (AttributeError, TypeError) as exc:
+        raise AssertionError(f"{who} fails on bars holding only its declared fields {tuple(model.fields)} "
+                             f"({type(exc).__name__}: {exc}); list every field it reads in `fields`") from exc
+    assert_signal_no_lookahead(model, only, points=points)
+    return signal
+
+
+def check_sizer(
+    sizer: Sizer,
+    bars: Bars | None = None,
+    signal: pd.DataFrame | None = None,
+    dates: pd.DatetimeIndex | None = None,
+    points: int = 5,
+) -> pd.DataFrame:
+    """Every sizer contract: weights indexed exactly by the rebalance dates, one column per symbol, all
+    finite, zero for a symbol not listed yet, and no look-ahead. Returns the weights.
+
+    ``signal`` defaults to :func:`probe_signal` and ``dates`` to :func:`month_ends` of ``bars``.
+
+    Example::
+
+        weights = check_sizer(InverseVol({"window": 20}), sample_bars())
+    """
+    bars = sample_bars() if bars is None else bars
+    who = _who(sizer)
+    _is(sizer, Sizer, who)
+    signal = probe_signal(bars) if signal is None else signal
+    dates = month_ends(bars) if dates is None else pd.DatetimeIndex(dates)
+    weights = sizer.size(signal, bars, dates)
+    assert_weights_valid(weights, dates, bars.symbols)
+    unlisted = bars.close.reindex(dates).isna() & (weights != 0)
+    if unlisted.to_numpy().any():
+        sym = unlisted.any().idxmax()
+        day = unlisted[sym].idxmax()
+        raise AssertionError(f"{who}: {sym} is not listed yet on {day:%Y-%m-%d} but gets weight "
+                             f"{weights.at[day, sym]!r}")
+    assert_sizer_no_lookahead(sizer, signal, bars, dates, points=points)
+    return weights
+
+
+def check_risk_rule(rule: RiskRule, bars: Bars | None = None, weights: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every risk-rule contract; returns the rule's output weights.
+
+    A stateless rule must return a new frame of the same shape, leave its input alone, keep a hold (NaN)
+    a hold, and be idempotent (applying it twice changes nothing more). A stateful rule
+    (:class:`qf.components.StatefulRiskRule`) must pass weights through unchanged and switch the shared
+    risk kernel on in ``configure``. ``weights`` defaults to :func:`probe_weights`.
+
+    Example::
+
+        check_risk_rule(MaxWeight({"limit": 0.2}))
+        check_risk_rule(DrawdownHalt({"max_drawdown": 0.2}))
+    """
+    from qf.engines.risk import RiskConfig
+
+    bars = sample_bars() if bars is None else bars
+    who = _who(rule)
+    _is(rule, RiskRule, who)
+    weights = probe_weights(bars) if weights is None else weights
+    if not rule.stateful:
+        assert_risk_rule_idempotent(rule, weights, bars)
+        out = rule.apply(weights, bars)
+        moved = out.isna() != weights.isna()
+        if moved.to_numpy().any():
+            sym = moved.any().idxmax()
+            day = moved[sym].idxmax()
+            raise AssertionError(f"{who}: on {day:%Y-%m-%d} {sym} is {weights.at[day, sym]!r} in and "
+                                 f"{out.at[day, sym]!r} out; a hold (NaN) must stay a hold and only a hold is NaN")
+        return out
+    if not isinstance(rule, StatefulRiskRule):
+        raise AssertionError(f"{who}: stateful rules must subclass qf.components.StatefulRiskRule")
+    out = rule.apply(weights, bars)
+    if not (isinstance(out, pd.DataFrame) and out.equals(weights)):
+        raise AssertionError(f"{who}: a stateful rule must return the weights unchanged; it acts through configure()")
+    config = RiskConfig()
+    rule.configure(config)
+    if not config.active:
+        raise AssertionError(f"{who}: configure() left every RiskConfig setting off, so the rule would never act")
+    return out
+
+
+def check_data_source(source: DataSource) -> Bars:
+    """Every data-source contract: ``load()`` returns :class:`qf.bars.Bars` that already passed
+    :func:`qf.bars.validate` (validating again changes nothing), with a ``source`` label. Returns the bars.
+
+    Example::
+
+        bars = check_data_source(SampleSource({"dataset": "sp500_20", "start": "2020-01-01"}))
+    """
+    who = _who(source)
+    _is(source, DataSource, who)
+    bars = source.load()
+    if not isinstance(bars, Bars):
+        raise AssertionError(f"{who}: load() must return qf.bars.Bars, got {type(bars).__name__}")
+    if not bars.source:
+        raise AssertionError(f"{who}: the bars have no source label (used in every data error message)")
+    try:
+        again = validate(bars)
+    except DataError as exc:
+        raise AssertionError(f"{who}: load() returned bars that fail qf.bars.validate ({exc}); "
+                             "end load() with `return validate(Bars(...))`") from exc
+    for field in bars.fields:
+        before, after = getattr(bars, field), getattr(again, field)
+        if not before.equals(after):
+            raise AssertionError(
+                f"{who}: {field} changes when validated again, so load() did not end with qf.bars.validate "
+                f"(first difference in {_first_changed_column(before, after)})"
+            )
+    return bars
+
+
+def _first_changed_column(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    if not a.index.equals(b.index):
+        return "the index"
+    for col in a.columns:
+        if col not in b.columns or not a[col].equals(b[col]):
+            return f"column {col!r}"
+    return "the dtypes"
+
+
+def check_broker(broker: Broker, execution: Any = None) -> Any:
+    """The broker contract for backtests: ``create(execution)`` returns a backtrader ``BackBroker`` holding
+    exactly ``execution.initial_cash``. Returns the created broker.
+
+    ``execution`` defaults to :class:`qf.config.schema.ExecutionSpec` with its defaults.
+
+    Example::
+
+        bt_broker = check_broker(SimBroker(), ExecutionSpec(initial_cash=50_000))
+    """
+    import backtrader as bt
+
+    from qf.config.schema import ExecutionSpec
+
+    who = _who(broker)
+    _is(broker, Broker, who)
+    execution = ExecutionSpec() if execution is None else execution
+    created = broker.create(execution)
+    if not isinstance(created, bt.brokers.BackBroker):
+        raise AssertionError(f"{who}: create() must return a backtrader BackBroker for backtests, "
+                             f"got {type(created).__name__}")
+    cash = created.getcash()
+    if not math.isclose(cash, execution.initial_cash, rel_tol=1e-12):
+        raise AssertionError(f"{who}: the broker starts with {cash:,.2f} in cash, not execution.initial_cash "
+                             f"{execution.initial_cash:,.2f}")
+    return created
