@@ -8,8 +8,9 @@ from qf_plugins.signals.mean_reversion import MeanReversion
 from qf_plugins.signals.momentum import Momentum
 from qf_plugins.signals.sma_cross import SmaCross
 from qf_plugins.signals.swing import Swing
+from qf_plugins.signals.xgb import XGBoostSignal
 
 
 @hookimpl
 def qf_signal_models() -> list[type[SignalModel]]:
-    return [Breakout, Constant, MeanReversion, Momentum, SmaCross, Swing]
+    return [Breakout, Constant, MeanReversion, Momentum, SmaCross, Swing, XGBoostSignal]
