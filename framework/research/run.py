@@ -36,6 +36,8 @@ from qf.report.metrics import compute_metrics, returns_of
 from qf.research.grid import expand_grid
 from qf.research.stats import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sharpe_stats
 
+# share of a window a trainable model is fitted on when a sweep scores it (the rest is its holdout)
+HOLDOUT_SPLIT = 0.7
 # metrics where smaller is better; every other metric is maximised
 LOWER_IS_BETTER = {"volatility", "turnover", "fees_paid", "n_orders"}
 METRICS = ("sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "turnover", "fees_paid",
@@ -103,7 +105,13 @@ def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
     rows = []
     for combo in task.combos:
         exp = combo_experiment(task.raw, task.path, combo)
-        _, m = _simulate(exp, task.bars, task.trade_from)
+        trade_from = task.trade_from
+        if callable(getattr(exp.signal, "fit", None)):
+            # a trainable model is scored out of sample: fitted on the first part of the window, traded on
+            # the rest (its fit drops labels that would reach past the fitting part)
+            trade_from = max(trade_from, int(len(task.bars.index) * HOLDOUT_SPLIT))
+            exp.signal.fit(task.bars.iloc(slice(0, trade_from)))
+        _, m = _simulate(exp, task.bars, trade_from)
         rows.append({k: m[k] for k in METRICS})
     return rows
 

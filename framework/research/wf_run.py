@@ -123,9 +123,12 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
 
 
 def _print_folds(console: Console, folds: pd.DataFrame) -> None:
-    t = Table(title="walk-forward folds (parameters chosen on train only)")
-    for c in folds.columns:
+    # the essentials on screen; folds.csv has every column (model metrics included)
+    skip = {"train_start", "test_max_drawdown"}
+    cols = [c for c in folds.columns if c not in skip][: 8]
+    t = Table(title="walk-forward folds (parameters chosen on train only; all columns in folds.csv)")
+    for c in cols:
         t.add_column(str(c))
-    for _, r in folds.iterrows():
+    for _, r in folds[cols].iterrows():
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
     console.print(t)
