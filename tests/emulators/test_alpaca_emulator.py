@@ -1,7 +1,7 @@
 """The loopback Alpaca emulator, exercised with the real, unmodified alpaca-py clients.
 
 Every payload is checked twice: by alpaca-py's pydantic models (what the SDK actually parses) and by
-the pinned OpenAPI spec in /work/shared/reference (what Alpaca documents).
+the pinned OpenAPI specs in tests/fixtures/alpaca_openapi (what Alpaca documents).
 """
 
 from __future__ import annotations
@@ -44,14 +44,11 @@ from qf.emulators.alpaca.faults import FaultPlan
 
 KEY = "PKTESTKEY1234567890"
 SECRET = "sk-test-secret-abcdefghijklmnopqrstuvwxyz"
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "alpaca_openapi"
 
 
 def _spec(name: str) -> dict[str, Any]:
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return json.loads(path.read_text())
+    return json.loads((REFERENCE / name).read_text())
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """A loopback Alpaca paper-trading emulator that the unmodified alpaca-py SDK can talk to.
 
-What it serves and why is specified in ``/work/shared/ALPACA.md``: the trading REST API (orders,
-positions, account, clock, calendar, assets), ``GET /v2/stocks/bars``, and the ``trade_updates``
+What it serves and why follows the project's notes on alpaca-py 0.44 (ALPACA.md): the trading REST API
+(orders, positions, account, clock, calendar, assets), ``GET /v2/stocks/bars``, and the ``trade_updates``
 WebSocket. Everything binds to 127.0.0.1 by default, ports default to 0 (free port).
 
 Example::
