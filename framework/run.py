@@ -80,6 +80,16 @@ def benchmark_returns(exp: LoadedExperiment, bars: Bars) -> pd.Series:
     return rets
 
 
+def _plugin_versions() -> dict[str, str]:
+    """Every plugin (built-in and third-party) loaded for this run, with its distribution's version."""
+    from qf.registry import get_registry, loaded
+
+    try:
+        return dict(loaded(get_registry().pm))
+    except QfError:
+        return {}
+
+
 def default_report_dir(exp: LoadedExperiment, run_id: str) -> Path:
     return Path(exp.spec.report.dir) / exp.name / run_id
 
@@ -110,6 +120,7 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
                      "bars": len(outcome.bars.index), "fields": list(outcome.bars.fields)},
             "git_commit": writer.git_commit(exp.path.parent if exp.path else None),
             "versions": writer.versions(),
+            "plugins": _plugin_versions(),
         })
         if exp.spec.report.tearsheet:
             from qf.report.tearsheet import write_tearsheet
