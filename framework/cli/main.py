@@ -242,9 +242,11 @@ def alpaca_emulator(
 
 def _register_commands() -> None:
     from qf.cli.new_plugin import new_plugin
+    from qf.cli.paper import paper
     from qf.cli.parity import parity
 
     app.command("parity")(parity)
+    app.command("paper")(paper)
     app.command("new-plugin")(new_plugin)
 
 

@@ -1,6 +1,7 @@
 """Built-in data sources: bundled sample data, local csv/parquet files and yfinance downloads."""
 
 from qf import hookimpl
+from qf_plugins.data.alpaca_source import AlpacaSource
 from qf_plugins.data.csv import CsvSource
 from qf_plugins.data.parquet import ParquetSource
 from qf_plugins.data.sample import SampleSource
@@ -9,4 +10,4 @@ from qf_plugins.data.yfinance import YFinanceSource
 
 @hookimpl
 def qf_data_sources():
-    return [SampleSource, CsvSource, ParquetSource, YFinanceSource]
+    return [SampleSource, CsvSource, ParquetSource, YFinanceSource, AlpacaSource]

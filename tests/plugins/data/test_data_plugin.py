@@ -20,11 +20,11 @@ from qf_plugins.data.yfinance import YFinanceSource
 SOURCES = [SampleSource, CsvSource, ParquetSource, YFinanceSource]
 
 
-def test_hook_registers_the_four_sources():
+def test_hook_registers_every_source():
     pm = new_plugin_manager()
     pm.register(data_plugin, name="qf_data")
     reg = Registry(pm)
-    assert reg.names("data") == ["csv", "parquet", "sample", "yfinance"]
+    assert reg.names("data") == ["alpaca", "csv", "parquet", "sample", "yfinance"]
     assert [reg.get("data", c.name).cls for c in SOURCES] == SOURCES
 
 

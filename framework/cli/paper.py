@@ -1,0 +1,115 @@
+"""``qf paper EXP.yaml``: paper-trade an experiment, simulated offline or through Alpaca, restart-safe.
+
+Exit codes: 0 when the session ended (the replay's end, ``--max-bars``, ``--flatten``), 130 after Ctrl-C
+(the state is kept: run the same command to resume), 2 for a user error printed one line per problem.
+
+Examples::
+
+    qf paper experiments/hrp_swing.yaml --broker sim --speed 20        # offline, 20 bars a second
+    qf paper experiments/hrp_swing_alpaca.yaml                          # ALPACA_API_KEY/SECRET in the env
+    qf paper experiments/hrp_swing_alpaca.yaml --flatten                # close everything and exit
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from qf.errors import QfError
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _fail(exc: QfError) -> None:
+    for line in exc.problems:
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def paper(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    broker: Annotated[str | None, typer.Option(
+        "--broker", help="sim (offline replay of the experiment's data) or alpaca (default: the YAML's broker).")]
+    = None,
+    speed: Annotated[float, typer.Option(
+        "--speed", help="Replay pace of --broker sim in bars per second (0 = as fast as possible).")] = 0.0,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", help="Session state folder (default .qf/paper/<name>-<broker>); reuse it to resume.")]
+    = None,
+    flatten: Annotated[bool, typer.Option(
+        "--flatten", help="Cancel every open order, close every position and exit.")] = False,
+    max_bars: Annotated[int | None, typer.Option(
+        "--max-bars", help="Stop after this many newly processed bars (the state is kept).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a value: dotted.path=value (repeatable).")] = None,
+) -> None:
+    """Paper-trade an experiment in a backtrader live session; stop with Ctrl-C, run again to resume.
+
+    --broker sim replays the experiment's data against backtrader's simulated broker: no keys needed.
+
+    --broker alpaca reads ALPACA_API_KEY and ALPACA_SECRET_KEY from the environment (and ALPACA_*_URL).
+
+    Every session writes a report (kind: paper) that `qf report compare` puts next to the backtest.
+    """
+    from qf.config.loader import load_experiment
+    from qf.paper.session import PaperOptions, run_paper
+    from qf.paper.view import render, status_line
+    from qf.registry import get_registry
+
+    try:
+        exp = load_experiment(experiment, list(set_ or []))
+        options = PaperOptions(broker=broker, speed=speed, state_dir=state_dir, flatten=flatten, max_bars=max_bars)
+        if err.is_terminal:
+            from rich.live import Live
+
+            last = [0.0]
+            latest: list = [None]
+            with Live(console=err, refresh_per_second=4, transient=False) as live:
+                def show(view):  # at most ~10 redraws a second, whatever the replay speed
+                    latest[0] = view
+                    now = time.monotonic()
+                    if now - last[0] >= 0.1:
+                        last[0] = now
+                        live.update(render(view))
+
+                try:
+                    outcome = run_paper(exp, options, on_update=show, registry=get_registry())
+                finally:
+                    if latest[0] is not None:
+                        live.update(render(latest[0]))  # the last state, even if throttled away
+        else:
+            was_halted = [False]
+
+            def line(view):
+                # one line per processed bar (a fast replay: only the bars where something happened)
+                if view.event == "order":
+                    return
+                news = view.stops or view.halted != was_halted[0] or view.event != "bar"
+                was_halted[0] = view.halted
+                if view.mode != "sim" or speed > 0 or news:
+                    err.print(escape(status_line(view)), highlight=False)
+
+            outcome = run_paper(exp, options, on_update=line, registry=get_registry())
+    except QfError as exc:
+        _fail(exc)
+        return
+    from qf.cli.main import print_summary
+
+    what = {"done": "replay finished", "stopped": "stopped after --max-bars", "flattened": "flattened",
+            "interrupted": "interrupted"}[outcome.status]
+    out.print(f"{exp.name}: {what}; {outcome.bars_done} new bar(s), {outcome.bars_total} in the session, "
+              f"{len(outcome.orders)} fill(s){'; HALTED by a risk rule' if outcome.halted else ''}")
+    if outcome.metrics is not None:
+        print_summary(f"{exp.name} (paper, {outcome.broker})", outcome.metrics)
+    if outcome.report_dir is not None:
+        out.print(f"report: {outcome.report_dir}")
+    out.print(f"state: {outcome.state_dir} (run the same command to resume)")
+    if outcome.status == "interrupted":
+        raise typer.Exit(130)

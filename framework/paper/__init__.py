@@ -1,0 +1,14 @@
+"""Paper trading: ``qf paper``, a backtrader live session that is restart-safe and ends in a report.
+
+Modules: :mod:`.session` (:func:`~qf.paper.session.run_paper`, what the CLI calls), :mod:`.strategy` (the
+backtest's decisions, one completed bar at a time), :mod:`.feed` (bar sources and the live backtrader
+feed), :mod:`.broker` (what a live broker plugin implements), :mod:`.state` (the session's SQLite
+state), :mod:`.schedule` (rebalance decisions from a calendar) and :mod:`.view` (the live terminal view).
+
+Example::
+
+    from qf.config.loader import load_experiment
+    from qf.paper.session import PaperOptions, run_paper
+
+    outcome = run_paper(load_experiment("experiments/hrp_swing.yaml"), PaperOptions(broker="sim", max_bars=20))
+"""

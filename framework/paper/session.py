@@ -1,0 +1,403 @@
+"""``qf paper``: one paper-trading session, simulated or live, restart-safe, ending in a report.
+
+:func:`run_paper` assembles a backtrader live session from an experiment:
+
+- the broker component (``broker:`` in the YAML, or ``--broker``) creates either backtrader's simulated
+  ``BackBroker`` (``sim``: the experiment's history is replayed on an accelerated clock) or a broker that
+  implements :class:`qf.paper.broker.LiveBroker` (``alpaca``), which reconciles its journal with the
+  account before anything else happens;
+- the bars come from a :class:`qf.paper.feed.BarSource`: a :class:`~qf.paper.feed.ReplaySource` over the
+  loaded data, or the data source's own live source (``live_source()``, the Alpaca data plugin);
+- :class:`qf.paper.strategy.SimPaperStrategy` / :class:`~qf.paper.strategy.LivePaperStrategy` decide with
+  the backtest's kernels and commit every bar to the state folder.
+
+Stopping (Ctrl-C, ``max_bars``, the end of a replay) keeps the state; running the same command again
+resumes: the simulated broker's cash and positions are restored and the replay continues after the
+last processed bar; a live broker is reconciled and a half-sent decision is completed, never repeated.
+Every session writes a report like a backtest (``kind: paper``) over all the bars it has processed.
+
+Example::
+
+    exp = load_experiment("experiments/hrp_swing.yaml")
+    outcome = run_paper(exp, PaperOptions(broker="sim", max_bars=50, state_dir=Path("state/hrp")))
+    outcome.status, outcome.report_dir
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import pandas as pd
+
+from qf.bars import Bars
+from qf.components import Broker
+from qf.config.loader import LoadedExperiment
+from qf.engines.bt import configure_broker
+from qf.engines.result import EngineResult
+from qf.engines.risk import S_HALTED
+from qf.errors import QfError
+from qf.paper.broker import LiveBroker
+from qf.paper.feed import BarHub, BarSource, LiveFeed, ReplaySource
+from qf.paper.state import STATE_FILE, PaperState
+from qf.paper.strategy import LivePaperStrategy, PaperPlan, SessionView, SimPaperStrategy
+from qf.report import writer
+
+log = logging.getLogger(__name__)
+
+# Parts of the config that do not change what the session trades: editing them must not orphan a state.
+_NEUTRAL_KEYS = ("description", "report", "sweep", "walk_forward")
+# data params that only say how far a replay goes or how often a live feed polls
+_NEUTRAL_DATA_PARAMS = ("end", "poll_interval", "bar_delay")
+
+
+@dataclass
+class PaperOptions:
+    """How to run the session (the CLI flags).
+
+    ``broker`` overrides the experiment's broker by name (``sim``/``alpaca``); ``speed`` is the replay
+    pace of a simulated session in bars per second (0 = as fast as possible); ``max_bars`` stops after
+    that many newly processed bars; ``flatten`` closes every position and exits; ``out`` is the report
+    folder (default ``reports/<name>/<run-id>``).
+
+    Example: ``PaperOptions(broker="sim", speed=10, max_bars=100, state_dir=Path("state/hrp"))``.
+    """
+
+    broker: str | None = None
+    speed: float = 0.0
+    state_dir: Path | None = None
+    flatten: bool = False
+    max_bars: int | None = None
+    out: Path | None = None
+    qcheck: float = 0.2
+    order_timeout: float = 30.0
+    write_report: bool = True
+
+
+@dataclass
+class PaperOutcome:
+    """What a session did. ``status``: ``done`` (a replay reached its end), ``stopped`` (``max_bars``),
+    ``interrupted`` (Ctrl-C) or ``flattened``. ``bars_total`` counts the session's bars across restarts.
+
+    Example: ``outcome.status, outcome.metrics["sharpe"], outcome.report_dir``.
+    """
+
+    status: str
+    broker: str
+    state_dir: Path
+    session_id: str
+    bars_done: int
+    bars_total: int
+    equity: pd.Series
+    orders: pd.DataFrame
+    events: pd.DataFrame
+    halted: bool
+    metrics: dict[str, Any] | None = None
+    report_dir: Path | None = None
+
+
+def default_state_dir(exp: LoadedExperiment, broker: str) -> Path:
+    """``.qf/paper/<experiment>-<broker>`` under the working directory (next to ``reports/``)."""
+    return Path(".qf") / "paper" / f"{exp.name}-{broker}"
+
+
+def session_config_hash(exp: LoadedExperiment) -> str:
+    """Hash of the redacted config without the parts that do not change what is traded.
+
+    Reports, descriptions, the backtest engine, the broker's params (its type is checked on its own), a
+    replay's ``end`` and a live feed's polling may change between runs of one session; anything else
+    (universe, signal, sizer, rules, costs, schedule) may not.
+
+    Example::
+
+        session_config_hash(load_experiment("experiments/hrp_swing.yaml", ["report.dir=/tmp/r"]))
+    """
+    cfg = {k: v for k, v in exp.redacted().items() if k not in _NEUTRAL_KEYS}
+    data = dict(cfg.get("data") or {})
+    data["params"] = {k: v for k, v in (data.get("params") or {}).items() if k not in _NEUTRAL_DATA_PARAMS}
+    cfg["data"] = data
+    execution = dict(cfg.get("execution") or {})
+    execution.pop("engine", None)  # a paper session is always the backtrader one
+    execution.pop("executor", None)
+    cfg["execution"] = execution
+    cfg.pop("broker", None)  # checked on its own: --broker may override it
+    return writer.config_hash(cfg)
+
+
+def resolve_broker(exp: LoadedExperiment, name: str | None) -> Broker:
+    """The experiment's broker component, or the installed broker ``name`` with its default params."""
+    if name is None or name == exp.spec.broker.type:
+        return exp.broker
+    from qf.registry import get_registry
+
+    return get_registry().get("broker", name).cls({})
+
+
+def warmup_bars(exp: LoadedExperiment) -> int:
+    """Bars the pipeline needs before its first meaningful decision (signal and sizer warm-up)."""
+    return max(int(exp.signal.warmup), int(exp.sizer.warmup), 0)
+
+
+def _create(component: Broker, exp: LoadedExperiment, state_dir: Path) -> Any:
+    create = component.create
+    if "state_dir" in inspect.signature(create).parameters:
+        return create(exp.spec.execution, state_dir=state_dir)
+    return create(exp.spec.execution)
+
+
+def run_paper(exp: LoadedExperiment, options: PaperOptions | None = None,
+              on_update: Callable[[SessionView], None] | None = None, registry: Any = None) -> PaperOutcome:
+    """Run (or resume) the paper session of ``exp`` until its end, ``max_bars``, ``flatten`` or Ctrl-C.
+
+    Raises :class:`QfError` for user errors (bad broker, missing keys, a state folder of another
+    session). Any other exception is a crash: the state keeps the last committed bar and the broker's
+    journal every order, so running again resumes.
+    """
+    opts = options or PaperOptions()
+    if opts.max_bars is not None and opts.max_bars < 1:
+        raise QfError("--max-bars must be at least 1")
+    if opts.speed < 0 or math.isnan(opts.speed):
+        raise QfError("--speed must be a number of bars per second >= 0 (0 = as fast as possible)")
+    component = resolve_broker(exp, opts.broker)
+    name = component.name
+    state_dir = Path(opts.state_dir) if opts.state_dir is not None else default_state_dir(exp, name)
+    if registry is not None:
+        registry.call_before_run(exp)
+    broker = _create(component, exp, state_dir)
+    if isinstance(broker, bt.brokers.BackBroker):
+        outcome = _run_sim(exp, opts, broker, name, state_dir, on_update)
+    elif isinstance(broker, LiveBroker):
+        outcome = _run_live(exp, opts, broker, name, state_dir, on_update)
+    else:
+        raise QfError(f"broker {name!r} created a {type(broker).__name__}, which is neither backtrader's "
+                      "BackBroker nor a qf.paper.broker.LiveBroker; it cannot run a paper session")
+    if registry is not None:
+        registry.call_after_run(exp, outcome, outcome.report_dir)
+    return outcome
+
+
+def _risk(exp: LoadedExperiment) -> Any:
+    from qf.pipeline import risk_config
+
+    return risk_config(exp)
+
+
+def _cerebro(broker: Any, sim: bool) -> bt.Cerebro:
+    # quicknotify: a live broker's notifications reach the strategy as they happen, not at the next bar
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=sim, broker_coo=False, quicknotify=True, runonce=False,
+                         preload=False, maxcpus=1, tradehistory=False)
+    cerebro.setbroker(broker)
+    return cerebro
+
+
+def _run_cerebro(cerebro: bt.Cerebro, hub: BarHub, source: BarSource) -> tuple[str, Any]:
+    """Run until the source ends, ``runstop()`` (max bars) or Ctrl-C; returns (status, strategy or None)."""
+    try:
+        strategies = cerebro.run()
+        status = "done" if hub.done else "stopped"
+        strategy = strategies[0] if strategies else None
+    except KeyboardInterrupt:
+        # the bar in progress was not committed; its orders are in the broker's journal (live)
+        status = "interrupted"
+        running = getattr(cerebro, "runningstrats", None) or []
+        strategy = running[0] if running else None
+    finally:
+        source.close()
+    return status, strategy
+
+
+def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackBroker, name: str, state_dir: Path,
+             on_update: Callable[[SessionView], None] | None) -> PaperOutcome:
+    execution = exp.spec.execution
+    bars = exp.data.load()
+    state = PaperState(state_dir / STATE_FILE, durable=False)
+    try:
+        state.bind(experiment=exp.name, config_hash=session_config_hash(exp), broker=name, symbols=bars.symbols)
+        if state.get_meta("initial_equity") is None:
+            state.set_meta("initial_equity", repr(float(execution.initial_cash)))
+        last = state.last_bar()
+        if last is None:
+            start = min(warmup_bars(exp), len(bars.index))
+        else:
+            if last.time not in bars.index:
+                raise QfError(f"{state_dir}: the last processed bar {last.time:%Y-%m-%d} is not in the data any "
+                              "more; the data changed under the session (remove the state folder to start over)")
+            start = int(bars.index.get_loc(last.time)) + 1
+        if opts.flatten and start >= len(bars.index):
+            raise QfError("--flatten: the replay has no bar left to close the positions at")
+        if abs(broker.getcash() - execution.initial_cash) > 1e-9 * execution.initial_cash:
+            raise QfError(f"the broker starts with {broker.getcash():,.2f} in cash but execution.initial_cash is "
+                          f"{execution.initial_cash:,.2f}")
+        configure_broker(broker, execution)
+        source = ReplaySource(bars, start, opts.speed)
+        history = source.history()
+        hub = BarHub(source, bars.symbols, bars.fields)
+        cerebro = _cerebro(broker, sim=True)
+        for k, s in enumerate(bars.symbols):
+            cerebro.adddata(LiveFeed(dataname=s, hub=hub, column=k, qcheck=opts.qcheck), name=s)
+        plan = PaperPlan(exp, _risk(exp), history, source, hub, state, anchor=bars.index[0], restore=last,
+                         max_bars=1 if opts.flatten else opts.max_bars, flatten=opts.flatten,
+                         order_timeout=opts.order_timeout, on_update=on_update)
+        before = state.bar_count()
+        cerebro.addstrategy(SimPaperStrategy, paper=plan)
+        status, _ = _run_cerebro(cerebro, hub, source)
+        if opts.flatten and status != "interrupted":
+            status = "flattened"
+        # the backtest's order: by fill bar, sells before buys, then symbol
+        orders = state.fills().sort_values(["time", "side", "symbol"], kind="mergesort", ignore_index=True)
+        return _finish(exp, opts, state, name, state_dir, status, state.bar_count() - before, bars, orders)
+    finally:
+        state.close()
+
+
+def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str, state_dir: Path,
+              on_update: Callable[[SessionView], None] | None) -> PaperOutcome:
+    if exp.spec.execution.fill != "next_open":
+        raise QfError(f"execution.fill: a live session sends market orders after the close, which fill at the next "
+                      f"open; set fill: next_open (got {exp.spec.execution.fill!r})")
+    live_source = getattr(exp.data, "live_source", None)
+    if live_source is None:
+        raise QfError(f"broker {name!r} trades live bars, but data source {exp.data.name!r} has no live feed; "
+                      f"use a live data source (e.g. data: {{type: alpaca}}) or --broker sim")
+    symbols = [str(s) for s in (getattr(exp.data.params, "symbols", None) or [])]
+    if not symbols:
+        raise QfError(f"data source {exp.data.name!r} must list its symbols for a live session")
+    state = PaperState(state_dir / STATE_FILE, durable=True)
+    source: BarSource | None = None
+    clean = False  # False while an exception (a crash) may be propagating
+    try:
+        # refuse a state folder of another session before touching the account
+        state.bind(experiment=exp.name, config_hash=session_config_hash(exp), broker=name, symbols=symbols)
+        broker.connect()  # credentials, REST pre-check, restart reconciliation: before anything else
+        if opts.flatten:
+            outcome = _flatten_live(exp, opts, broker, name, state_dir, state)
+            clean = True
+            return outcome
+        source = live_source(min_history=warmup_bars(exp) + 1)
+        history = source.history()
+        if history.symbols != symbols:
+            raise QfError(f"the live source returned symbols {history.symbols}, expected {symbols}")
+        if state.get_meta("initial_equity") is None:
+            broker.sync()
+            state.set_meta("initial_equity", repr(float(broker.getvalue())))
+        anchor_text = state.get_meta("anchor")
+        hub = BarHub(source, history.symbols, history.fields)
+        if anchor_text is None:
+            # the first live bar (the latest completed one) starts the "every: n" count
+            hub.pump(0.0)
+            if not hub.times:
+                raise QfError("the live data source delivered no completed bar to start from")
+            state.set_meta("anchor", hub.times[0].isoformat())
+            anchor_text = hub.times[0].isoformat()
+        cerebro = _cerebro(broker, sim=False)
+        for k, s in enumerate(history.symbols):
+            cerebro.adddata(LiveFeed(dataname=s, hub=hub, column=k, qcheck=opts.qcheck), name=s)
+        plan = PaperPlan(exp, _risk(exp), history, source, hub, state, anchor=pd.Timestamp(anchor_text),
+                         restore=state.last_bar(), max_bars=opts.max_bars, order_timeout=opts.order_timeout,
+                         on_update=on_update)
+        before = state.bar_count()
+        cerebro.addstrategy(LivePaperStrategy, paper=plan)
+        status, strategy = _run_cerebro(cerebro, hub, source)
+        bars = strategy.arrays.bars() if strategy is not None else history
+        broker.disconnect()  # a last reconciliation: the report sees every fill the broker reported
+        orders = broker.fills_frame()
+        clean = True
+        return _finish(exp, opts, state, name, state_dir, status, state.bar_count() - before, bars, orders)
+    finally:
+        if source is not None:
+            source.close()
+        broker.disconnect(reconcile=clean)
+        close = getattr(broker, "close", None)
+        if close is not None:
+            close()
+        state.close()
+
+
+def _flatten_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str, state_dir: Path,
+                  state: PaperState) -> PaperOutcome:
+    closing = broker.flatten(opts.order_timeout)
+    log.warning("flatten: canceled every open order and sent %d closing order(s)", closing)
+    # a half-sent decision must not be completed by the next run: the operator closed everything
+    state.expire_planned(before=pd.Timestamp.max)
+    broker.disconnect()
+    bars = None
+    if state.bar_count() > 0:
+        try:
+            bars = exp.data.live_source(min_history=warmup_bars(exp) + 1).history()
+        except QfError as exc:
+            log.warning("no report after the flatten: the data could not be loaded (%s)", exc)
+    orders = broker.fills_frame()
+    return _finish(exp, opts, state, name, state_dir, "flattened", 0, bars, orders)
+
+
+def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: str, state_dir: Path, status: str,
+            done: int, bars: Bars | None, orders: pd.DataFrame) -> PaperOutcome:
+    equity = state.equity()
+    events = state.events()
+    last = state.last_bar()
+    kernel = (last.strategy.get("kernel") if last is not None else None) or []
+    halted = bool(kernel and kernel[S_HALTED] == 1.0)
+    outcome = PaperOutcome(status, name, state_dir, state.get_meta("run_id") or "", done, len(equity), equity,
+                           orders, events, halted)
+    if opts.write_report and bars is not None and len(equity) > 0:
+        outcome.metrics, outcome.report_dir = write_paper_report(exp, state, name, status, bars, equity, orders,
+                                                                 events, opts.out)
+    return outcome
+
+
+def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, status: str, bars: Bars,
+                       equity: pd.Series, orders: pd.DataFrame, events: pd.DataFrame,
+                       out: Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Write ``reports/<name>/<run-id>/`` for the whole session so far, like a backtest's (``kind: paper``).
+
+    Example::
+
+        metrics, folder = write_paper_report(exp, state, "sim", "done", bars, state.equity(), state.fills(),
+                                             state.events())
+    """
+    from qf.pipeline import Targets
+    from qf.report.metrics import compute_metrics
+    from qf.run import RunOutcome, benchmark_returns, default_report_dir, write_report
+
+    initial = float(state.get_meta("initial_equity") or equity.iloc[0])
+    result = EngineResult("backtrader", equity, orders, events, {"mode": "paper", "broker": broker})
+    metrics = compute_metrics(result, initial)
+    window = bars.slice(equity.index[0], equity.index[-1])
+    if len(window.index) == 0:
+        window = bars.iloc(slice(-1, None))
+    targets = state.targets(bars.symbols)
+    empty = pd.DataFrame(columns=bars.symbols, dtype=float)
+    report_exp = exp
+    spec = exp.spec
+    if len(equity) < 2 and spec.report.tearsheet:
+        # quantstats needs at least one return; the other files are still written
+        spec = spec.model_copy(update={"report": spec.report.model_copy(update={"tearsheet": False})})
+    try:
+        benchmark_returns(exp, window)
+    except QfError as exc:
+        log.warning("tear sheet benchmark unavailable (%s); using the equal-weight universe", exc)
+        spec = spec.model_copy(update={"benchmark": None})
+    if spec is not exp.spec:
+        report_exp = dataclasses.replace(exp, spec=spec, benchmark_source=None if spec.benchmark is None
+                                         else exp.benchmark_source)
+    run_id = writer.new_run_id()
+    folder = Path(out) if out is not None else default_report_dir(exp, run_id)
+    outcome = RunOutcome(report_exp, window, Targets(empty, empty, targets, _risk(exp)), result, metrics, None)
+
+    def extra(tmp: Path) -> None:
+        writer.write_json(tmp / "paper.json", {
+            "session": state.get_meta("run_id"), "broker": broker, "status": status,
+            "state_dir": str(state.path.parent), "bars": int(len(equity)),
+            "first_bar": str(equity.index[0].date()), "last_bar": str(equity.index[-1].date()),
+            "initial_equity": initial, "fills": int(len(orders)),
+        })
+
+    write_report(report_exp, outcome, folder, folder.name, "backtrader", kind="paper", extra_files=extra)
+    return metrics, folder
