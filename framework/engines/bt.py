@@ -219,12 +219,20 @@ class QfStrategy(bt.Strategy):
             self._targets_for(i)
         if not self.plan.active_risk and np.isnan(inp.targets[i, 0]):
             return  # nothing can trade at this bar: no rebalance and no stateful rule to evaluate
+        self._place_orders(i, inp.lag, inp.exec_price, inp.close, inp.targets, inp.vol, inp.risk,
+                           i >= self.first_bar, self.state, self.events)
+
+    def _place_orders(self, i: int, lag: int, exec_price: np.ndarray, close: np.ndarray, targets: np.ndarray,
+                      vol: np.ndarray, risk: np.ndarray, listed: np.ndarray, state: np.ndarray,
+                      events: np.ndarray) -> None:
+        """Run the shared decision step (:func:`decide_nb`) on the broker's state and send its orders, sells
+        first. The backtest and the paper strategies both come through here."""
         broker = self.broker
         cash = broker.getcash()
         pos = self.position_now
         held: list[tuple[float, float]] = []
         for k, data in enumerate(self.datas):
-            if i >= self.first_bar[k]:
+            if listed[k]:
                 p = broker.getposition(data)
                 pos[k] = p.size
                 held.append((p.size, p.price))
@@ -232,15 +240,14 @@ class QfStrategy(bt.Strategy):
                 pos[k] = 0.0
                 held.append((0.0, 0.0))
         fees, fixed, slip = self.costs
-        decide_nb(i, inp.lag, cash, pos, inp.exec_price, inp.close, inp.targets, inp.vol, inp.risk, fees, fixed, slip,
-                  self.integer, self.min_value, self.state, self.avg_price, self.exits, self.events, self.desired,
-                  self.sizes)
+        decide_nb(i, lag, cash, pos, exec_price, close, targets, vol, risk, fees, fixed, slip, self.integer,
+                  self.min_value, state, self.avg_price, self.exits, events, self.desired, self.sizes)
         sizes = self.sizes
         if not sizes.any():
             return
         order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable: vectorbt's call order
-        value = abs(value_nb(cash, pos, inp.exec_price[i]))
-        fit_to_cash(sizes, order, cash, inp.exec_price[i], held, fees, fixed, slip, self.integer,
+        value = abs(value_nb(cash, pos, exec_price[i]))
+        fit_to_cash(sizes, order, cash, exec_price[i], held, fees, fixed, slip, self.integer,
                     tolerance=1e-9 * max(1.0, value))
         for k in order:
             q = float(sizes[k])

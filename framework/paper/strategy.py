@@ -40,7 +40,7 @@ import pandas as pd
 from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt import QfStrategy, fit_to_cash
+from qf.engines.bt import QfStrategy
 from qf.engines.inputs import fill_lag
 from qf.engines.orders import update_avg_price_nb
 from qf.engines.risk import S_HALT_UNTIL, S_HALTED, RiskConfig, new_state, trailing_vol
@@ -453,36 +453,8 @@ class SimPaperStrategy(PaperStrategy):
         a = self.arrays
         if not self.paper.risk.active and np.isnan(a.targets[i, 0]):
             return
-        broker = self.broker
-        cash = broker.getcash()
-        pos = self.position_now
-        held: list[tuple[float, float]] = []
-        for k, data in enumerate(self.datas):
-            if a.listed[k]:
-                p = broker.getposition(data)
-                pos[k] = p.size
-                held.append((p.size, p.price))
-            else:
-                pos[k] = 0.0
-                held.append((0.0, 0.0))
-        fees, fixed, slip = self.costs
-        decide_nb(i, a.lag, cash, pos, a.exec_price, a.close, a.targets, a.vol, self.risk_array, fees, fixed, slip,
-                  self.integer, self.min_value, self.kernel, self.avg_price, self.exits, a.events, self.desired,
-                  self.sizes)
-        sizes = self.sizes
-        if not sizes.any():
-            return
-        order = np.argsort(sizes, kind="mergesort")
-        value = abs(value_nb(cash, pos, a.exec_price[i]))
-        fit_to_cash(sizes, order, cash, a.exec_price[i], held, fees, fixed, slip, self.integer,
-                    tolerance=1e-9 * max(1.0, value))
-        for k in order:
-            q = float(sizes[k])
-            if q == 0.0:
-                continue
-            data = self.datas[k]
-            o = self.buy(data=data, size=q) if q > 0 else self.sell(data=data, size=-q)
-            self.placed[o.ref] = (i, k)
+        self._place_orders(i, a.lag, a.exec_price, a.close, a.targets, a.vol, self.risk_array, a.listed, self.kernel,
+                           a.events)
 
     def _at_close(self) -> None:
         i = self._ingest()
