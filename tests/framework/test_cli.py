@@ -130,3 +130,12 @@ def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     for cmd in ("run", "validate", "plugins", "schema", "report", "data", "parity", "new-plugin", "alpaca-emulator"):
         assert cmd in result.stdout
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_validates(path, monkeypatch):
+    monkeypatch.delenv("ALPACA_API_KEY", raising=False)
+    monkeypatch.delenv("ALPACA_SECRET_KEY", raising=False)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "ok"
