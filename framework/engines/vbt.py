@@ -1,10 +1,12 @@
-"""The vectorbt engine: targets -> ``Portfolio.from_order_func`` with a numba order function.
+"""The vectorbt engine: targets -> vectorbt's order-function simulation -> a ``vbt.Portfolio``.
 
-One path serves stateless and stateful rules alike: at each bar the pre-segment callback runs
-:func:`qf.engines.step.decide_nb` (the stateful risk kernel on the simulated portfolio, then orders planned
-from the fill price), the same step the backtrader engine runs, and puts sells before buys; the order
-callback then hands vectorbt exactly those quantities. Nothing is silently dropped: if vectorbt fills
-anything other than the planned quantity the run fails.
+One path serves stateless and stateful rules alike: at each bar :func:`qf.engines.step.decide_nb` (the
+stateful risk kernel on the simulated portfolio, then orders planned from the fill price; the same step
+the backtrader engine runs) decides, sells go before buys, and vectorbt's own ``process_order_nb``
+executes exactly those quantities. It is what ``Portfolio.from_order_func`` does with qf's callbacks (a
+test holds the two to identical records), written as one cached kernel so that a run does not spend
+seconds recompiling vectorbt's simulation in every process. Nothing is silently dropped: if vectorbt
+would fill anything other than the planned quantity, the run fails.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 import pandas as pd
-from vectorbt.portfolio.nb import order_nb
-from vectorbt.portfolio.nb import order_nothing_nb as order_nothing
+from vectorbt.portfolio.enums import ProcessOrderState, log_dt, order_dt
+from vectorbt.portfolio.nb import order_nb, process_order_nb
 
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
@@ -26,82 +28,83 @@ from qf.errors import QfError
 
 
 @nb.njit(cache=True)
-def pre_segment_nb(c, exec_price, close, targets, vol, cfg, lag, fees, fixed_fees, slippage, integer,
-                   min_value, state, avg_price, sizes, exits, events, desired, positions):
-    i = c.i
-    n = c.group_len
-    f0 = c.from_col
-    for k in range(n):
-        positions[k] = c.last_position[f0 + k]
-    decide_nb(i, lag, c.last_cash[c.group], positions, exec_price, close, targets, vol, cfg, fees, fixed_fees,
-              slippage, integer, min_value, state, avg_price, exits, events, desired, sizes)
-    # vectorbt values the group at the fill price during the segment (and at the close after it)
-    for k in range(n):
-        if not np.isnan(exec_price[i, k]):
-            c.last_val_price[f0 + k] = exec_price[i, k]
-    order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable
-    for k in range(n):
-        c.call_seq_now[k] = order[k]
-    return ()
+def simulate_nb(exec_price, close, targets, vol, cfg, lag, fees, fixed_fees, slippage, integer, min_value,
+                init_cash, state, avg_price, sizes, exits, events, desired):
+    """vectorbt's ``simulate_nb`` loop for one cash-sharing group, specialised to qf's callbacks.
 
-
-@nb.njit(cache=True)
-def order_func_nb(c, exec_price, sizes, fees, fixed_fees, slippage):
-    k = c.col - c.from_col
-    size = sizes[k]
-    if size == 0.0:
-        return order_nothing()
-    return order_nb(size=size, price=exec_price[c.i, k], fees=fees, fixed_fees=fixed_fees, slippage=slippage,
-                    allow_partial=False, raise_reject=True)
-
-
-@nb.njit(cache=True)
-def post_order_nb(c, avg_price):
-    r = c.order_result
-    if r.status == 0:  # filled
-        k = c.col - c.from_col
-        signed = r.size if r.side == 0 else -r.size
-        avg_price[k] = update_avg_price_nb(avg_price[k], c.position_before, signed, r.price)
-
-
+    Each bar runs the shared :func:`decide_nb` step on the cash and positions before the bar, values the
+    group at the fill price, hands every planned order (sells first) to vectorbt's own
+    ``process_order_nb`` (which fills it, charges fees and slippage and writes the order record), tracks
+    average entry prices for the stops, and values positions at the close at the end of the bar. Being
+    a plain module-level kernel it is cached on disk; ``Portfolio.from_order_func`` recompiles its
+    simulation in every process because the callbacks arrive as arguments.
+    """
+    T, N = close.shape
+    order_records = np.empty(T * N, dtype=order_dt)
+    log_records = np.empty(0, dtype=log_dt)
+    cash = init_cash
+    free_cash = init_cash
+    position = np.zeros(N)
+    debt = np.zeros(N)
+    val_price = np.full(N, np.nan)
+    oidx = 0
+    for i in range(T):
+        decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, integer,
+                  min_value, state, avg_price, exits, events, desired, sizes)
+        for k in range(N):
+            if not np.isnan(exec_price[i, k]):
+                val_price[k] = exec_price[i, k]
+        value = cash
+        for k in range(N):
+            if position[k] != 0.0:
+                value += position[k] * val_price[k]
+        order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable
+        for j in range(N):
+            k = order[j]
+            if sizes[k] == 0.0:
+                continue
+            o = order_nb(size=sizes[k], price=exec_price[i, k], fees=fees, fixed_fees=fixed_fees, slippage=slippage,
+                         allow_partial=False, raise_reject=True)
+            before = ProcessOrderState(cash, position[k], debt[k], free_cash, val_price[k], value, oidx, 0)
+            res, after = process_order_nb(i, k, 0, before, False, o, order_records, log_records)
+            if res.status == 0:  # filled
+                signed = res.size if res.side == 0 else -res.size
+                avg_price[k] = update_avg_price_nb(avg_price[k], position[k], signed, res.price)
+            cash = after.cash
+            position[k] = after.position
+            debt[k] = after.debt
+            free_cash = after.free_cash
+            if not np.isnan(after.val_price):
+                val_price[k] = after.val_price
+            value = after.value
+            oidx = after.oidx
+        for k in range(N):
+            if not np.isnan(close[i, k]):
+                val_price[k] = close[i, k]
+    return order_records[:oidx], log_records
 
 
 def simulate(inputs: SimInputs, execution: ExecutionSpec):
     """Run the simulation; returns the vectorbt Portfolio and the risk events array."""
     import vectorbt as vbt
+    from vectorbt.base.array_wrapper import ArrayWrapper
 
     T, N = inputs.close.shape
-    state = new_state()
-    avg_price = np.full(N, np.nan)
-    sizes = np.zeros(N)
-    exits = np.zeros(N, dtype=np.bool_)
     events = np.zeros((T, N), dtype=np.int8)
-    desired = np.zeros(N)
-    positions = np.zeros(N)
-    close_df = pd.DataFrame(inputs.close, index=inputs.index, columns=inputs.symbols)
     try:
-        pf = vbt.Portfolio.from_order_func(
-            close_df,
-            order_func_nb,
-            inputs.exec_price, sizes, execution.fees, execution.fixed_fees, execution.slippage,
-            pre_segment_func_nb=pre_segment_nb,
-            pre_segment_args=(
-                inputs.exec_price, inputs.close, inputs.targets, inputs.vol, inputs.risk, inputs.lag,
-                execution.fees, execution.fixed_fees, execution.slippage, not execution.fractional,
-                execution.min_order_value, state, avg_price, sizes, exits, events, desired, positions,
-            ),
-            post_order_func_nb=post_order_nb,
-            post_order_args=(avg_price,),
-            init_cash=execution.initial_cash,
-            cash_sharing=True,
-            group_by=True,
-            call_pre_segment=True,
-            freq="1D",
+        order_records, log_records = simulate_nb(
+            inputs.exec_price, inputs.close, inputs.targets, inputs.vol, inputs.risk, inputs.lag,
+            execution.fees, execution.fixed_fees, execution.slippage, not execution.fractional,
+            execution.min_order_value, float(execution.initial_cash), new_state(), np.full(N, np.nan),
+            np.zeros(N), np.zeros(N, dtype=np.bool_), events, np.zeros(N),
         )
     except Exception as exc:  # a rejected planned order is an engine bug, not user input
         if "Reject" in type(exc).__name__ or "reject" in str(exc).lower():
             raise QfError(f"vectorbt rejected a planned order: {exc}") from exc
         raise
+    close_df = pd.DataFrame(inputs.close, index=inputs.index, columns=inputs.symbols)
+    wrapper = ArrayWrapper.from_obj(close_df, freq="1D", group_by=True)
+    pf = vbt.Portfolio(wrapper, close_df, order_records, log_records, float(execution.initial_cash), True)
     return pf, events
 
 

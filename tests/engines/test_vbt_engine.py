@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import pandas as pd
 import pytest
+from vectorbt.portfolio.nb import order_nb, order_nothing_nb
 
 from qf.bars import Bars, validate
 from qf.config.schema import ExecutionSpec, RebalanceSpec
+from qf.engines.orders import update_avg_price_nb
 from qf.engines.risk import RiskConfig
+from qf.engines.step import decide_nb
 from qf.engines.vbt import run_vectorbt
 from qf.errors import QfError
 from qf.rebalance import rebalance_dates
@@ -157,3 +161,78 @@ def test_daily_loss_limit_flattens_after_a_bad_day():
     flat = res.events[res.events["event"] == "flatten"]
     assert flat["time"].iloc[0] == idx[11]  # decided at the close of the -10% day, filled next close
     assert res.extra["portfolio"].assets()["S0"].iloc[-1] == 0  # no rebalance after: stays out
+
+
+# The reference: the same step written as vectorbt callbacks for Portfolio.from_order_func.
+@nb.njit
+def _ref_pre_segment(c, exec_price, close, targets, vol, cfg, lag, fees, fixed_fees, slippage, integer, min_value,
+                     state, avg_price, sizes, exits, events, desired, positions):
+    i, n, f0 = c.i, c.group_len, c.from_col
+    for k in range(n):
+        positions[k] = c.last_position[f0 + k]
+    decide_nb(i, lag, c.last_cash[c.group], positions, exec_price, close, targets, vol, cfg, fees, fixed_fees,
+              slippage, integer, min_value, state, avg_price, exits, events, desired, sizes)
+    for k in range(n):
+        if not np.isnan(exec_price[i, k]):
+            c.last_val_price[f0 + k] = exec_price[i, k]
+    order = np.argsort(sizes, kind="mergesort")
+    for k in range(n):
+        c.call_seq_now[k] = order[k]
+    return ()
+
+
+@nb.njit
+def _ref_order(c, exec_price, sizes, fees, fixed_fees, slippage):
+    k = c.col - c.from_col
+    if sizes[k] == 0.0:
+        return order_nothing_nb()
+    return order_nb(size=sizes[k], price=exec_price[c.i, k], fees=fees, fixed_fees=fixed_fees, slippage=slippage,
+                    allow_partial=False, raise_reject=True)
+
+
+@nb.njit
+def _ref_post_order(c, avg_price):
+    r = c.order_result
+    if r.status == 0:
+        k = c.col - c.from_col
+        avg_price[k] = update_avg_price_nb(avg_price[k], c.position_before, r.size if r.side == 0 else -r.size,
+                                           r.price)
+
+
+@pytest.mark.parametrize("fill,fractional", [("next_open", True), ("close", False)])
+def test_cached_kernel_equals_vectorbt_from_order_func(fill, fractional):
+    import vectorbt as vbt
+
+    from qf.engines.inputs import build_inputs
+    from qf.engines.risk import new_state
+    from qf.engines.vbt import simulate
+
+    bars = _bars(k=4, seed=11)
+    rng = np.random.default_rng(5)
+    dates = bars.index[::7]
+    raw = rng.uniform(0, 1, (len(dates), 4))
+    targets = pd.DataFrame(raw / raw.sum(axis=1, keepdims=True), index=dates, columns=bars.symbols)
+    ex = ExecutionSpec(fill=fill, fees=0.001, fixed_fees=1.0, slippage=0.0005, fractional=fractional,
+                       min_order_value=500)
+    risk = RiskConfig(dd_limit=0.12, dd_cooldown=15, stop_pct=0.07)
+    inp = build_inputs(bars, targets, risk, ex)
+    pf, events = simulate(inp, ex)
+    T, N = inp.close.shape
+    ref_events = np.zeros((T, N), dtype=np.int8)
+    avg, sizes = np.full(N, np.nan), np.zeros(N)
+    ref = vbt.Portfolio.from_order_func(
+        pd.DataFrame(inp.close, index=inp.index, columns=inp.symbols), _ref_order,
+        inp.exec_price, sizes, ex.fees, ex.fixed_fees, ex.slippage,
+        pre_segment_func_nb=_ref_pre_segment,
+        pre_segment_args=(inp.exec_price, inp.close, inp.targets, inp.vol, inp.risk, inp.lag, ex.fees, ex.fixed_fees,
+                          ex.slippage, not ex.fractional, ex.min_order_value, new_state(), avg, sizes,
+                          np.zeros(N, dtype=np.bool_), ref_events, np.zeros(N), np.zeros(N)),
+        post_order_func_nb=_ref_post_order, post_order_args=(avg,),
+        init_cash=ex.initial_cash, cash_sharing=True, group_by=True, call_pre_segment=True, freq="1D")
+    assert (events != 0).any()  # the risk rules did act in this case
+    np.testing.assert_array_equal(events, ref_events)
+    a, b = pf.orders.records, ref.orders.records
+    assert len(a) == len(b) > 50
+    for field in ("idx", "col", "side", "size", "price", "fees"):
+        np.testing.assert_array_equal(a[field], b[field])
+    np.testing.assert_array_equal(pf.value().to_numpy(), ref.value().to_numpy())
