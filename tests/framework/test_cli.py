@@ -139,3 +139,15 @@ def test_every_shipped_experiment_validates(path, monkeypatch):
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "ok"
+
+
+def test_readme_experiment_examples_validate(tmp_path):
+    import re
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    experiment, sweep = blocks[0], blocks[1]
+    for i, text in enumerate((experiment, experiment + sweep)):
+        path = tmp_path / f"readme_{i}.yaml"
+        path.write_text(text)
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 0, result.output
