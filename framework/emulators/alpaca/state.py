@@ -155,6 +155,9 @@ class OrderRec:
     legs: list[str] = field(default_factory=list)
     leg_role: str | None = None
     triggered: bool = False
+    # the order's own stream of random partial fills, drawn from the seed in creation order, so that
+    # how concurrently filling orders interleave cannot change any order's fills
+    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
     @property
     def closed(self) -> bool:
@@ -759,6 +762,7 @@ class BrokerState:
         return parent
 
     def _register(self, order: OrderRec) -> None:
+        order.rng = random.Random(self.rng.getrandbits(64))
         self.orders[order.id] = order
         self.open_orders[order.id] = order
         self.by_client_id[order.client_order_id] = order.id
@@ -881,11 +885,12 @@ class BrokerState:
             order.qty = ((order.notional - order.filled_value) / price).quantize(NANO, ROUND_DOWN)
             remaining = order.qty
         qty = remaining
-        if not full_only and self.partial_fill_prob > 0 and self.rng.random() < self.partial_fill_prob:
+        rng = order.rng
+        if not full_only and self.partial_fill_prob > 0 and rng.random() < self.partial_fill_prob:
             if remaining == remaining.to_integral_value() and remaining >= 2:
-                qty = Decimal(self.rng.randint(1, int(remaining) - 1))
+                qty = Decimal(rng.randint(1, int(remaining) - 1))
             elif remaining != remaining.to_integral_value():
-                qty = (remaining * Decimal(str(round(self.rng.uniform(0.1, 0.9), 4)))).quantize(NANO, ROUND_DOWN)
+                qty = (remaining * Decimal(str(round(rng.uniform(0.1, 0.9), 4)))).quantize(NANO, ROUND_DOWN)
                 qty = qty if qty > 0 else remaining
         self._execute(order, qty, price)
         return True
