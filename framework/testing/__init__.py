@@ -42,7 +42,9 @@ _EXPORTS: dict[str, str] = {
     "probe_weights": "qf.testing.checks",
     "registry_with": "qf.testing.checks",
     "sample_bars": "qf.testing.contracts",
+    "wait_for": "qf.testing.waiting",
 }
+# a literal list, so that linters and type checkers see the re-exports of the TYPE_CHECKING block
 __all__ = [
     "FakeBroker",
     "FakeOrder",
@@ -61,6 +63,7 @@ __all__ = [
     "probe_weights",
     "registry_with",
     "sample_bars",
+    "wait_for",
 ]
 
 if TYPE_CHECKING:
@@ -84,6 +87,7 @@ if TYPE_CHECKING:
         sample_bars,
     )
     from qf.testing.fake_broker import FakeBroker, FakeOrder
+    from qf.testing.waiting import wait_for
 
 
 def __getattr__(name: str) -> Any:

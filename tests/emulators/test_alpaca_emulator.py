@@ -10,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from openapi_schema_validator import OAS30Validator
 from qf.emulators.alpaca import AlpacaEmulator, ManualClock
 from qf.emulators.alpaca.cli import serve
 from qf.emulators.alpaca.faults import FaultPlan
+from qf.testing.waiting import wait_for
 
 KEY = "PKTESTKEY1234567890"
 SECRET = "sk-test-secret-abcdefghijklmnopqrstuvwxyz"
@@ -64,16 +65,6 @@ def data_spec() -> dict[str, Any]:
 def oas_check(spec: dict[str, Any], schema: str, instance: Any) -> None:
     root = {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]}
     OAS30Validator(root, format_checker=OAS30Validator.FORMAT_CHECKER).validate(instance)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.stream import TradingStream
 
 from qf.emulators.alpaca import AlpacaEmulator
+from qf.testing.waiting import wait_for
 from qf_plugins.brokers.alpaca.client import (
     REST_PRIVATE_ATTRS,
     STREAM_PRIVATE_ATTRS,
@@ -49,16 +50,6 @@ from qf_plugins.brokers.alpaca.session import (
 
 KEY = "PKCORE00000000000001"
 SECRET = "core-secret-must-never-leak-0123456789abcd"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 # ---------------------------------------------------------------------------------- ids

@@ -16,6 +16,7 @@ import requests
 from alpaca.common.exceptions import APIError
 
 from qf.emulators.alpaca import AlpacaEmulator, ManualClock
+from qf.testing.waiting import wait_for
 from qf_plugins.brokers.alpaca.client import AlpacaConfig, build_trading_client
 from qf_plugins.brokers.alpaca.ids import make_client_order_id
 from qf_plugins.brokers.alpaca.journal import Journal
@@ -31,16 +32,6 @@ from qf_plugins.brokers.alpaca.session import (
 
 KEY = "PKSCENARIO0000000001"
 SECRET = "scenario-secret-do-not-log-0123456789abcdef"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class Events:
