@@ -29,10 +29,8 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ import pandas as pd
 
 from qf.engines.result import ORDER_COLUMNS
 from qf.errors import QfError
+from qf.sqlite_store import SqliteStore
 
 STATE_FILE = "paper.sqlite"
 SCHEMA_VERSION = "1"
@@ -183,7 +182,7 @@ class DecisionRecord:
     risk: dict[str, Any]
 
 
-class PaperState:
+class PaperState(SqliteStore):
     """Thread-safe SQLite store of one paper session (see the module docstring).
 
     Args:
@@ -198,48 +197,12 @@ class PaperState:
     """
 
     def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+        super().__init__(path, durable=durable)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
 
     def __repr__(self) -> str:
         return f"PaperState({str(self.path)!r})"
-
-    def close(self) -> None:
-        """Close the database (the file stays: it is the session)."""
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                # a Ctrl-C or a crash inside a bar must leave the previous bar's state intact
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    # -- meta ------------------------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        """A session-wide value (run_id, initial_equity, anchor, ...), or None."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row["value"])
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Store a session-wide value."""
-        with self._tx() as db:
-            db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                       (key, value))
 
     def bind(self, *, experiment: str, config_hash: str, broker: str, symbols: Sequence[str]) -> bool:
         """Claim a fresh state for this session, or check that an existing one belongs to it.
@@ -251,7 +214,7 @@ class PaperState:
                   "symbols": json.dumps(list(symbols)), "schema": SCHEMA_VERSION}
         stored = {k: self.get_meta(k) for k in wanted}
         if all(v is None for v in stored.values()):
-            with self._tx() as db:
+            with self._transaction() as db:
                 for k, v in {**wanted, "run_id": secrets.token_hex(6), "created": repr(time.time())}.items():
                     db.execute("INSERT INTO meta(key, value) VALUES(?, ?)", (k, v))
             return True
@@ -278,7 +241,7 @@ class PaperState:
     def commit_bar(self, rec: BarRecord, fills: Sequence[FillRow] = (), events: Sequence[tuple[str, str]] = (),
                    decision: DecisionRecord | None = None) -> None:
         """Write one processed bar with its fills, risk events and (simulation) decision, all or nothing."""
-        with self._tx() as db:
+        with self._transaction() as db:
             if decision is not None:
                 self._insert_decision(db, decision, (), time.time())
             db.execute(
@@ -350,7 +313,7 @@ class PaperState:
     def record_decision(self, when: pd.Timestamp, kind: str, targets: Sequence[float] | None, risk: dict[str, Any],
                         orders: Sequence[PlannedOrder] = ()) -> None:
         """Journal a decision and its planned orders in one transaction, before any order is sent."""
-        with self._tx() as db:
+        with self._transaction() as db:
             self._insert_decision(db, DecisionRecord(when, kind, None if targets is None else list(targets), risk),
                                   orders, time.time())
 
@@ -397,13 +360,13 @@ class PaperState:
 
     def mark_planned(self, ref: str, status: str, sent_quantity: float | None = None) -> None:
         """Record what became of a planned order (``sent``, ``rejected``, ``expired``)."""
-        with self._tx() as db:
+        with self._transaction() as db:
             db.execute("UPDATE planned SET status = ?, sent_quantity = COALESCE(?, sent_quantity), updated = ? "
                        "WHERE ref = ?", (status, sent_quantity, time.time(), ref))
 
     def expire_planned(self, before: pd.Timestamp) -> list[str]:
         """Mark still-unsent orders of decisions older than ``before`` as expired; returns their refs."""
-        with self._tx() as db:
+        with self._transaction() as db:
             rows = db.execute("SELECT ref FROM planned WHERE status = ? AND decision < ?",
                               (PLANNED, _ts(before))).fetchall()
             db.execute("UPDATE planned SET status = ?, updated = ? WHERE status = ? AND decision < ?",

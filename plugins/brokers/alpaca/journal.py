@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from qf.sqlite_store import SqliteStore, put_meta
 from qf_plugins.brokers.alpaca.ids import new_run_id
 
 # Intent states. "pending": journaled, POST not yet answered. "ambiguous": the POST's fate is
@@ -142,7 +142,7 @@ class FillRecord:
     ts: float
 
 
-class Journal:
+class Journal(SqliteStore):
     """Thread-safe SQLite journal in WAL mode. See the module docstring.
 
     Args:
@@ -153,36 +153,26 @@ class Journal:
 
     def __init__(self, path: str | Path, *, run_id: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: every commit is atomic and survives a process crash, but is only fsync'd at
         # checkpoints. Intents are the exception (see _tx(durable=True)): they must be on disk
         # before their POST leaves, or a power cut could orphan a live order. Everything else can
         # be rebuilt from the broker, so it does not pay ~5 ms of fsync per event.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        super().__init__(path, durable=False)
+        self.path = str(path)
+        self._clock = clock
         self._durable_mode = False
         self._db.executescript(_SCHEMA)
-        stored = self._meta("run_id")
+        stored = self.get_meta("run_id")
         if stored is None:
             stored = run_id or new_run_id()
-            self._set_meta("run_id", stored)
-            self._set_meta("created_at", repr(self._clock()))
+            self.set_meta("run_id", stored)
+            self.set_meta("created_at", repr(self._clock()))
         elif run_id is not None and run_id != stored:
             raise ValueError(f"journal {self.path} belongs to run {stored!r}, not {run_id!r}")
         self.run_id: str = stored
 
     def __repr__(self) -> str:
         return f"Journal(path={self.path!r}, run_id={self.run_id!r})"
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     @contextmanager
     def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -191,43 +181,27 @@ class Journal:
                 # FULL also fsyncs the WAL frames of earlier NORMAL commits, so ordering holds.
                 self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._durable_mode = durable
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            with self._transaction() as db:
+                yield db
 
     # -- meta ------------------------------------------------------------------------------
 
-    def _meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            return None if row is None else str(row["value"])
-
-    def _set_meta(self, key: str, value: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                       (key, value))
-
     @property
     def created_at(self) -> float:
-        raw = self._meta("created_at")
+        raw = self.get_meta("created_at")
         return float(raw) if raw is not None else self._clock()
 
     def halted(self) -> tuple[bool, str | None]:
         """(halted?, reason) -- persisted by the kill switch."""
-        return self._meta("halted") == "1", self._meta("halt_reason")
+        return self.get_meta("halted") == "1", self.get_meta("halt_reason")
 
     def set_halted(self, reason: str) -> None:
         with self._tx(durable=True) as db:
             for key, value in (("halted", "1"), ("halt_reason", reason), ("halted_at", repr(self._clock()))):
-                db.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
-                           "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+                put_meta(db, key, value)
 
     def clear_halted(self) -> None:
-        self._set_meta("halted", "0")
+        self.set_meta("halted", "0")
 
     # -- intents ---------------------------------------------------------------------------
 
