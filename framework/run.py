@@ -104,8 +104,8 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
         res.orders.to_csv(tmp / "orders.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
         res.events.to_csv(tmp / "risk_events.csv", index=False)
         outcome.targets.targets.to_parquet(tmp / "weights.parquet")
-        writer.write_yaml(tmp / "config.yaml", exp.redacted())
         cfg = exp.redacted()
+        writer.write_yaml(tmp / "config.yaml", cfg)
         writer.write_json(tmp / "manifest.json", {
             "experiment": exp.name,
             "run_id": run_id,

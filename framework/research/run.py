@@ -132,10 +132,6 @@ def _executor(exp: LoadedExperiment, n_tasks: int):
     return LocalExecutor(n_jobs=1 if n_tasks < 40 else n, mp_context="forkserver")
 
 
-def _call_chunk(chunk: ComboTask) -> list[dict[str, Any]]:
-    return evaluate_chunk(chunk)
-
-
 def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_from: int = 0,
                   progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Params + metrics for every row of ``grid``, in grid order.
@@ -157,7 +153,7 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     try:
         for start in range(0, len(tasks), wave):
             batch = tasks[start:start + wave]
-            results.extend(ex.map(_call_chunk, batch))
+            results.extend(ex.map(evaluate_chunk, batch))
             done += sum(len(t.combos) for t in batch)
             if progress is not None:
                 progress(done, len(combos))
