@@ -28,7 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Constraint", "compile_constraint", "expand_grid", "parse_values"]
+__all__ = [
+    "Constraint", "compile_constraint", "count_combinations", "count_values", "expand_grid", "integral_columns",
+    "parse_values", "sample_values",
+]
 
 _COMPARE_OPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Lt: np.less,
@@ -67,7 +70,23 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
-def _parse_range(key: str, bounds: Any) -> np.ndarray:
+@dataclass(frozen=True)
+class _Range:
+    """A checked ``range`` entry: ``n`` values ``start + i * step`` (integers when every bound is one)."""
+
+    start: float
+    step: float
+    n: int
+    integral: bool
+
+    def values(self, positions: np.ndarray) -> np.ndarray:
+        if self.integral:
+            return int(self.start) + int(self.step) * positions.astype(np.int64)
+        # 0.1 + 2 * 0.1 = 0.30000000000000004; users wrote 0.3 and will filter/merge on it
+        return np.round(float(self.start) + float(self.step) * positions.astype(np.float64), 12)
+
+
+def _check_range(key: str, bounds: Any) -> _Range:
     if not isinstance(bounds, (list, tuple)) or len(bounds) not in (2, 3):
         raise ValueError(f"{key}: 'range' must be [start, stop] or [start, stop, step], got {bounds!r}")
     if not all(_is_number(b) for b in bounds):
@@ -84,13 +103,11 @@ def _parse_range(key: str, bounds: Any) -> np.ndarray:
     if integral:
         # stop is included when it lands on the grid: [5, 50, 1] -> 5..50
         n = (int(stop) - int(start)) // int(step) + 1
-        return int(start) + int(step) * np.arange(n, dtype=np.int64)
-    # Floats: a relative slack so that [0.1, 0.3, 0.1] includes 0.3 despite binary rounding.
-    span = (float(stop) - float(start)) / float(step)
-    n = int(math.floor(span + 1e-9 * max(1.0, abs(span)))) + 1
-    values = float(start) + float(step) * np.arange(n, dtype=np.float64)
-    # 0.1 + 2 * 0.1 = 0.30000000000000004; users wrote 0.3 and will filter/merge on it
-    return np.round(values, 12)
+    else:
+        # Floats: a relative slack so that [0.1, 0.3, 0.1] includes 0.3 despite binary rounding.
+        span = (float(stop) - float(start)) / float(step)
+        n = int(math.floor(span + 1e-9 * max(1.0, abs(span)))) + 1
+    return _Range(start, step, n, integral)
 
 
 def parse_values(key: str, value: Any) -> np.ndarray:
@@ -105,10 +122,63 @@ def parse_values(key: str, value: Any) -> np.ndarray:
         >>> parse_values("sizer.params.x", [0.1, 0.2]).tolist()
         [0.1, 0.2]
     """
+    entry = _entry(key, value)
+    return entry.values(np.arange(entry.n)) if isinstance(entry, _Range) else entry
+
+
+def count_values(key: str, value: Any) -> int:
+    """How many values one spec entry sweeps, checked like :func:`parse_values` but counted, not allocated.
+
+    Example:
+        >>> count_values("signal.params.fast", {"range": [1, 10_000_000_000]})
+        10000000000
+    """
+    entry = _entry(key, value)
+    return entry.n if isinstance(entry, _Range) else len(entry)
+
+
+def sample_values(key: str, value: Any, limit: int = 1000) -> np.ndarray:
+    """The values of one spec entry, or for a range longer than ``limit`` its first two and last values.
+
+    Enough to check every swept value's type and bounds without allocating a huge range.
+
+    Example:
+        >>> sample_values("signal.params.fast", {"range": [1, 10_000_000_000, 1]}).tolist()
+        [1, 2, 10000000000]
+    """
+    entry = _entry(key, value)
+    if not isinstance(entry, _Range):
+        return entry
+    if entry.n <= limit:
+        return entry.values(np.arange(entry.n))
+    return entry.values(np.array([0, 1, entry.n - 1]))
+
+
+def count_combinations(spec: Mapping[str, Any]) -> int:
+    """The number of combinations of a sweep spec before constraints, computed without building them.
+
+    Example:
+        >>> count_combinations({"a.fast": {"range": [5, 50, 1]}, "a.slow": [50, 100]})
+        92
+    """
+    _check_spec(spec)
+    return math.prod(count_values(key, value) for key, value in spec.items())
+
+
+def _check_spec(spec: Mapping[str, Any]) -> None:
+    if not isinstance(spec, Mapping) or not spec:
+        raise ValueError(f"a sweep spec must be a non-empty mapping of dotted path -> values, got {spec!r}")
+    for key in spec:
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise ValueError(f"sweep key {key!r} must be a non-empty dotted path like 'signal.params.fast'")
+
+
+def _entry(key: str, value: Any) -> _Range | np.ndarray:
+    """A range entry checked but not expanded, or the array of any other entry."""
     if isinstance(value, Mapping):
         keys = set(value)
         if keys == {"range"}:
-            return _parse_range(key, value["range"])
+            return _check_range(key, value["range"])
         if keys == {"values"}:
             if not _is_listlike(value["values"]):
                 raise ValueError(f"{key}: 'values' must be a list, got {value['values']!r}")
@@ -281,13 +351,14 @@ def compile_constraint(expr: str, columns: Sequence[str]) -> Constraint:
 
 
 def expand_grid(
-    spec: Mapping[str, Any], constraints: str | Sequence[str] | None = None
+    spec: Mapping[str, Any], constraints: str | Sequence[str] | None = None, max_combos: int | None = None
 ) -> pd.DataFrame:
     """All combinations of a sweep spec that satisfy every constraint.
 
     Args:
         spec: dotted config path -> values (see :func:`parse_values` for the accepted forms).
         constraints: one expression or a list of them, all of which must hold (see module docs).
+        max_combos: refuse (``ValueError``) a spec with more combinations than this, before allocating.
 
     Returns:
         One row per combination (RangeIndex), one column per dotted path in spec order; the first
@@ -302,15 +373,13 @@ def expand_grid(
         >>> len(grid)
         1590
     """
-    if not isinstance(spec, Mapping) or not spec:
-        raise ValueError(f"a sweep spec must be a non-empty mapping of dotted path -> values, got {spec!r}")
-    columns: list[str] = []
-    levels: list[np.ndarray] = []
-    for key, value in spec.items():
-        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
-            raise ValueError(f"sweep key {key!r} must be a non-empty dotted path like 'signal.params.fast'")
-        columns.append(key)
-        levels.append(parse_values(key, value))
+    total = count_combinations(spec)
+    if max_combos is not None and total > max_combos:
+        # counted before anything is allocated: a range of 1e10 points would otherwise try to take 75 GiB
+        raise ValueError(f"the sweep has {total:,} combinations before constraints, more than the limit of "
+                         f"{max_combos:,}; narrow the ranges or raise the limit (--max-combos)")
+    columns = list(spec)
+    levels = [parse_values(key, value) for key, value in spec.items()]
 
     if constraints is None:
         exprs: list[str] = []
@@ -337,3 +406,19 @@ def expand_grid(
             raise ValueError(f"no combination satisfies the constraints {exprs}")
         combos = combos.loc[mask].reset_index(drop=True)
     return combos
+
+
+def integral_columns(grid: pd.DataFrame) -> pd.DataFrame:
+    """``grid`` with float columns whose values are all whole numbers made int64, in place.
+
+    Ranges written with floats (``[5.0, 50.0, 5.0]``) give floats; integer params only validate as ints.
+
+    Example:
+        >>> integral_columns(pd.DataFrame({"a": [5.0, 10.0], "b": [0.5, 1.0]})).dtypes.tolist()
+        [dtype('int64'), dtype('float64')]
+    """
+    for col in grid.columns:
+        vals = grid[col]
+        if vals.dtype.kind == "f" and np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)):
+            grid[col] = vals.astype(np.int64)
+    return grid
