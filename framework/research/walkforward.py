@@ -1,38 +1,44 @@
-"""Walk-forward splits with purge and embargo, and stitching of out-of-sample equity.
+"""Walk-forward splits whose test windows tile one contiguous out-of-sample span.
 
 Exact semantics of :func:`walk_forward_splits` (all positions are bar numbers, ``[a, b)`` is half-open):
 
-* Test windows: ``test_k = [s_k, s_k + test)`` with ``s_0 = train`` and ``s_{k+1} = s_k + step``.
-  Folds are generated while the test window fits in ``n_bars``; with ``allow_partial=True`` one last,
-  shorter test window that reaches the end of the data is added.
+* Test windows: ``test_k = [s_k, s_k + test)`` with ``s_0 = train`` and ``s_{k+1} = s_k + test``. They
+  tile the out-of-sample span ``[train, train + n_folds * test)`` with no gap and no overlap, so one
+  account can trade the whole span (what :mod:`qf.research.wf_run` does). Folds are generated while the
+  test window fits in ``n_bars``; with ``allow_partial=True`` one last, shorter test window reaches the
+  end of the data.
+* ``step`` (distance between test starts) must equal ``test`` (its default). A larger step would leave
+  bars between test windows that no fold trades, so the out-of-sample curve would not be a path anyone
+  could have traded; a smaller one would trade the same bars with two models. To refit less often, make
+  ``test`` longer; to refit more often, make it shorter. Anything else is refused.
 * Train windows: the ``train`` bars before the test window, ``[s_k - train, s_k)`` (``rolling``), or
   every bar before it, ``[0, s_k)`` (``anchored``), minus the tail described next.
-* ``purge``: the last ``purge`` bars of every train window are dropped, so train ends at
-  ``s_k - purge``. Use it when labels/indicator outcomes at bar ``t`` look ``purge`` bars ahead.
-* ``embargo``: the ``embargo`` bars right after each test window are skipped: no test window contains
-  them (so ``step >= test + embargo`` is required and ``step`` defaults to ``test + embargo``) and the
-  next fold's train window does not use them. Train windows stay contiguous, so for fold ``k >= 1`` the
-  train window ends at ``min(s_k - purge, end of test_{k-1})``: with the default step the gap between
-  a fold's train and test is ``max(purge, embargo)``; with a larger step the bars between the embargo
-  and the next test window also wait one fold before they are trained on. Folds after the next one
-  may train on the embargoed bars (they are then ordinary history).
-* Coverage: with the default step, the test windows and the embargo gaps after them tile
-  ``[train, train + n_folds * step)`` without overlap; everything before ``train`` is only ever train
-  data and the bars after the last full fold are unused unless ``allow_partial=True``.
+* ``purge`` and ``embargo`` remove *training* bars, never test bars: the last ``purge + embargo`` bars
+  before each test window are dropped from its train window, so train ends at
+  ``s_k - purge - embargo``.
+
+  - ``purge``: the train bars whose labels or outcomes look into the test window (set it to at least
+    the label horizon: a label at bar ``t`` that looks ``h`` bars ahead overlaps the test window when
+    ``t >= s_k - h``).
+  - ``embargo``: a further buffer against serial correlation between the last training samples and the
+    first test bars. (In cross-validation the embargo drops the train bars right *after* a test window;
+    in a forward-only walk-forward no fold trains on bars after its own test window: the bars after
+    fold ``k``'s test window are fold ``k+1``'s test window, and only later folds train on them, as
+    ordinary older history. The one place where training samples touch a test window is just before
+    it, so that is where the embargo acts.)
+* Everything before ``train`` is only ever train data.
 
 Every window is contiguous and is returned as a ``slice`` (``Fold.train_index`` gives positions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
-__all__ = ["Fold", "stitch", "walk_forward_splits"]
+__all__ = ["Fold", "walk_forward_splits"]
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,12 @@ def walk_forward_splits(
 
     Args:
         n_bars: number of bars in the data.
-        train: length of the train window before purge (and, in ``anchored`` mode, of the first one).
-        test: length of each test window.
-        step: distance between consecutive test starts; default ``test + embargo``.
+        train: length of the train window before purge and embargo (in ``anchored`` mode, of the first one).
+        test: length of each test window; consecutive test windows are adjacent.
+        step: distance between consecutive test starts; must be ``None`` or equal to ``test``.
         mode: ``"rolling"`` (fixed-length train) or ``"anchored"`` (train always starts at bar 0).
-        purge: bars dropped from the end of every train window.
-        embargo: bars skipped after every test window (not tested, not trained on by the next fold).
+        purge: train bars dropped before every test window (labels that would look into it).
+        embargo: further train bars dropped before every test window (serial-correlation buffer).
         allow_partial: add a last, shorter test window that reaches the end of the data.
 
     Raises ``ValueError`` for invalid sizes or when no fold fits.
@@ -115,107 +121,32 @@ def walk_forward_splits(
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if mode not in ("rolling", "anchored"):
         raise ValueError(f"mode must be 'rolling' or 'anchored', got {mode!r}")
-    if step is None:
-        step = test + embargo
-    if isinstance(step, bool) or int(step) != step or step < 1:
-        raise ValueError(f"step must be an integer >= 1, got {step!r}")
-    if embargo > 0 and step < test + embargo:
-        raise ValueError(
-            f"step ({step}) must be >= test + embargo ({test + embargo}) so the embargoed bars after a "
-            "test window are not part of the next test window"
-        )
-    if purge >= train:
-        raise ValueError(f"purge ({purge}) must be smaller than train ({train})")
+    if step is not None:
+        if isinstance(step, bool) or int(step) != step or step < 1:
+            raise ValueError(f"step must be an integer >= 1, got {step!r}")
+        if step != test:
+            effect = (f"leave {step - test} bars after every test window that no fold trades"
+                      if step > test else f"trade {test - step} bars of every test window twice")
+            raise ValueError(
+                f"step ({step}) must equal test ({test}): test windows tile the out-of-sample span so one "
+                f"account trades it without gaps, and this step would {effect}; to refit less often make "
+                "test longer, to refit more often make it shorter (or leave step out)"
+            )
+    gap = purge + embargo
+    if gap >= train:
+        raise ValueError(f"purge + embargo ({purge} + {embargo}) must be smaller than train ({train})")
 
     folds: list[Fold] = []
     start = train
-    prev_test_end: int | None = None
     while start < n_bars:
         stop = start + test
         if stop > n_bars:
             if not allow_partial:
                 break
             stop = n_bars
-        hi = start - purge
-        if embargo > 0 and prev_test_end is not None:
-            hi = min(hi, prev_test_end)
         lo = 0 if mode == "anchored" else start - train
-        if hi <= lo:
-            raise ValueError(
-                f"fold {len(folds)} has an empty train window (train={train}, purge={purge}, "
-                f"embargo={embargo}, step={step}); increase train or decrease purge/embargo/step"
-            )
-        folds.append(Fold(index=len(folds), train=slice(lo, hi), test=slice(start, stop)))
-        if stop == n_bars and stop - start < test:
-            break
-        prev_test_end = stop
-        start += step
+        folds.append(Fold(index=len(folds), train=slice(lo, start - gap), test=slice(start, stop)))
+        start = stop
     if not folds:
         raise ValueError(f"no fold fits: n_bars={n_bars} < train + test = {train + test}")
     return folds
-
-
-def stitch(
-    equity_pieces: Sequence[pd.Series],
-    init_values: float | Sequence[float] | None = None,
-    start_value: float | None = None,
-) -> pd.Series:
-    """Chain out-of-sample equity curves multiplicatively into one continuous curve.
-
-    Each piece is rescaled so it starts where the previous one ended: within a piece the bar-to-bar
-    returns are preserved exactly, and the return of a piece's first bar is measured against its
-    ``init_values`` entry (the cash it started with) when given, else taken as zero (the piece's own
-    first value is its base). Pieces must be in time order with non-overlapping indexes; gaps between
-    them (e.g. embargoed bars) are simply absent from the result.
-
-    Args:
-        equity_pieces: per-fold equity (portfolio value) series, in time order.
-        init_values: starting capital of every piece (scalar or one per piece), or None.
-        start_value: level of the stitched curve before its first bar; defaults to the first piece's
-            base (its init value, else its first value), so the first piece is returned unchanged.
-
-    Example:
-        >>> a = pd.Series([100.0, 200.0], index=[0, 1])
-        >>> b = pd.Series([50.0, 75.0], index=[2, 3])
-        >>> stitch([a, b], init_values=[100.0, 50.0]).tolist()
-        [100.0, 200.0, 200.0, 300.0]
-    """
-    pieces = [p for p in equity_pieces]
-    if not pieces:
-        raise ValueError("stitch needs at least one equity piece")
-    if init_values is None:
-        bases = [None] * len(pieces)
-    elif np.isscalar(init_values):
-        bases = [float(init_values)] * len(pieces)  # type: ignore[arg-type]
-    else:
-        bases = [float(v) for v in init_values]  # type: ignore[union-attr]
-        if len(bases) != len(pieces):
-            raise ValueError(f"init_values has {len(bases)} entries for {len(pieces)} pieces")
-
-    out: list[pd.Series] = []
-    level = start_value
-    last_label = None
-    for i, (piece, base) in enumerate(zip(pieces, bases, strict=True)):
-        if not isinstance(piece, pd.Series):
-            raise TypeError(f"piece {i} must be a pandas Series, got {type(piece).__name__}")
-        if piece.empty:
-            raise ValueError(f"piece {i} is empty")
-        values = piece.astype(np.float64)
-        if not np.all(np.isfinite(values.to_numpy())):
-            raise ValueError(f"piece {i} has non-finite values")
-        if not piece.index.is_monotonic_increasing or piece.index.has_duplicates:
-            raise ValueError(f"piece {i} index must be strictly increasing")
-        if last_label is not None and not piece.index[0] > last_label:
-            raise ValueError(f"piece {i} starts at {piece.index[0]!r}, not after the previous piece's end")
-        piece_base = float(values.iloc[0]) if base is None else base
-        if piece_base <= 0:
-            raise ValueError(f"piece {i} has a non-positive base value {piece_base}")
-        if level is None:
-            level = piece_base
-        scaled = values * (level / piece_base)
-        out.append(scaled)
-        level = float(scaled.iloc[-1])
-        last_label = piece.index[-1]
-    result = pd.concat(out)
-    result.name = "equity"
-    return result

@@ -1,10 +1,28 @@
-"""Walk-forward runs: choose on each train window only, trade the next test window, stitch the tests.
+"""Walk-forward runs: choose on each train window only, then trade every test window with ONE account.
 
-For every fold: the sweep (if any) is evaluated on the purged train window alone and its best
-combination is taken; a trainable signal model is fitted on that window; then the pipeline runs on the
-history up to the end of the test window (signals only ever look back) and orders are executed only
-inside the test window, starting from fresh cash. The test windows' equity curves are chained into one
-out-of-sample curve, which gets the tear sheet.
+For every fold (see :mod:`qf.research.walkforward` for the windows): the sweep (if any) is evaluated on
+the fold's purged train window alone and its best combination is taken; a trainable signal model is
+fitted on that window; then the pipeline runs on the history up to the end of the test window (signals
+only ever look back) and only the target rows decided inside the test window are kept. The test
+windows are adjacent, so their targets form one schedule over the contiguous out-of-sample span, and
+that schedule is simulated ONCE, through the experiment's engine (``execution.engine``), from
+``initial_cash`` at the first test bar to the last one:
+
+- cash and positions carry over from fold to fold; nothing is sold at a fold boundary unless the next
+  fold's targets say so (a position both folds want is simply held);
+- the stateful risk rules (``drawdown_halt``, ``daily_loss_limit``, ``stop_loss``) run over the whole
+  account: the peak, the halt and the entry prices survive fold boundaries. Their settings must therefore
+  be the same in every fold: a sweep that changes them (or ``execution``/``broker``) is refused;
+- a decision taken on a test window's last bar fills on the next fold's first bar (``next_*`` fills),
+  as it would in real trading; the decision on the very last bar has no bar left to fill on;
+- ``turnover``, ``fees_paid`` and every other metric are those of that one account, and each row of
+  ``folds.csv`` is measured on the same account's equity over its test window (from the close before
+  the window to its last close), so the folds' returns compound to the total return and their fees
+  add up to ``fees_paid``.
+
+Rebalance dates come from the full data's calendar (``weekly`` = last bar of each week in the data), so
+a fold's last bar is not mistaken for a period end because the history handed to the pipeline stops
+there.
 
 Trainable signal models (e.g. the xgboost model) opt in with these methods, all optional but ``fit``:
 
@@ -13,95 +31,239 @@ Trainable signal models (e.g. the xgboost model) opt in with these methods, all 
 - ``save(directory)``: write the fitted model (one folder per fold, and ``final`` for the model trained
   on the last train window, which is what paper trading loads);
 - ``summarize(fitted, directory)`` (classmethod): cross-fold tables such as calibration or importances.
+
+Example::
+
+    exp = load_experiment("experiments/xgb_swing.yaml")
+    report_dir = run_walk_forward(exp, Path("/tmp/xgb"), Console())
 """
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from qf.config.loader import LoadedExperiment
+from qf.bars import Bars
+from qf.config.loader import LoadedExperiment, dotted, read_yaml
 from qf.engines.result import EngineResult
 from qf.errors import QfError
-from qf.pipeline import Targets
+from qf.pipeline import Targets, apply_weights, compute_signal, risk_config
+from qf.rebalance import rebalance_dates
 from qf.report import writer
 from qf.report.metrics import compute_metrics
-from qf.research.run import _python, _simulate, combo_experiment, evaluate_grid, grid_of, rank
-from qf.research.walkforward import stitch, walk_forward_splits
+from qf.research.run import _python, combo_experiment, evaluate_grid, grid_of, rank
+from qf.research.walkforward import Fold, walk_forward_splits
+
+__all__ = ["FoldPlan", "fold_targets", "run_walk_forward"]
+
+
+@dataclass
+class FoldPlan:
+    """What one fold decided: its combination, its train score and its targets inside the test window."""
+
+    fold: Fold
+    combo: dict[str, Any]
+    train_score: float
+    chosen: str
+    targets: Targets
+    model_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(exp: LoadedExperiment, path: tuple[str, ...]) -> str:
+    """``file:line`` of ``path`` in the experiment file (or ``--set ...`` when an override set it)."""
+    if exp.path is None:
+        return dotted(path)
+    try:
+        file_raw, src = read_yaml(exp.path.read_text(encoding="utf-8"), str(exp.path))
+    except (OSError, QfError):
+        return str(exp.path)
+    node_file: Any = file_raw
+    node_raw: Any = exp.raw
+    for p in path:
+        node_file = node_file.get(p) if isinstance(node_file, dict) else None
+        node_raw = node_raw.get(p) if isinstance(node_raw, dict) else None
+    if node_file != node_raw:  # the value came from the command line
+        return f"--set {dotted(path)}={node_raw}"
+    return src.where(path)
+
+
+def _splits(exp: LoadedExperiment, n_bars: int) -> list[Fold]:
+    wf = exp.spec.walk_forward
+    assert wf is not None
+    try:
+        # allow_partial: the out-of-sample span runs to the last bar (the last test window may be shorter)
+        return walk_forward_splits(n_bars, wf.train, wf.test, wf.step, "anchored" if wf.anchored else "rolling",
+                                   wf.purge, wf.embargo, allow_partial=True)
+    except ValueError as exc:
+        key = "step" if str(exc).startswith("step") else None
+        where = _where(exp, ("walk_forward", key) if key else ("walk_forward",))
+        raise QfError(f"{where}: walk_forward: {exc} ({n_bars} bars of data)") from None
+
+
+def _check_one_account(exp: LoadedExperiment, grid: pd.DataFrame) -> None:
+    """Refuse sweeps that would need a different account or risk kernel in different folds."""
+    base_risk = risk_config(exp).as_array()
+    for combo in grid.to_dict("records"):
+        ce = combo_experiment(exp.raw, exp.path, combo)
+        what = None
+        if ce.spec.execution != exp.spec.execution or ce.spec.broker != exp.spec.broker:
+            what, prefixes = "the execution or broker settings", ("execution", "broker")
+        elif not np.array_equal(risk_config(ce).as_array(), base_risk, equal_nan=True):
+            what, prefixes = "the settings of a stateful risk rule (drawdown_halt, daily_loss_limit, stop_loss)", \
+                ("risk",)
+        if what is None:
+            continue
+        keys = [k for k in grid.columns if str(k).split(".")[0] in prefixes] or list(grid.columns)
+        raise QfError(
+            f"{_where(exp, ('sweep',))}: sweep: {', '.join(map(str, keys))} change{'s' if len(keys) == 1 else ''} "
+            f"{what}; a walk-forward trades one account through one risk kernel, so these must be the same "
+            "in every fold: fix them, or sweep them without walk_forward"
+        )
+
+
+def fold_targets(exp: LoadedExperiment, bars: Bars, fold: Fold) -> tuple[Targets, Bars]:
+    """The pipeline's output for the decisions taken inside ``fold``'s test window.
+
+    The pipeline sees the history up to the window's end only (returned as the second value, for the
+    model's own evaluation); rebalance dates come from the calendar of all of ``bars``.
+
+    Example::
+
+        targets, history = fold_targets(exp, bars, walk_forward_splits(len(bars.index), 500, 100)[0])
+        targets.targets.index.min() >= bars.index[500]   # True
+    """
+    history = bars.iloc(slice(0, fold.test.stop))
+    first, last = bars.index[fold.test.start], bars.index[fold.test.stop - 1]
+    dates = rebalance_dates(bars.index, exp.spec.rebalance)
+    # sizers may depend on their earlier decisions, so they see every decision date up to the window's end
+    dates = dates[dates <= last]
+    signal = compute_signal(exp, history)
+    if len(dates):
+        weights, targets = apply_weights(exp, signal, history, dates)
+    else:
+        weights = targets = pd.DataFrame(index=dates, columns=bars.symbols, dtype=float)
+
+    def window(df: pd.DataFrame) -> pd.DataFrame:
+        return df.loc[(df.index >= first) & (df.index <= last)]
+
+    return Targets(window(signal), window(weights), window(targets), risk_config(exp)), history
+
+
+def _describe(combo: dict[str, Any], exp: LoadedExperiment, trainable: bool, n_train: int) -> str:
+    parts = [", ".join(f"{str(k).rsplit('.', 1)[-1]}={v}" for k, v in combo.items())] if combo else []
+    if trainable:
+        parts.append(f"{exp.signal.name} fitted on {n_train} train bars")
+    return "; ".join(parts) or "fixed params (no sweep)"
+
+
+def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame | None, metric: str,
+               fitted: list[tuple[int, Any]]) -> FoldPlan:
+    train_bars = bars.iloc(fold.train)
+    combo: dict[str, Any] = {}
+    train_score = float("nan")
+    if grid is not None:
+        table = rank(evaluate_grid(exp, train_bars, grid), metric)
+        combo = {p: _python(table[p].iloc[0]) for p in grid.columns}
+        train_score = float(table[metric].iloc[0])
+    fold_exp = combo_experiment(exp.raw, exp.path, combo)
+    trainable = callable(getattr(fold_exp.signal, "fit", None))
+    if trainable:
+        fold_exp.signal.fit(train_bars)
+        fitted.append((fold.index, fold_exp.signal))
+    targets, history = fold_targets(fold_exp, bars, fold)
+    model_metrics: dict[str, Any] = {}
+    if trainable and callable(getattr(fold_exp.signal, "evaluate", None)):
+        model_metrics = fold_exp.signal.evaluate(history, fold.test)
+    return FoldPlan(fold, combo, train_score, _describe(combo, fold_exp, trainable, fold.n_train), targets,
+                    model_metrics)
+
+
+def _metrics(result: EngineResult, initial_cash: float) -> dict:
+    """compute_metrics over the whole curve (its evaluation period starts at its first bar)."""
+    if "eval_start" in inspect.signature(compute_metrics).parameters:
+        return compute_metrics(result, initial_cash, eval_start=result.equity.index[0])  # type: ignore[call-arg]
+    return compute_metrics(result, initial_cash)
+
+
+def _fold_metrics(result: EngineResult, bars: Bars, fold: Fold, oos_start: int, initial_cash: float) -> dict:
+    """Metrics of the one account over ``fold``'s test window: from the close before it to its last close."""
+    eq = result.equity
+    a, b = fold.test.start - oos_start, fold.test.stop - oos_start
+    base = initial_cash if a == 0 else float(eq.iloc[a - 1])
+    window = pd.concat([pd.Series([base], index=bars.index[fold.test.start - 1: fold.test.start]), eq.iloc[a:b]])
+    window.name = "equity"
+    first, last = eq.index[a], eq.index[b - 1]
+
+    def inside(df: pd.DataFrame) -> pd.DataFrame:
+        t = pd.to_datetime(df["time"])
+        return df.loc[(t >= first) & (t <= last)]
+
+    part = EngineResult(result.engine, window, inside(result.orders), inside(result.events))
+    return _metrics(part, base)
 
 
 def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
-    from qf.run import RunOutcome, default_report_dir, write_report
+    """Run the experiment's ``walk_forward:`` section and write its report (see the module docstring)."""
+    from qf.run import RunOutcome, default_report_dir, run_engine, write_report
 
     wf = exp.spec.walk_forward
     assert wf is not None
     bars = exp.data.load()
-    try:
-        folds = walk_forward_splits(len(bars.index), wf.train, wf.test, wf.step,
-                                    "anchored" if wf.anchored else "rolling", wf.purge, wf.embargo)
-    except ValueError as exc:
-        raise QfError(f"walk_forward: {exc} ({len(bars.index)} bars of data)") from None
+    folds = _splits(exp, len(bars.index))
     grid = grid_of(exp) if exp.spec.sweep is not None else None
+    if grid is not None:
+        _check_one_account(exp, grid)
     metric = exp.spec.sweep.metric if exp.spec.sweep is not None else wf.metric
     cash = exp.spec.execution.initial_cash
-    pieces, orders, events, targets, rows, fitted = [], [], [], [], [], []
+    engine = exp.spec.execution.engine
     console.print(f"{exp.name}: walk-forward, {len(folds)} folds"
                   + (f", {len(grid)} combinations per train window" if grid is not None else ""))
-    for fold in folds:
-        train_bars = bars.iloc(fold.train)
-        combo: dict = {}
-        train_score = float("nan")
-        if grid is not None:
-            table = rank(evaluate_grid(exp, train_bars, grid), metric)
-            combo = {p: _python(table[p].iloc[0]) for p in grid.columns}
-            train_score = float(table[metric].iloc[0])
-        fold_exp = combo_experiment(exp.raw, exp.path, combo)
-        trainable = callable(getattr(fold_exp.signal, "fit", None))
-        if trainable:
-            fold_exp.signal.fit(train_bars)
-            fitted.append((fold.index, fold_exp.signal))
-        history = bars.iloc(slice(0, fold.test.stop))
-        result, m = _simulate(fold_exp, history, trade_from=fold.test.start)
-        model_metrics = {}
-        if trainable and callable(getattr(fold_exp.signal, "evaluate", None)):
-            model_metrics = fold_exp.signal.evaluate(history, fold.test)
-        pieces.append(result.equity)
-        orders.append(result.orders)
-        events.append(result.events)
-        t = result.extra.get("targets")
-        if t is not None:
-            targets.append(t)
-        idx = bars.index
+    fitted: list[tuple[int, Any]] = []
+    plans = [_plan_fold(exp, bars, fold, grid, metric, fitted) for fold in folds]
+
+    oos_start, oos_stop = folds[0].test.start, folds[-1].test.stop
+    oos = bars.iloc(slice(oos_start, oos_stop))
+    targets = Targets(*(pd.concat([getattr(p.targets, f) for p in plans]) for f in ("signal", "weights", "targets")),
+                      risk_config(exp))
+    result = run_engine(exp, oos, targets, engine)
+    result.extra.pop("portfolio", None)
+    metrics = _metrics(result, cash)
+    metrics["n_folds"] = len(folds)
+
+    idx = bars.index
+    rows = []
+    for p in plans:
+        f = p.fold
+        m = _fold_metrics(result, bars, f, oos_start, cash)
         rows.append({
-            "fold": fold.index,
-            "train_start": idx[fold.train.start].date(), "train_end": idx[fold.train.stop - 1].date(),
-            "test_start": idx[fold.test.start].date(), "test_end": idx[fold.test.stop - 1].date(),
-            **combo, f"train_{metric}": train_score,
-            "test_sharpe": m["sharpe"], "test_return": m["total_return"], "test_max_drawdown": m["max_drawdown"],
-            **model_metrics,
+            "fold": f.index,
+            "train_start": idx[f.train.start].date(), "train_end": idx[f.train.stop - 1].date(),
+            "train_bars": f.n_train,
+            "test_start": idx[f.test.start].date(), "test_end": idx[f.test.stop - 1].date(), "test_bars": f.n_test,
+            "chosen": p.chosen, **p.combo, **({f"train_{metric}": p.train_score} if grid is not None else {}),
+            "test_return": m["total_return"], "test_sharpe": m["sharpe"], "test_max_drawdown": m["max_drawdown"],
+            "test_orders": m["n_orders"], "test_fees": m["fees_paid"],
+            **p.model_metrics,
         })
+    folds_table = pd.DataFrame(rows)
+    _print_folds(console, folds_table, metric if grid is not None else None)
+
     final = None
     if fitted:
         # the model paper trading uses: same params as the last fold, trained on the latest window
-        last = folds[-1]
-        n = len(bars.index)
-        start = 0 if wf.anchored else max(0, n - last.n_train)
-        final = combo_experiment(exp.raw, exp.path, combo).signal
+        n = len(idx)
+        start = 0 if wf.anchored else max(0, n - folds[-1].n_train)
+        final = combo_experiment(exp.raw, exp.path, plans[-1].combo).signal
         final.fit(bars.iloc(slice(start, n)))
-    equity = stitch(pieces, init_values=[cash] * len(pieces))
-    equity.name = "equity"
-    combined = EngineResult("vectorbt", equity, pd.concat(orders, ignore_index=True),
-                            pd.concat(events, ignore_index=True))
-    metrics = compute_metrics(combined, cash)
-    metrics["n_folds"] = len(folds)
-    folds_table = pd.DataFrame(rows)
-    _print_folds(console, folds_table)
-    all_targets = pd.concat(targets) if targets else pd.DataFrame(columns=bars.symbols)
-    outcome = RunOutcome(exp, bars, Targets(pd.DataFrame(), pd.DataFrame(), all_targets, None), combined,  # type: ignore[arg-type]
-                         metrics, None)
+
+    outcome = RunOutcome(exp, bars, targets, result, metrics, None)
     run_id = writer.new_run_id()
     out = Path(out) if out is not None else default_report_dir(exp, run_id)
 
@@ -115,20 +277,24 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
         if fitted and callable(getattr(type(fitted[0][1]), "summarize", None)):
             type(fitted[0][1]).summarize([m for _, m in fitted], tmp)
 
-    report_dir = write_report(exp, outcome, out, out.name, "vectorbt", kind="walk_forward", extra_files=extra)
-    console.print(f"out-of-sample sharpe {metrics['sharpe']:.3f}, CAGR {metrics['cagr']:.2%}, "
-                  f"max drawdown {metrics['max_drawdown']:.2%}")
+    report_dir = write_report(exp, outcome, out, out.name, engine, kind="walk_forward", extra_files=extra)
+    console.print(f"out-of-sample, one {engine} account over {metrics['n_bars']} bars "
+                  f"({metrics['start']} to {metrics['end']}): sharpe {metrics['sharpe']:.3f}, "
+                  f"CAGR {metrics['cagr']:.2%}, max drawdown {metrics['max_drawdown']:.2%}, "
+                  f"turnover {metrics['turnover']:.1f}x/yr, fees {metrics['fees_paid']:,.2f}")
     console.print(f"report: {report_dir}")
     return report_dir
 
 
-def _print_folds(console: Console, folds: pd.DataFrame) -> None:
+def _print_folds(console: Console, folds: pd.DataFrame, metric: str | None) -> None:
     # the essentials on screen; folds.csv has every column (model metrics included)
-    skip = {"train_start", "test_max_drawdown"}
-    cols = [c for c in folds.columns if c not in skip][: 8]
-    t = Table(title="walk-forward folds (parameters chosen on train only; all columns in folds.csv)")
+    cols = ["fold", "train_end", "test_start", "test_end", "chosen",
+            *([f"train_{metric}"] if metric else []), "test_return", "test_sharpe", "test_fees"]
+    title = ("walk-forward folds, one account (" + ("parameters chosen" if metric else "nothing swept")
+             + " on train only; all columns in folds.csv)")
+    t = Table(title=title)
     for c in cols:
-        t.add_column(str(c))
+        t.add_column(c)
     for _, r in folds[cols].iterrows():
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
     console.print(t)

@@ -35,7 +35,7 @@ execution: {fill: next_close, fees: 0.0005, slippage: 0.0005}
 walk_forward: {train: 300, test: 100, purge: 5, embargo: 5}
 report: {tearsheet: false}
 """
-BARS = sample_bars(n_symbols=5, n_bars=700, seed=8)
+BARS = sample_bars(n_symbols=5, n_bars=600, seed=8)  # 3 adjacent 100-bar test windows after 300 train bars
 FOLDS = walk_forward_splits(len(BARS.index), 300, 100, purge=5, embargo=5)
 
 
