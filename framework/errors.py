@@ -32,3 +32,16 @@ class DataError(QfError):
 
 class PluginError(QfError):
     """A plugin could not be loaded or registered (duplicate names, misspelled hooks, bad records)."""
+
+
+class ReportWriteError(QfError):
+    """The report could not be written once the run had finished (disk full, folder removed, ...).
+
+    Exit code 1, not 2: the input was fine, the machine was not. Its message names the path and the cause.
+
+    Example::
+
+        raise ReportWriteError("reports/x/run1: the report could not be written: No space left on device")
+    """
+
+    exit_code = 1
