@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -72,12 +73,15 @@ def run(
 
     from qf.config.loader import load_experiment
     from qf.registry import get_registry
+    from qf.report.writer import check_report_target
 
     try:
         overrides = list(set_ or [])
         if engine is not None:
             overrides.append(f"execution.engine={engine}")
         exp = load_experiment(experiment, overrides)
+        # a report that cannot be written is refused now, not after minutes of simulation
+        check_report_target(out_dir, Path(exp.spec.report.dir), exp.name)
         if exp.spec.sweep is not None or exp.spec.walk_forward is not None:
             from qf.research.run import run_research
 
@@ -253,6 +257,10 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# OSErrors that mean the disk, not the input, failed (reported in one line, exit code 1)
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
 def main() -> None:
     try:
         app()
@@ -263,6 +271,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        # the machine, not the input: a disk that filled up or went read-only mid-run is one line, exit 1
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False,
+                  soft_wrap=True)
+        sys.exit(1)
+
 
 
 if __name__ == "__main__":
