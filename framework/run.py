@@ -22,7 +22,7 @@ from qf.errors import QfError
 from qf.pipeline import Targets, compute_targets
 from qf.report import writer
 from qf.report.index import write_index
-from qf.report.metrics import compute_metrics, returns_of
+from qf.report.metrics import compute_metrics, eval_returns, evaluation_start
 
 Step = Callable[[str], None]
 
@@ -95,8 +95,14 @@ def default_report_dir(exp: LoadedExperiment, run_id: str) -> Path:
 
 
 def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: str, engine: str,
-                 kind: str = "backtest", extra_files: Callable[[Path], None] | None = None) -> Path:
-    """Write every report file into ``out`` atomically and refresh the reports index."""
+                 kind: str = "backtest", extra_files: Callable[[Path], None] | None = None,
+                 tearsheet_note: str | None = None) -> Path:
+    """Write every report file into ``out`` atomically and refresh the reports index.
+
+    The tear sheet gets the returns of the evaluation period stated in ``outcome.metrics`` (the same
+    returns the metrics were computed from); ``tearsheet_note`` is shown under its title (e.g.
+    "interrupted paper session").
+    """
     res = outcome.result
     with writer.atomic_dir(out) as tmp:
         writer.write_json(tmp / "metrics.json", outcome.metrics)
@@ -125,9 +131,14 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
         if exp.spec.report.tearsheet:
             from qf.report.tearsheet import write_tearsheet
 
-            title = exp.spec.report.title or f"{exp.name} ({engine}, {kind})"
-            write_tearsheet(returns_of(res.equity), benchmark_returns(exp, outcome.bars), tmp / "tearsheet.html",
-                            title)
+            metrics = outcome.metrics
+            start = metrics.get("eval_start")
+            cash = float(metrics.get("initial_cash", exp.spec.execution.initial_cash))
+            rets = eval_returns(res.equity, cash, pd.Timestamp(start) if start is not None else None)
+            write_tearsheet(rets, benchmark_returns(exp, outcome.bars), tmp / "tearsheet.html",
+                            exp.spec.report.title or exp.name,
+                            subtitle=" · ".join(filter(None, [f"{kind}, {engine}", tearsheet_note])),
+                            metrics=metrics)
         if extra_files is not None:
             extra_files(tmp)
     root = Path(exp.spec.report.dir).resolve()
@@ -148,7 +159,8 @@ def run_experiment(exp: LoadedExperiment, out: Path | None = None, engine: str |
     targets = compute_targets(exp, bars)
     step(f"simulating ({engine})")
     result = run_engine(exp, bars, targets, engine)
-    metrics = compute_metrics(result, exp.spec.execution.initial_cash)
+    metrics = compute_metrics(result, exp.spec.execution.initial_cash,
+                              eval_start=evaluation_start(exp, bars.index, targets.targets))
     outcome = RunOutcome(exp, bars, targets, result, metrics, None)
     if write:
         step("writing report")

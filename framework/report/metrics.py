@@ -1,59 +1,209 @@
-"""Performance metrics computed the same way for every engine (daily bars, 252 per year).
+"""The one metrics function behind every number qf shows: the CLI table, metrics.json, the tear sheet's
+headline figures, ``qf report compare/list``, index.html and sweep rows.
 
-- ``sharpe`` = mean / std (ddof=1) of simple returns x sqrt(252), risk-free rate 0;
-- ``sortino`` = mean / sqrt(mean(min(r, 0)^2)) x sqrt(252) (the downside deviation quantstats uses);
-- ``cagr`` over calendar time (days / 365.25); ``max_drawdown`` is negative (-0.25 = 25% below peak);
-- ``turnover`` = traded value / average equity, per year.
+**Evaluation period.** Statistics cover the bars on which the strategy could trade, not its warm-up:
+the period starts at the first decision bar at or after the longest warm-up (``max(signal.warmup,
+sizer.warmup)``, or earlier if the pipeline already asks for a position), and with a next-bar fill
+(``next_open``/``next_close``) at the bar after it, where that decision's orders fill. Each counted bar
+contributes one simple return, measured from the previous close (from ``initial_cash`` when the period
+starts on the first bar). Every metrics dict states its period: ``eval_start`` (first counted bar),
+``eval_end`` (last bar) and ``eval_bars`` (number of counted returns, the T of PSR/DSR).
+
+**Conventions** (one set, used everywhere, and the tear sheet is fed the same returns with the same
+settings so its figures equal these):
+
+- ``periods_per_year`` = 252 bars, risk-free rate 0;
+- ``cagr`` = ``(end / start) ** (252 / eval_bars) - 1`` where start is the equity before the first
+  counted bar and end the last equity (quantstats' CAGR: years = number of returns / 252);
+- ``sharpe`` = mean / std (ddof=1) of the returns x sqrt(252);
+- ``sortino`` = mean / sqrt(mean(min(r, 0)^2)) x sqrt(252) (quantstats' downside deviation);
+- ``volatility`` = std (ddof=1) x sqrt(252);
+- ``max_drawdown`` over the period's equity including its starting value; negative (-0.25 = 25% below peak);
+- ``total_return`` = end / start - 1 over the period; ``final_equity`` is the account's last value;
+- ``turnover`` = traded value / average equity, per year of the period (``eval_bars / 252`` years);
+  ``n_orders`` and ``fees_paid`` count the fills inside the period.
+
+Ratios that are undefined (no variance, no losses, no bars) are reported as 0.0.
+
+Example::
+
+    start = evaluation_start(exp, bars.index, targets.targets)
+    m = compute_metrics(result, 100_000, eval_start=start)
+    m["sharpe"], m["eval_start"], m["eval_bars"]
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from qf.engines.result import EngineResult
 
-PERIODS = 252
+PERIODS_PER_YEAR = 252
+PERIODS = PERIODS_PER_YEAR  # the name older callers import
+RISK_FREE = 0.0
+CAGR_CONVENTION = "(end/start)^(periods_per_year/eval_bars) - 1"
 
 
 def returns_of(equity: pd.Series) -> pd.Series:
-    return equity.pct_change().iloc[1:].fillna(0.0)
-
-
-def compute_metrics(result: EngineResult, initial_cash: float) -> dict[str, float | int]:
-    """Metrics of one run, as saved in metrics.json.
+    """Bar-to-bar simple returns of a whole equity curve (its first bar has none).
 
     Example::
 
-        m = compute_metrics(result, 100_000)
-        m["sharpe"], m["max_drawdown"]
+        returns_of(pd.Series([100.0, 101.0, 99.99], index=pd.bdate_range("2024-01-01", periods=3)))
+    """
+    return equity.pct_change().iloc[1:].fillna(0.0)
+
+
+def warmup_of(exp: Any) -> int:
+    """Bars the pipeline needs before its first meaningful decision (signal and sizer warm-up).
+
+    Example::
+
+        warmup_of(load_experiment("experiments/hrp_swing.yaml"))   # 252: the HRP window
+    """
+    return max(int(getattr(exp.signal, "warmup", 0) or 0), int(getattr(exp.sizer, "warmup", 0) or 0), 0)
+
+
+def evaluation_start(exp: Any, index: pd.DatetimeIndex, targets: pd.DataFrame,
+                     trade_from: int = 0) -> pd.Timestamp:
+    """The first bar of the evaluation period of ``exp`` run on bars ``index`` with these target weights.
+
+    The first decision is the first rebalance date (a row of ``targets``) at or after bar
+    ``max(warm-up, trade_from)``, or any earlier row that already holds a non-zero weight (a component
+    that trades before its declared warm-up is evaluated from its first trade). With ``fill: close``
+    that decision fills on its own bar, which is the start; with a next-bar fill the start is the
+    next bar. When nothing can be traded the start lies after the last bar (an empty period).
+
+    ``trade_from`` is the position in ``index`` before which no order may fill (sweeps of trainable
+    models, walk-forward test windows). Shared by ``qf run``, sweeps and paper reports.
+
+    Example::
+
+        t = compute_targets(exp, bars)
+        evaluation_start(exp, bars.index, t.targets)   # e.g. Timestamp('2011-01-10')
+    """
+    n = len(index)
+    if n == 0:
+        raise ValueError("evaluation_start needs at least one bar")
+    first = min(max(warmup_of(exp), int(trade_from), 0), n)
+    rows = pd.DatetimeIndex(targets.index)
+    pos = index.get_indexer(rows)
+    ok = pos >= 0
+    pos, rows = pos[ok], rows[ok]
+    weights = targets.to_numpy(dtype=float)[ok] if targets.shape[1] else np.zeros((len(pos), 0))
+    active = np.nan_to_num(np.abs(weights)).sum(axis=1) > 0 if weights.size else np.zeros(len(pos), bool)
+    candidates = pos[(pos >= first) | (active & (pos >= int(trade_from)))]
+    if len(candidates) == 0:
+        return index[-1] + pd.Timedelta(days=1)
+    decision = int(candidates.min())
+    start = decision if exp.spec.execution.fill == "close" else decision + 1
+    return index[start] if start < n else index[-1] + pd.Timedelta(days=1)
+
+
+def _window(equity: pd.Series, initial_cash: float,
+            eval_start: pd.Timestamp | None) -> tuple[float, pd.Series]:
+    """(equity before the period, equity over the period)."""
+    pos = 0 if eval_start is None else int(equity.index.searchsorted(pd.Timestamp(eval_start), side="left"))
+    if pos == 0:
+        return float(initial_cash), equity
+    return float(equity.iloc[pos - 1]), equity.iloc[pos:]
+
+
+def eval_returns(equity: pd.Series, initial_cash: float, eval_start: pd.Timestamp | None = None) -> pd.Series:
+    """The returns every statistic (and the tear sheet) uses: one per bar of the evaluation period.
+
+    Bars from ``eval_start`` (default: the first bar) to the end; each return is measured from the
+    previous close, the first bar's from ``initial_cash``.
+
+    Example::
+
+        r = eval_returns(result.equity, 100_000, pd.Timestamp("2011-01-10"))
+        len(r)   # == compute_metrics(result, 100_000, eval_start=...)["eval_bars"]
+    """
+    base, window = _window(equity.astype(float), initial_cash, eval_start)
+    values = window.to_numpy(dtype=float)
+    prev = np.r_[base, values[:-1]] if len(values) else values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(prev != 0, values / prev - 1.0, 0.0)
+    return pd.Series(r, index=window.index, name="returns")
+
+
+def _fill_times(orders: pd.DataFrame, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    # fills from a live broker may carry a time zone the bar index does not (or the other way round)
+    t = pd.DatetimeIndex(pd.to_datetime(orders["time"]))
+    if t.tz is not None and index.tz is None:
+        t = t.tz_convert(None)
+    elif t.tz is None and index.tz is not None:
+        t = t.tz_localize(index.tz)
+    return t
+
+
+def _stamp(ts: pd.Timestamp) -> str:
+    ts = pd.Timestamp(ts)
+    return str(ts.date()) if ts == ts.normalize() else ts.isoformat()
+
+
+def compute_metrics(result: EngineResult, initial_cash: float, *,
+                    eval_start: pd.Timestamp | None = None) -> dict[str, Any]:
+    """Metrics of one run over its evaluation period, as saved in metrics.json (see the module docstring).
+
+    ``eval_start`` is the first bar counted (:func:`evaluation_start`); by default the whole curve,
+    its first bar measured from ``initial_cash``.
+
+    Example::
+
+        m = compute_metrics(result, 100_000, eval_start=pd.Timestamp("2011-01-10"))
+        m["sharpe"], m["max_drawdown"], m["eval_bars"]
     """
     eq = result.equity.astype(float)
-    rets = returns_of(eq)
-    r = rets.to_numpy()
-    final = float(eq.iloc[-1])
-    years = max((eq.index[-1] - eq.index[0]).days / 365.25, 1e-9)
-    total = final / initial_cash - 1.0
-    sd = float(np.std(r, ddof=1)) if len(r) > 1 else 0.0
-    mean = float(np.mean(r)) if len(r) else 0.0
-    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if len(r) else 0.0
-    dd = eq / eq.cummax() - 1.0
-    traded = result.traded_value
+    base, window = _window(eq, initial_cash, eval_start)
+    r = eval_returns(eq, initial_cash, eval_start).to_numpy()
+    n = len(r)
+    end_value = float(window.iloc[-1]) if n else base
+    growth = end_value / base if base > 0 else float("nan")
+    sd = float(np.std(r, ddof=1)) if n > 1 else 0.0
+    mean = float(np.mean(r)) if n else 0.0
+    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if n else 0.0
+    path = np.r_[base, window.to_numpy(dtype=float)]
+    dd = path / np.maximum.accumulate(path) - 1.0 if base > 0 else np.array([0.0])
+    years = n / PERIODS_PER_YEAR
+    if n == 0 or not math.isfinite(growth):
+        cagr = 0.0
+    else:
+        cagr = growth ** (1.0 / years) - 1.0 if growth > 0 else -1.0
+    orders = result.orders
+    if n and len(orders):
+        orders = orders[_fill_times(orders, window.index) >= window.index[0]]
+    elif not n:
+        orders = orders.iloc[0:0]
+    traded = float((orders["quantity"] * orders["price"]).sum()) if len(orders) else 0.0
+    avg_equity = float(window.mean()) if n else 0.0
+    first = eval_start if eval_start is not None else (eq.index[0] if len(eq) else None)
     return {
-        "final_equity": final,
-        "total_return": total,
-        "cagr": (final / initial_cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0,
-        "sharpe": mean / sd * math.sqrt(PERIODS) if sd > 0 else 0.0,
-        "sortino": mean / downside * math.sqrt(PERIODS) if downside > 0 else 0.0,
+        "initial_cash": float(initial_cash),
+        "final_equity": float(eq.iloc[-1]) if len(eq) else float(initial_cash),
+        "total_return": growth - 1.0 if math.isfinite(growth) else 0.0,
+        "cagr": cagr,
+        "sharpe": mean / sd * math.sqrt(PERIODS_PER_YEAR) if sd > 0 else 0.0,
+        "sortino": mean / downside * math.sqrt(PERIODS_PER_YEAR) if downside > 0 else 0.0,
         "max_drawdown": float(dd.min()),
-        "volatility": sd * math.sqrt(PERIODS),
-        "n_orders": int(len(result.orders)),
-        "fees_paid": result.fees_paid,
-        "turnover": traded / float(eq.mean()) / years if len(eq) else 0.0,
+        "volatility": sd * math.sqrt(PERIODS_PER_YEAR),
+        "n_orders": int(len(orders)),
+        "fees_paid": float(orders["fee"].sum()) if len(orders) else 0.0,
+        "turnover": traded / avg_equity / years if n and avg_equity > 0 else 0.0,
         "n_bars": int(len(eq)),
-        "start": str(eq.index[0].date()),
-        "end": str(eq.index[-1].date()),
+        "start": str(eq.index[0].date()) if len(eq) else None,
+        "end": str(eq.index[-1].date()) if len(eq) else None,
+        "eval_start": _stamp(window.index[0]) if n else (_stamp(first) if first is not None else None),
+        "eval_end": _stamp(window.index[-1]) if n else None,
+        "eval_bars": int(n),
+        "excluded_bars": int(len(eq) - n),
+        "periods_per_year": PERIODS_PER_YEAR,
+        "risk_free": RISK_FREE,
+        "cagr_convention": CAGR_CONVENTION,
         "risk_events": int(len(result.events)),
     }
