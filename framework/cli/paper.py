@@ -1,7 +1,8 @@
 """``qf paper EXP.yaml``: paper-trade an experiment, simulated offline or through Alpaca, restart-safe.
 
-Exit codes: 0 when the session ended (the replay's end, ``--max-bars``, ``--flatten``), 130 after Ctrl-C
-(the state is kept: run the same command to resume), 2 for a user error printed one line per problem.
+Exit codes: 0 when the session ended (the replay's end, ``--max-bars``, ``--flatten``), 130 after Ctrl-C and
+143 after SIGTERM (what systemd and docker send; both stop cleanly and write the report, and the state is kept:
+run the same command to resume), 2 for a user error printed one line per problem.
 
 Examples::
 
@@ -12,10 +13,13 @@ Examples::
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,10 +31,35 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
-def _fail(exc: QfError) -> None:
+def _fail(exc: QfError) -> NoReturn:
     for line in exc.problems:
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """Turn the first SIGTERM into a KeyboardInterrupt in the main thread, so it stops like Ctrl-C.
+
+    Yields the list of signals received (empty unless SIGTERM came). Later SIGTERMs are ignored while the
+    session stops and writes its report (a supervisor's SIGKILL still ends it; the state stays resumable).
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave its handler alone
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def paper(
@@ -57,6 +86,42 @@ def paper(
     --broker alpaca reads ALPACA_API_KEY and ALPACA_SECRET_KEY from the environment (and ALPACA_*_URL).
 
     Every session writes a report (kind: paper) that `qf report compare` puts next to the backtest.
+    """
+    with _sigterm_as_interrupt() as terminated:
+        try:
+            exp_name, outcome = _run(experiment, broker, speed, state_dir, flatten, max_bars, set_)
+        except KeyboardInterrupt:  # before the session started (loading): nothing to report
+            err.print("interrupted")
+            raise typer.Exit(143 if terminated else 130) from None
+    from qf.cli.main import print_summary
+
+    if outcome.status == "finished":
+        out.print(f"{exp_name}: the replay had already finished ({outcome.bars_total} bar(s), last "
+                  f"{outcome.equity.index[-1]:%Y-%m-%d}); nothing to run")
+        out.print(f"report: {outcome.report_dir}")
+        out.print(f"state: {outcome.state_dir} (finished; remove it, or use another --state-dir, to replay again)")
+        return
+    what = {"done": "replay finished", "stopped": "stopped after --max-bars", "flattened": "flattened",
+            "interrupted": "stopped by SIGTERM" if terminated else "interrupted"}[outcome.status]
+    out.print(f"{exp_name}: {what}; {outcome.bars_done} new bar(s), {outcome.bars_total} in the session, "
+              f"{len(outcome.orders)} fill(s){'; HALTED by a risk rule' if outcome.halted else ''}")
+    if outcome.metrics is not None:
+        print_summary(f"{exp_name} (paper, {outcome.broker})", outcome.metrics)
+    if outcome.report_dir is not None:
+        out.print(f"report: {outcome.report_dir}")
+    if outcome.status == "done":
+        out.print(f"state: {outcome.state_dir} (the replay is finished)")
+    else:
+        out.print(f"state: {outcome.state_dir} (run the same command to resume)")
+    if outcome.status == "interrupted":
+        raise typer.Exit(143 if terminated else 130)
+
+
+def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | None, flatten: bool,
+         max_bars: int | None, set_: list[str] | None) -> tuple[str, Any]:
+    """Load the experiment and run the session with the live view: (experiment name, PaperOutcome).
+
+    A user error is printed and exits 2 here.
     """
     from qf.config.loader import load_experiment
     from qf.paper.session import PaperOptions, run_paper
@@ -99,17 +164,4 @@ def paper(
             outcome = run_paper(exp, options, on_update=line, registry=get_registry())
     except QfError as exc:
         _fail(exc)
-        return
-    from qf.cli.main import print_summary
-
-    what = {"done": "replay finished", "stopped": "stopped after --max-bars", "flattened": "flattened",
-            "interrupted": "interrupted"}[outcome.status]
-    out.print(f"{exp.name}: {what}; {outcome.bars_done} new bar(s), {outcome.bars_total} in the session, "
-              f"{len(outcome.orders)} fill(s){'; HALTED by a risk rule' if outcome.halted else ''}")
-    if outcome.metrics is not None:
-        print_summary(f"{exp.name} (paper, {outcome.broker})", outcome.metrics)
-    if outcome.report_dir is not None:
-        out.print(f"report: {outcome.report_dir}")
-    out.print(f"state: {outcome.state_dir} (run the same command to resume)")
-    if outcome.status == "interrupted":
-        raise typer.Exit(130)
+    return exp.name, outcome

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 _NEUTRAL_KEYS = ("description", "report", "sweep", "walk_forward")
 # data params that only say how far a replay goes or how often a live feed polls
 _NEUTRAL_DATA_PARAMS = ("end", "poll_interval", "bar_delay")
+# state meta: the report of a replay that reached its end
+_REPORT_META = "final_report"
 
 
 @dataclass
@@ -83,8 +85,9 @@ class PaperOptions:
 
 @dataclass
 class PaperOutcome:
-    """What a session did. ``status``: ``done`` (a replay reached its end), ``stopped`` (``max_bars``),
-    ``interrupted`` (Ctrl-C) or ``flattened``. ``bars_total`` counts the session's bars across restarts.
+    """What a session did. ``status``: ``done`` (a replay reached its end), ``finished`` (it had already
+    ended in an earlier run: nothing ran, ``report_dir`` is that run's report), ``stopped`` (``max_bars``),
+    ``interrupted`` (Ctrl-C or SIGTERM) or ``flattened``. ``bars_total`` counts the session's bars across restarts.
 
     Example: ``outcome.status, outcome.metrics["sharpe"], outcome.report_dir``.
     """
@@ -232,6 +235,10 @@ def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackB
             start = int(bars.index.get_loc(last.time)) + 1
         if opts.flatten and start >= len(bars.index):
             raise QfError("--flatten: the replay has no bar left to close the positions at")
+        if last is not None and start >= len(bars.index):
+            finished = _finished_replay(exp, opts, state, name, state_dir, bars)
+            if finished is not None:
+                return finished
         if abs(broker.getcash() - execution.initial_cash) > 1e-9 * execution.initial_cash:
             raise QfError(f"the broker starts with {broker.getcash():,.2f} in cash but execution.initial_cash is "
                           f"{execution.initial_cash:,.2f}")
@@ -252,9 +259,29 @@ def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackB
             status = "flattened"
         # the backtest's order: by fill bar, sells before buys, then symbol
         orders = state.fills().sort_values(["time", "side", "symbol"], kind="mergesort", ignore_index=True)
-        return _finish(exp, opts, state, name, state_dir, status, state.bar_count() - before, bars, orders)
+        origin = bars.index[start - 1] if start > 0 else bars.index[0]
+        return _finish(exp, opts, state, name, state_dir, status, state.bar_count() - before, bars, orders,
+                       origin)
     finally:
         state.close()
+
+
+def _finished_replay(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: str, state_dir: Path,
+                     bars: Bars) -> PaperOutcome | None:
+    """The outcome of a replay that already reached its end and wrote its report (nothing to run again).
+
+    None when its report is missing (a crash while writing it) or ``--out`` asks for another folder: the
+    caller then writes the report once more.
+    """
+    stored = state.get_meta(_REPORT_META)
+    if stored is None or not Path(stored).is_dir():
+        return None
+    if opts.out is not None and Path(opts.out).resolve() != Path(stored).resolve():
+        return None
+    equity = state.equity()
+    log.info("the replay of %s already ended at %s; its report is %s", exp.name, bars.index[-1].date(), stored)
+    return PaperOutcome("finished", name, state_dir, state.get_meta("run_id") or "", 0, len(equity), equity,
+                        state.fills(), state.events(), _halted(state), report_dir=Path(stored))
 
 
 def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str, state_dir: Path,
@@ -309,7 +336,8 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
         broker.disconnect()  # a last reconciliation: the report sees every fill the broker reported
         orders = broker.fills_frame()
         clean = True
-        return _finish(exp, opts, state, name, state_dir, status, state.bar_count() - before, bars, orders)
+        return _finish(exp, opts, state, name, state_dir, status, state.bar_count() - before, bars, orders,
+                       pd.Timestamp(anchor_text))
     finally:
         if source is not None:
             source.close()
@@ -337,25 +365,37 @@ def _flatten_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: 
     return _finish(exp, opts, state, name, state_dir, "flattened", 0, bars, orders)
 
 
-def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: str, state_dir: Path, status: str,
-            done: int, bars: Bars | None, orders: pd.DataFrame) -> PaperOutcome:
-    equity = state.equity()
-    events = state.events()
+def _halted(state: PaperState) -> bool:
+    """Whether the risk kernel was halted at the last committed bar."""
     last = state.last_bar()
     kernel = (last.strategy.get("kernel") if last is not None else None) or []
-    halted = bool(kernel and kernel[S_HALTED] == 1.0)
+    return bool(kernel and kernel[S_HALTED] == 1.0)
+
+
+def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: str, state_dir: Path, status: str,
+            done: int, bars: Bars | None, orders: pd.DataFrame, origin: pd.Timestamp | None = None) -> PaperOutcome:
+    """The session's outcome, with its report (any number of bars, zero included, when ``origin`` is known)."""
+    equity = state.equity()
+    events = state.events()
     outcome = PaperOutcome(status, name, state_dir, state.get_meta("run_id") or "", done, len(equity), equity,
-                           orders, events, halted)
-    if opts.write_report and bars is not None and len(equity) > 0:
+                           orders, events, _halted(state))
+    if opts.write_report and bars is not None and (len(equity) > 0 or origin is not None):
         outcome.metrics, outcome.report_dir = write_paper_report(exp, state, name, status, bars, equity, orders,
-                                                                 events, opts.out)
+                                                                 events, opts.out, origin)
+        if status == "done":
+            # a later run of the same command says the replay is over instead of reporting it again
+            state.set_meta(_REPORT_META, str(outcome.report_dir.resolve()))
     return outcome
 
 
 def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, status: str, bars: Bars,
                        equity: pd.Series, orders: pd.DataFrame, events: pd.DataFrame,
-                       out: Path | None = None) -> tuple[dict[str, Any], Path]:
+                       out: Path | None = None, origin: pd.Timestamp | None = None) -> tuple[dict[str, Any], Path]:
     """Write ``reports/<name>/<run-id>/`` for the whole session so far, like a backtest's (``kind: paper``).
+
+    Any equity series gets a report: an empty one (stopped before its first bar) is reported as the initial
+    equity at ``origin``; a one-bar or flat one gets every file, and the tear sheet only when quantstats can
+    draw it (a tear sheet failure is logged and noted in ``paper.json``, never fatal).
 
     Example::
 
@@ -366,7 +406,14 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
     from qf.report.metrics import compute_metrics
     from qf.run import RunOutcome, benchmark_returns, default_report_dir, write_report
 
-    initial = float(state.get_meta("initial_equity") or equity.iloc[0])
+    initial = float(state.get_meta("initial_equity") or (equity.iloc[0] if len(equity) else "nan"))
+    processed = int(len(equity))
+    if processed == 0:
+        # stopped before its first bar: the account has not moved, so the report is the starting equity at
+        # the session's origin (its last history bar); paper.json says no bar was processed
+        if origin is None or math.isnan(initial):
+            raise QfError("the session processed no bar and has no starting point to report")
+        equity = pd.Series([initial], index=pd.DatetimeIndex([origin]), dtype=float)
     result = EngineResult("backtrader", equity, orders, events, {"mode": "paper", "broker": broker})
     metrics = compute_metrics(result, initial)
     window = bars.slice(equity.index[0], equity.index[-1])
@@ -374,30 +421,52 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
         window = bars.iloc(slice(-1, None))
     targets = state.targets(bars.symbols)
     empty = pd.DataFrame(columns=bars.symbols, dtype=float)
-    report_exp = exp
     spec = exp.spec
-    if len(equity) < 2 and spec.report.tearsheet:
-        # quantstats needs at least one return; the other files are still written
-        spec = spec.model_copy(update={"report": spec.report.model_copy(update={"tearsheet": False})})
-    try:
-        benchmark_returns(exp, window)
-    except QfError as exc:
-        log.warning("tear sheet benchmark unavailable (%s); using the equal-weight universe", exc)
-        spec = spec.model_copy(update={"benchmark": None})
-    if spec is not exp.spec:
-        report_exp = dataclasses.replace(exp, spec=spec, benchmark_source=None if spec.benchmark is None
-                                         else exp.benchmark_source)
+    tearsheet = spec.report.tearsheet and len(equity) >= 2  # quantstats needs at least one return
+    if tearsheet:
+        try:
+            benchmark_returns(exp, window)
+        except QfError as exc:
+            log.warning("tear sheet benchmark unavailable (%s); using the equal-weight universe", exc)
+            spec = spec.model_copy(update={"benchmark": None})
+    # write_report renders the tear sheet inside its atomic folder, so a quantstats failure (a flat account:
+    # "all x values are identical") would take metrics, equity and orders down with it; the tear sheet is
+    # rendered below instead, where its failure costs only the tear sheet
+    spec = spec.model_copy(update={"report": spec.report.model_copy(update={"tearsheet": False})})
+    report_exp = dataclasses.replace(exp, spec=spec, benchmark_source=None if spec.benchmark is None
+                                     else exp.benchmark_source)
     run_id = writer.new_run_id()
     folder = Path(out) if out is not None else default_report_dir(exp, run_id)
     outcome = RunOutcome(report_exp, window, Targets(empty, empty, targets, _risk(exp)), result, metrics, None)
 
     def extra(tmp: Path) -> None:
+        note = None
+        if tearsheet:
+            note = _write_tearsheet(report_exp, equity, window, tmp / "tearsheet.html")
         writer.write_json(tmp / "paper.json", {
             "session": state.get_meta("run_id"), "broker": broker, "status": status,
-            "state_dir": str(state.path.parent), "bars": int(len(equity)),
+            "state_dir": str(state.path.parent), "bars": processed,
             "first_bar": str(equity.index[0].date()), "last_bar": str(equity.index[-1].date()),
             "initial_equity": initial, "fills": int(len(orders)),
+            **({"tearsheet_error": note} if note else {}),
         })
 
     write_report(report_exp, outcome, folder, folder.name, "backtrader", kind="paper", extra_files=extra)
     return metrics, folder
+
+
+def _write_tearsheet(exp: LoadedExperiment, equity: pd.Series, window: Bars, path: Path) -> str | None:
+    """Render the tear sheet; on failure log a warning and return why (the other report files stay)."""
+    from qf.report.metrics import returns_of
+    from qf.report.tearsheet import write_tearsheet
+    from qf.run import benchmark_returns
+
+    try:
+        write_tearsheet(returns_of(equity), benchmark_returns(exp, window), path,
+                        exp.spec.report.title or f"{exp.name} (backtrader, paper)")
+    except Exception as exc:  # quantstats on a degenerate series; the session's numbers are still written
+        path.unlink(missing_ok=True)
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        log.warning("no tear sheet for this paper report (%s); metrics, equity and orders are written", why)
+        return why
+    return None
