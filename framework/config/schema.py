@@ -7,9 +7,13 @@ Component sections (``data``, ``signal``, ``sizer``, ``risk[]``, ``broker``) onl
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# experiment names: the report folder's name (see Experiment.name)
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 class Strict(BaseModel):
@@ -135,7 +139,9 @@ class Experiment(Strict):
         execution: {fill: next_open, fees: 0.0005}
     """
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    # the name becomes a folder of the report root: a slug, so it can never climb out of it (``..``), hide
+    # itself (``.x``) or nest (``a/b``)
+    name: str = Field(min_length=1, max_length=100, json_schema_extra={"pattern": NAME_PATTERN})
     description: str = ""
     data: ComponentSpec
     benchmark: BenchmarkSpec | None = None
@@ -148,3 +154,11 @@ class Experiment(Strict):
     sweep: SweepSpec | None = None
     walk_forward: WalkForwardSpec | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, v):
+            raise ValueError(f"{v!r} is not a safe folder name: use letters, digits, '_', '.' and '-', "
+                             "starting with a letter or digit")
+        return v
