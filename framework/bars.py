@@ -2,8 +2,12 @@
 
 After :func:`validate` a :class:`Bars` object guarantees: a sorted, unique, tz-naive DatetimeIndex shared
 by every field; the same columns in every field; strictly positive prices; ``low <= open, close <= high``;
-and missing values only before a symbol's first bar (not yet listed). Short gaps inside a series (at most
-``max_gap`` bars, such as a holiday one exchange kept) are forward-filled; longer ones are errors.
+and missing values only before a symbol's first bar (not listed yet) and after its last bar (delisted: its
+data ends before the others'). A gap inside a symbol's life (at most ``max_gap`` bars in a row, such as a
+trading halt or a holiday one exchange kept) becomes a flat bar at the last close with no volume, so that
+signals see a continuous series, and is recorded in :attr:`Bars.gaps`: the engines never fill an order on
+such a bar and value positions there at the last real price. A longer run inside a symbol's life is an
+error (more likely a broken file than a halt; raise ``max_gap`` to accept it, handled the same way).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ FIELDS = (*PRICE_FIELDS, "volume")
 class Bars:
     """Wide OHLCV frames sharing one index and one set of columns; ``close`` is always present.
 
+    ``gaps`` (bool, same shape, or None when there are none) is True on the bars :func:`validate` filled in
+    because the symbol did not trade there (see the module docstring); :meth:`traded` is where it did.
+
     Example::
 
         idx = pd.bdate_range("2020-01-01", periods=3)
@@ -39,6 +46,7 @@ class Bars:
     volume: pd.DataFrame | None = None
     source: str = "data"
     meta: dict = field(default_factory=dict, compare=False)
+    gaps: pd.DataFrame | None = field(default=None, compare=False)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -66,8 +74,23 @@ class Bars:
     def frames(self) -> dict[str, pd.DataFrame]:
         return {f: getattr(self, f) for f in self.fields}
 
+    def traded(self) -> np.ndarray:
+        """``(T, N)`` bool array: True where the symbol has a real bar (listed, not delisted, not a gap).
+
+        Example::
+
+            bars.traded()[:, 0]   # the bars on which the first symbol could be bought or sold
+        """
+        real = self.close.notna().to_numpy()
+        if self.gaps is not None:
+            real = real & ~self.gaps.to_numpy(dtype=bool)
+        return real
+
     def _map(self, fn) -> Bars:
-        return replace(self, **{f: fn(getattr(self, f)) for f in self.fields})
+        mapped = {f: fn(getattr(self, f)) for f in self.fields}
+        if self.gaps is not None:
+            mapped["gaps"] = fn(self.gaps)
+        return replace(self, **mapped)
 
     def truncate(self, end: pd.Timestamp | str) -> Bars:
         """Bars up to and including ``end``: what a model may see at time ``end``."""
@@ -151,7 +174,13 @@ def validate(bars: Bars, max_gap: int = 3) -> Bars:
     close = clean["close"]
     for sym in close.columns:
         _check_gaps(src, sym, close[sym], max_gap)
-    filled = {name: _ffill_gaps(name, df, close) for name, df in clean.items()}
+    gaps = inner_gaps(close)
+    filled = {name: _ffill(name, df, close, gaps) for name, df in clean.items()}
+    if bars.gaps is not None:
+        # validating validated bars: the bars filled the first time are still gaps
+        if bars.gaps.shape != close.shape:
+            raise DataError(f"{src}: the gaps mask does not have the shape of the bars")
+        gaps |= bars.gaps.to_numpy(dtype=bool)
     fc = filled["close"]
     for name in PRICE_FIELDS:
         if name in filled:
@@ -181,7 +210,23 @@ def validate(bars: Bars, max_gap: int = 3) -> Bars:
             if miss.to_numpy().any():
                 sym = miss.any().idxmax()
                 raise DataError(f"{src}: {sym} has close but no {name} on {_fmt(miss[sym].idxmax())}")
-    return replace(bars, **filled)
+    mask = pd.DataFrame(gaps, index=idx, columns=fc.columns) if gaps.any() else None
+    return replace(bars, **filled, gaps=mask)
+
+
+def inner_gaps(close: pd.DataFrame) -> np.ndarray:
+    """``(T, N)`` bool: missing closes between a symbol's first and last price (not before listing or after
+    delisting).
+
+    Example::
+
+        inner_gaps(pd.DataFrame({"A": [np.nan, 1.0, np.nan, 2.0, np.nan]}))[:, 0]
+        # array([False, False,  True, False, False])
+    """
+    valid = close.notna().to_numpy()
+    started = np.maximum.accumulate(valid, axis=0)
+    ended = np.maximum.accumulate(valid[::-1], axis=0)[::-1]  # a price comes later
+    return ~valid & started & ended
 
 
 def _check_gaps(src: str, sym: str, s: pd.Series, max_gap: int) -> None:
@@ -189,10 +234,12 @@ def _check_gaps(src: str, sym: str, s: pd.Series, max_gap: int) -> None:
     if not valid.any():
         raise DataError(f"{src}: {sym} has no prices at all")
     first = int(np.argmax(valid))
-    inner = ~valid[first:]
+    last = len(valid) - 1 - int(np.argmax(valid[::-1]))
+    # missing values after the last price are a delisting, not a gap
+    inner = ~valid[first:last + 1]
     if not inner.any():
         return
-    # lengths of runs of missing values after the first valid price
+    # lengths of runs of missing values between the first and the last price
     padded = np.concatenate([[False], inner, [False]])
     d = np.diff(padded.astype(np.int8))
     starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
@@ -207,14 +254,25 @@ def _check_gaps(src: str, sym: str, s: pd.Series, max_gap: int) -> None:
         )
 
 
-def _ffill_gaps(name: str, df: pd.DataFrame, close: pd.DataFrame) -> pd.DataFrame:
-    started = close.notna().cummax()
-    gap = close.isna() & started
-    if not gap.to_numpy().any():
+def _ffill(name: str, df: pd.DataFrame, close: pd.DataFrame, where: np.ndarray) -> pd.DataFrame:
+    """``df`` with the bars in ``where`` replaced by a flat bar at the last close, with no volume."""
+    if not where.any():
         return df
-    # a gap bar is a flat bar at the last close, with no volume
     fill = 0.0 if name == "volume" else close.ffill()
-    return df.mask(gap, fill).where(started)
+    return df.mask(pd.DataFrame(where, index=df.index, columns=df.columns), fill)
+
+
+def valuation_bars(bars: Bars) -> Bars:
+    """``bars`` with every bar after a symbol's listing filled in (gaps and after a delisting) as a flat bar at
+    the last close with no volume: the prices positions are marked at, never prices to trade at.
+
+    Example::
+
+        valuation_bars(bars).close.iloc[-1]   # a delisted symbol keeps its last close
+    """
+    close = bars.close
+    missing = close.isna().to_numpy() & np.maximum.accumulate(close.notna().to_numpy(), axis=0)
+    return replace(bars, **{name: _ffill(name, df, close, missing) for name, df in bars.frames().items()})
 
 
 def _check_positive(src: str, name: str, df: pd.DataFrame) -> None:

@@ -142,7 +142,9 @@ def test_gap_longer_than_max_gap():
 
 
 def test_longest_gap_is_reported_and_max_gap_zero_fills_nothing():
-    bars = Bars(close=frame(A=[1.0, None, 3.0, None, None]), source="s")
+    # the runs are inside the symbol's life: missing values after its last price are a delisting, not a gap
+    idx = pd.bdate_range("2020-01-01", periods=7)
+    bars = Bars(close=pd.DataFrame({"A": [1.0, None, 3.0, None, None, 6.0, 7.0]}, index=idx), source="s")
     assert fails(bars, max_gap=1) == (
         "s: A has 2 missing bars in a row from 2020-01-06 to 2020-01-07 "
         "(at most 1 are filled; raise max_gap or fix the data)"

@@ -70,7 +70,9 @@ class ExecutionSpec(Strict):
 
     ``fill``: ``next_open`` decides at the close of t and fills at the open of t+1 (needs open prices);
     ``next_close`` fills at the close of t+1 (for close-only data); ``close`` fills at the close of t,
-    the bar the decision was made on.
+    the bar the decision was made on. No order fills on a bar the symbol did not trade: it waits for the
+    symbol's next real bar. ``on_delist`` says what happens to a symbol whose data ends early (see
+    :mod:`qf.engines.inputs`).
     """
 
     engine: Literal["vectorbt", "backtrader"] = "vectorbt"
@@ -81,6 +83,11 @@ class ExecutionSpec(Strict):
     initial_cash: float = Field(default=100_000.0, gt=0)
     fractional: bool = True
     min_order_value: float = Field(default=0.0, ge=0)
+    on_delist: Literal["close", "hold_cash_value"] = Field(
+        default="close",
+        description="a symbol whose data ends before the others: close its position on its last bar, or keep "
+                    "it valued at its last close (never traded again)",
+    )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
 

@@ -19,6 +19,11 @@ broker processes it, and every order is placed there and filled in the same brok
   decision fill, exactly like the vectorbt engine. A ``next_*`` decision on the last bar has no fill
   in either engine.
 
+Bars a symbol did not trade: the feeds carry its last close forward (what the broker values the position
+at), but the strategy decides on :class:`qf.engines.inputs.SimInputs`, where such a bar has no fill price,
+so no order is ever placed on it (it waits for the symbol's next real bar); a delisted symbol is closed on
+its last bar or held at its last close, as ``execution.on_delist`` says (see :mod:`qf.engines.inputs`).
+
 Costs: :class:`qf.engines.bt_commission.QfCommission` charges ``fees * value + fixed_fees`` per order, and
 the broker's percentage slippage is set with ``slip_out`` so that it is ``price * (1 +/- slippage)`` even
 outside the bar's high/low, as in vectorbt. Backtrader's submission check is off (it prices orders
@@ -38,7 +43,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from qf.bars import Bars
+from qf.bars import Bars, valuation_bars
 from qf.components import Broker
 from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
@@ -46,12 +51,10 @@ from qf.engines.bt_commission import QfCommission
 from qf.engines.bt_feed import feeds_from_bars
 from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.orders import update_avg_price_nb
-from qf.engines.result import ORDER_COLUMNS, EngineResult
+from qf.engines.result import ORDER_COLUMNS, EngineResult, events_frame
 from qf.engines.risk import RiskConfig, new_state
-from qf.engines.step import EVENT_FLATTEN, EVENT_STOP, decide_nb, value_nb
+from qf.engines.step import decide_nb, fill_value_nb
 from qf.errors import QfError
-
-EVENT_COLUMNS = ["time", "event", "symbol"]
 
 
 @dataclass
@@ -169,9 +172,8 @@ class QfStrategy(bt.Strategy):
         self.sizes = np.zeros(N)
         self.position_now = np.zeros(N)
         self.equity = np.full(T, np.nan)
-        listed = ~np.isnan(inp.close)
         # first bar with a price: the broker is never asked about a symbol before it
-        self.first_bar = np.where(listed.any(axis=0), listed.argmax(axis=0), T)
+        self.first_bar = inp.first_bar
         self.fills: list[tuple[int, int, str, float, float, float]] = []
         self.refused: list[str] = []
         self.placed: dict[int, tuple[int, int]] = {}
@@ -208,8 +210,8 @@ class QfStrategy(bt.Strategy):
             return
         assert plan.experiment is not None and plan.bars is not None
         row = np.array(targets_at(plan.experiment, plan.bars, inp.index[d]).reindex(inp.symbols), dtype=float)
-        # as build_inputs does: a symbol without a price at the fill bar is held at zero
-        row[np.isnan(inp.exec_price[i]) & ~np.isnan(row)] = 0.0
+        inp.adjust(row[None, :], np.array([i]))  # the trading calendar, as build_inputs applies it
+        # a newer target replaces an order still waiting for its symbol's bar, as in a precomputed run
         inp.targets[i] = row
 
     def _at_open(self) -> None:
@@ -217,8 +219,8 @@ class QfStrategy(bt.Strategy):
         inp = self.inputs
         if self.plan.incremental and inp.lag == 0:
             self._targets_for(i)
-        if not self.plan.active_risk and np.isnan(inp.targets[i, 0]):
-            return  # nothing can trade at this bar: no rebalance and no stateful rule to evaluate
+        if not self.plan.active_risk and np.isnan(inp.targets[i]).all():
+            return  # nothing can trade at this bar: no target and no stateful rule to evaluate
         self._place_orders(i, inp.lag, inp.exec_price, inp.close, inp.targets, inp.vol, inp.risk,
                            i >= self.first_bar, self.state, self.events)
 
@@ -246,7 +248,7 @@ class QfStrategy(bt.Strategy):
         if not sizes.any():
             return
         order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable: vectorbt's call order
-        value = abs(value_nb(cash, pos, exec_price[i]))
+        value = abs(fill_value_nb(cash, pos, exec_price[i], close[i]))
         fit_to_cash(sizes, order, cash, exec_price[i], held, fees, fixed, slip, self.integer,
                     tolerance=1e-9 * max(1.0, value))
         for k in order:
@@ -302,19 +304,6 @@ def configure_broker(b: bt.brokers.BackBroker, execution: ExecutionSpec) -> None
     # slip_out: the slipped price even outside the bar's range, as vectorbt fills; slip_open: market orders slip
     b.set_slippage_perc(execution.slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=True)
     b.set_checksubmit(False)
-
-
-def events_frame(events: np.ndarray, index: pd.DatetimeIndex, symbols: list[str]) -> pd.DataFrame:
-    """Risk events as rows ``time, event, symbol`` (a flatten is one row per bar, with no symbol).
-
-    Example::
-
-        events_frame(strategy.events, inputs.index, inputs.symbols).query("event == 'stop'")
-    """
-    rows = [(index[i], "flatten", "") for i in np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))]
-    rows += [(index[i], "stop", symbols[k]) for i, k in zip(*np.nonzero(events == EVENT_STOP), strict=True)]
-    df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
-    return df.sort_values(EVENT_COLUMNS, ignore_index=True)
 
 
 def run_backtrader(
@@ -378,7 +367,9 @@ def run_backtrader(
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True, broker_coo=False, runonce=True, preload=True,
                          maxcpus=1, tradehistory=False)
     cerebro.setbroker(b)
-    for feed in feeds_from_bars(bars):
+    # the broker values positions at the feed's close: carried forward where a symbol has no bar (a gap, after
+    # a delisting); the strategy never trades there (its exec_price is NaN)
+    for feed in feeds_from_bars(valuation_bars(bars)):
         cerebro.adddata(feed, name=feed.p.dataname)
     cerebro.addstrategy(QfStrategy, plan=plan)
     strat: QfStrategy = cerebro.run()[0]
@@ -396,6 +387,6 @@ def run_backtrader(
         "price": np.array([r[4] for r in f], dtype=float),
         "fee": np.array([r[5] for r in f], dtype=float),
     }, columns=ORDER_COLUMNS).sort_values(["time", "side", "symbol"], kind="mergesort", ignore_index=True)
-    events = events_frame(strat.events, inputs.index, inputs.symbols)
+    events = events_frame(strat.events, inputs)
     mode = "incremental" if incremental else "precomputed"
     return EngineResult("backtrader", equity, orders, events, {"mode": mode, "broker": b})

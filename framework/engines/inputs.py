@@ -1,4 +1,18 @@
-"""Turning pipeline targets into the per-bar arrays every engine simulates on."""
+"""Turning pipeline targets into the per-bar arrays every engine simulates on.
+
+Trading calendar of a symbol (the same in every engine):
+
+- before its first bar (not listed yet) a target is held at 0: nothing can be bought;
+- on a bar where it did not trade (a gap: NaN in the raw data, see :attr:`qf.bars.Bars.gaps`) nothing
+  fills: ``exec_price`` is NaN there, and :func:`qf.engines.step.decide_nb` makes the order wait for the
+  symbol's next real bar (it is sized there, at that bar's fill price). Positions are valued at the last
+  real price in the meantime (``close`` is forward-filled for valuation only);
+- when its data ends before the universe's last bar it is delisted on its last bar ``L``. With
+  ``execution.on_delist: close`` (the default) the position is closed on ``L`` at ``L``'s fill price (the
+  open under ``next_open``, the close otherwise), like any order, with fees and slippage; with
+  ``hold_cash_value`` it is kept, valued at its last close, and never traded again. Either way every
+  target for it after ``L`` is ignored and a ``delisted`` event is recorded at ``L``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from qf.bars import Bars
+from qf.bars import Bars, valuation_bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.risk import RiskConfig, trailing_vol
 from qf.errors import QfError
@@ -15,17 +29,50 @@ from qf.errors import QfError
 
 @dataclass
 class SimInputs:
-    """Arrays indexed by fill bar: the price orders fill at, closes, and the targets to execute."""
+    """Arrays indexed by fill bar: the price orders fill at, closes, and the targets to execute.
+
+    ``exec_price`` is NaN wherever the symbol has no real bar (not listed, a gap, delisted): no order ever
+    fills there. ``close`` is the valuation close, carried forward through gaps and after a delisting.
+    ``first_bar[k]`` is the symbol's first real bar (``T`` if none), ``delisted_at[k]`` its last real bar
+    when its data ends early, else -1.
+
+    Example::
+
+        inp = build_inputs(bars, targets, RiskConfig(), ExecutionSpec(fill="next_close"))
+        inp.targets[inp.lag]   # the first rebalance row, executed one bar after its decision
+    """
 
     index: pd.DatetimeIndex
     symbols: list[str]
     exec_price: np.ndarray
     close: np.ndarray
-    targets: np.ndarray  # NaN row = no rebalance at this fill bar
+    targets: np.ndarray  # NaN = leave the symbol alone at this fill bar
     is_rebalance: np.ndarray
     vol: np.ndarray
     risk: np.ndarray
     lag: int
+    first_bar: np.ndarray
+    delisted_at: np.ndarray
+    close_on_delist: bool = True
+
+    def adjust(self, rows: np.ndarray, at: np.ndarray) -> None:
+        """Apply the trading calendar, in place, to target rows ``rows`` executed at fill bars ``at``.
+
+        Before listing a target is 0, after a delisting it is ignored (NaN), and on the delisting bar
+        ``close`` makes it 0.
+
+        Example::
+
+            row = targets_at(exp, bars, date).to_numpy()[None, :]
+            inputs.adjust(row, np.array([i]))
+        """
+        at = np.asarray(at)[:, None]
+        before = (at < self.first_bar) & ~np.isnan(rows)
+        rows[before] = 0.0
+        gone = self.delisted_at >= 0
+        rows[gone & (at > self.delisted_at)] = np.nan
+        if self.close_on_delist:
+            rows[gone & (at == self.delisted_at)] = 0.0
 
 
 def fill_lag(execution: ExecutionSpec) -> int:
@@ -34,18 +81,31 @@ def fill_lag(execution: ExecutionSpec) -> int:
 
 
 def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution: ExecutionSpec) -> SimInputs:
+    """The :class:`SimInputs` of a run: targets moved to their fill bars, the trading calendar applied.
+
+    Example::
+
+        inp = build_inputs(bars, tg.targets, tg.risk, exp.spec.execution)
+        inp.delisted_at   # -1, or the last bar of a symbol whose data ends early
+    """
     if execution.fill == "next_open":
         if bars.open is None:
             raise QfError(
                 f"execution.fill: 'next_open' needs open prices, but {bars.source} has only "
                 f"{', '.join(bars.fields)}; use fill: next_close (decide at the close, fill at the next close)"
             )
-        exec_price = bars.open.to_numpy(dtype=float)
+        fill_field = bars.open
     else:
-        exec_price = bars.close.to_numpy(dtype=float)
-    close = bars.close.to_numpy(dtype=float)
+        fill_field = bars.close
+    traded = bars.traded()
+    exec_price = np.where(traded, fill_field.to_numpy(dtype=float), np.nan)
+    close = valuation_bars(bars).close.to_numpy(dtype=float)
     lag = fill_lag(execution)
     T, N = close.shape
+    any_bar = traded.any(axis=0)
+    first_bar = np.where(any_bar, traded.argmax(axis=0), T)
+    last_bar = np.where(any_bar, T - 1 - traded[::-1].argmax(axis=0), -1)
+    delisted_at = np.where(any_bar & (last_bar < T - 1), last_bar, -1)
     tgt = np.full((T, N), np.nan)
     pos = bars.index.get_indexer(targets.index)
     if (pos < 0).any():
@@ -53,8 +113,20 @@ def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution:
     fill_rows = pos + lag
     keep = fill_rows < T
     tgt[fill_rows[keep]] = targets.to_numpy(dtype=float)[keep]
-    # a symbol without a price at the fill bar cannot be traded: hold it at zero
-    tgt[np.isnan(exec_price) & ~np.isnan(tgt)] = 0.0
-    is_reb = ~np.isnan(tgt).all(axis=1)
     vol = trailing_vol(close, risk.stop_vol_window) if risk.needs_vol else np.full((T, N), np.nan)
-    return SimInputs(bars.index, bars.symbols, exec_price, close, tgt, is_reb, vol, risk.as_array(), lag)
+    inputs = SimInputs(bars.index, bars.symbols, exec_price, close, tgt, np.zeros(T, dtype=bool), vol,
+                       risk.as_array(), lag, first_bar, delisted_at, execution.on_delist == "close")
+    inputs.adjust(tgt, np.arange(T))
+    inputs.is_rebalance = ~np.isnan(tgt).all(axis=1)
+    return inputs
+
+
+def delisting_events(inputs: SimInputs) -> list[tuple[pd.Timestamp, str, str]]:
+    """``(time, "delisted", symbol)`` for every symbol whose data ends before the last bar, at its last bar.
+
+    Example::
+
+        delisting_events(build_inputs(bars, targets, RiskConfig(), ExecutionSpec()))
+        # [(Timestamp('2020-03-02'), 'delisted', 'XYZ')]
+    """
+    return [(inputs.index[b], "delisted", inputs.symbols[k]) for k, b in enumerate(inputs.delisted_at) if b >= 0]

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from qf.engines.inputs import SimInputs
+
 ORDER_COLUMNS = ["time", "symbol", "side", "quantity", "price", "fee"]
+EVENT_COLUMNS = ["time", "event", "symbol"]
 
 
 @dataclass
@@ -14,13 +20,14 @@ class EngineResult:
     """Equity at each bar's close, every fill, and what the stateful risk rules did.
 
     ``orders`` has the columns ``time, symbol, side, quantity, price, fee`` (quantity > 0, side is
-    ``buy``/``sell``, price includes slippage); ``events`` has ``time, event, symbol``.
+    ``buy``/``sell``, price includes slippage); ``events`` has ``time, event, symbol`` (see
+    :func:`events_frame`).
     """
 
     engine: str
     equity: pd.Series
     orders: pd.DataFrame
-    events: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["time", "event", "symbol"]))
+    events: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EVENT_COLUMNS))
     extra: dict = field(default_factory=dict)
 
     @property
@@ -30,3 +37,24 @@ class EngineResult:
     @property
     def traded_value(self) -> float:
         return float((self.orders["quantity"] * self.orders["price"]).sum()) if len(self.orders) else 0.0
+
+
+def events_frame(events: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
+    """The run's events as rows ``time, event, symbol``: ``flatten`` (one row per bar, no symbol) and ``stop``
+    from the risk kernel's ``events`` array, and ``delisted`` on the last bar of each symbol whose data ends
+    before the others'. Every engine builds its events here.
+
+    Example::
+
+        events_frame(strategy.events, inputs).query("event == 'delisted'")
+    """
+    # imported here: reading results (reports, paper state) must not load the numba kernels
+    from qf.engines.inputs import delisting_events
+    from qf.engines.step import EVENT_FLATTEN, EVENT_STOP
+
+    index, symbols = inputs.index, inputs.symbols
+    rows = [(index[i], "flatten", "") for i in np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))]
+    rows += [(index[i], "stop", symbols[k]) for i, k in zip(*np.nonzero(events == EVENT_STOP), strict=True)]
+    rows += delisting_events(inputs)
+    df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    return df.sort_values(EVENT_COLUMNS, ignore_index=True)

@@ -1,7 +1,12 @@
 """The per-bar decision both engines make: risk check at the decision bar, then orders at the fill price.
 
-Both the vectorbt engine (from its pre-segment callback) and the backtrader engine (from its strategy)
+Both the vectorbt engine (from its simulation kernel) and the backtrader engine (from its strategy)
 call :func:`decide_nb`, so they cannot drift apart.
+
+Bars a symbol did not trade (``exec_price`` is NaN: a gap, not listed yet, delisted) never get a fill. An
+order for such a bar waits: its target is carried to the next bar until the symbol has a real bar, where
+it is sized at that bar's fill price, unless a newer target (a rebalance, a stop, a halt) replaces it.
+Meanwhile the symbol is valued at its last real price, and stops are only evaluated on real closes.
 """
 
 from __future__ import annotations
@@ -26,14 +31,29 @@ def value_nb(cash: float, position: np.ndarray, price: np.ndarray) -> float:
 
 
 @nb.njit(cache=True)
+def fill_value_nb(cash: float, position: np.ndarray, exec_price: np.ndarray, close: np.ndarray) -> float:
+    """The portfolio valued at the fill prices of a bar; a symbol with no bar there at ``close`` (its last
+    real price, carried forward). Summed in column order like :func:`value_nb`."""
+    v = cash
+    for k in range(position.shape[0]):
+        if position[k] != 0.0:
+            p = exec_price[k]
+            v += position[k] * (close[k] if np.isnan(p) else p)
+    return v
+
+
+@nb.njit(cache=True)
 def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, integer,
               min_value, state, avg_price, exits, events, desired, sizes):  # pragma: no cover - numba
     """The orders of fill bar ``i`` from the broker's ``cash`` and ``position`` before the fill.
 
     The risk kernel runs at the decision bar
     ``d = i - lag`` on the equity at its close, a halt flattens everything, a stop closes its symbol,
-    a rebalance row sets the targets, and ``sizes`` receives the signed quantities from
-    :func:`plan_orders_nb` at ``exec_price[i]``. ``events[i]`` records what the risk rules did.
+    a rebalance row sets the targets (NaN = leave the symbol alone), and ``sizes`` receives the signed
+    quantities from :func:`plan_orders_nb` at ``exec_price[i]``. ``events[i]`` records what the risk rules
+    did. ``close`` is the valuation close (carried forward through gaps); ``exec_price`` is NaN where the
+    symbol did not trade, and a target there is written forward into ``targets[i + 1]`` (see the module
+    docstring): the caller's ``targets`` array is updated in place.
 
     Example (what :class:`QfStrategy` does at each bar)::
 
@@ -52,8 +72,11 @@ def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees
         # broker because with fill=close the broker has not yet valued bar i when its orders are placed
         equity = value_nb(cash, position, close[d])
         flatten = risk_step_nb(d, equity, close[d], position, avg_price, vol[d], cfg, state, exits)
-    value = value_nb(cash, position, exec_price[i])
-    rebalance = not np.isnan(targets[i, 0])
+        for k in range(n):
+            # on a bar the symbol did not trade its close is a carried price: no new stop on it
+            if np.isnan(exec_price[d, k]):
+                exits[k] = False
+    value = fill_value_nb(cash, position, exec_price[i], close[i])
     for k in range(n):
         if flatten == 1:
             desired[k] = 0.0
@@ -61,9 +84,14 @@ def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees
         elif exits[k]:
             desired[k] = 0.0
             events[i, k] = EVENT_STOP
-        elif rebalance:
-            desired[k] = targets[i, k]
         else:
+            desired[k] = targets[i, k]
+        if np.isnan(exec_price[i, k]) and not np.isnan(desired[k]):
+            # no bar for the symbol here: the order waits for its next real bar (a newer target wins);
+            # a zero target on no position is no order at all
+            waits = desired[k] != 0.0 or position[k] != 0.0
+            if waits and i + 1 < targets.shape[0] and np.isnan(targets[i + 1, k]):
+                targets[i + 1, k] = desired[k]
             desired[k] = np.nan
     plan_orders_nb(desired, value, cash, position, exec_price[i], fees, fixed_fees, slippage, integer, min_value,
                    sizes)

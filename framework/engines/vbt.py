@@ -3,10 +3,11 @@
 One path serves stateless and stateful rules alike: at each bar :func:`qf.engines.step.decide_nb` (the
 stateful risk kernel on the simulated portfolio, then orders planned from the fill price; the same step
 the backtrader engine runs) decides, sells go before buys, and vectorbt's own ``process_order_nb``
-executes exactly those quantities. It is what ``Portfolio.from_order_func`` does with qf's callbacks (a
-test holds the two to identical records), written as one cached kernel so that a run does not spend
-seconds recompiling vectorbt's simulation in every process. Nothing is silently dropped: if vectorbt
-would fill anything other than the planned quantity, the run fails.
+executes exactly those quantities (never on a bar the symbol did not trade: see :mod:`qf.engines.inputs`
+for gaps, late listings and delistings). It is what ``Portfolio.from_order_func`` does with qf's
+callbacks (a test holds the two to identical records), written as one cached kernel so that a run does
+not spend seconds recompiling vectorbt's simulation in every process. Nothing is silently dropped: if
+vectorbt would fill anything other than the planned quantity, the run fails.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.orders import update_avg_price_nb
-from qf.engines.result import ORDER_COLUMNS, EngineResult
+from qf.engines.result import ORDER_COLUMNS, EngineResult, events_frame
 from qf.engines.risk import RiskConfig, new_state
-from qf.engines.step import EVENT_FLATTEN, EVENT_STOP, decide_nb
+from qf.engines.step import decide_nb
 from qf.errors import QfError
 
 
@@ -35,7 +36,8 @@ def simulate_nb(exec_price, close, targets, vol, cfg, lag, fees, fixed_fees, sli
     Each bar runs the shared :func:`decide_nb` step on the cash and positions before the bar, values the
     group at the fill price, hands every planned order (sells first) to vectorbt's own
     ``process_order_nb`` (which fills it, charges fees and slippage and writes the order record), tracks
-    average entry prices for the stops, and values positions at the close at the end of the bar. Being
+    average entry prices for the stops, and values positions at the close at the end of the bar (the last
+    real price on a bar the symbol did not trade: ``close`` is carried forward for valuation). Being
     a plain module-level kernel it is cached on disk; ``Portfolio.from_order_func`` recompiles its
     simulation in every process because the callbacks arrive as arguments.
     """
@@ -93,7 +95,8 @@ def simulate(inputs: SimInputs, execution: ExecutionSpec):
     events = np.zeros((T, N), dtype=np.int8)
     try:
         order_records, log_records = simulate_nb(
-            inputs.exec_price, inputs.close, inputs.targets, inputs.vol, inputs.risk, inputs.lag,
+            # a copy: orders waiting for a symbol's next bar are written into the targets
+            inputs.exec_price, inputs.close, inputs.targets.copy(), inputs.vol, inputs.risk, inputs.lag,
             execution.fees, execution.fixed_fees, execution.slippage, not execution.fractional,
             execution.min_order_value, float(execution.initial_cash), new_state(), np.full(N, np.nan),
             np.zeros(N), np.zeros(N, dtype=np.bool_), events, np.zeros(N),
@@ -132,12 +135,3 @@ def run_vectorbt(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution:
     return EngineResult("vectorbt", equity, orders, events_frame(events, inputs), {"portfolio": pf})
 
 
-def events_frame(events: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
-    rows = []
-    flat_rows = np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))
-    for i in flat_rows:
-        rows.append((inputs.index[i], "flatten", ""))
-    for i, k in zip(*np.nonzero(events == EVENT_STOP), strict=True):
-        rows.append((inputs.index[i], "stop", inputs.symbols[k]))
-    df = pd.DataFrame(rows, columns=["time", "event", "symbol"])
-    return df.sort_values(["time", "event", "symbol"], ignore_index=True)
