@@ -9,18 +9,81 @@ loaded. The pipeline is::
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
     from qf.bars import Bars
 
 
-class Params(BaseModel):
+def _flat_types(annotation: Any) -> list[Any]:
+    """The types an annotation admits at its top level: ``int | None`` -> [int, None]."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _flat_types(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _flat_types(arg)]
+    return [annotation]
+
+
+def refuse_bool_for_number(value: Any, annotation: Any) -> None:
+    """Raise ``ValueError`` when ``value`` holds a boolean where ``annotation`` wants a number.
+
+    pydantic's lax mode reads ``fast: true`` as 1; that is always a typo in a config file. Lists and
+    tuples of numbers are checked item by item.
+
+    Example::
+
+        refuse_bool_for_number(True, int | None)   # ValueError: expected a number, got the boolean true
+        refuse_bool_for_number(True, bool)         # fine
+    """
+    flat = _flat_types(annotation)
+    if isinstance(value, bool):
+        if bool not in flat and any(t in (int, float) for t in flat):
+            raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+        return
+    if isinstance(value, (list, tuple)):
+        for t in flat:
+            if typing.get_origin(t) in (list, tuple, set, frozenset):
+                args = [a for a in typing.get_args(t) if a is not Ellipsis]
+                for i, item in enumerate(value):
+                    if args:
+                        try:
+                            refuse_bool_for_number(item, args[min(i, len(args) - 1)])
+                        except ValueError as exc:
+                            raise ValueError(f"item {i}: {exc}") from None
+
+
+class NumbersNotBools(BaseModel):
+    """A pydantic base that refuses booleans (and lists holding them) for number fields.
+
+    Example::
+
+        class P(NumbersNotBools):
+            n: int = 1
+
+        P(n=True)  # ValidationError: n: expected a number, got the boolean true
+    """
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None:
+            refuse_bool_for_number(value, field.annotation)
+        return value
+
+
+class Params(NumbersNotBools):
     """Base of every component's parameters: unknown fields are errors, values are immutable.
+
+    Booleans are refused for number fields and numbers must be finite (``.inf``, ``nan`` and ``1e400``
+    are errors): neither is a value a backtest can use.
 
     Example::
 
@@ -29,7 +92,7 @@ class Params(BaseModel):
             slow: int = 50
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Component:
@@ -74,6 +137,9 @@ class DataSource(Component):
     """
 
     kind = "data"
+    # True for sources that need no network or keys (packaged or local files): ``qf validate`` loads them to
+    # check what depends on the data's length
+    loads_offline: ClassVar[bool] = False
 
     def load(self) -> Bars:
         raise NotImplementedError

@@ -19,18 +19,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from qf.bars import Bars
 from qf.components import Broker, DataSource, RiskRule, SignalModel, Sizer
-from qf.config.schema import ComponentSpec, Experiment
+from qf.config.schema import ComponentSpec, Experiment, RangeSpec
 from qf.errors import ConfigError, QfError
 from qf.registry import Registry, get_registry
 
 Path_ = tuple[str | int, ...]
+Problem = tuple[Path_, str]  # where in the document, what is wrong
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEY = re.compile(r"(key|secret|token|password|passwd)", re.IGNORECASE)
 REDACTED = "***"
+
+# What a YAML document may expand to. An experiment is a few hundred nodes a handful of levels deep; an
+# alias bomb (anchors of anchors) expands exponentially and thousands of nested brackets overflow the stack,
+# so both are refused before anything is built.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+# Every integer of an experiment ends up in numpy or numba as a C int64.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Default cap on a sweep's combinations before constraints (each one is a full backtest); --max-combos.
+MAX_COMBOS = 100_000
+# Sweeps up to this many combinations have every combination validated at load time (about 0.1 ms each).
+CHECK_EVERY_COMBO = 20_000
 
 
 @dataclass
@@ -42,10 +58,16 @@ class Source:
     overridden: dict[Path_, str] = field(default_factory=dict)
 
     def where(self, path: Path_) -> str:
+        """``file:line`` of the value at ``path``, or ``--set ...`` when an override set it or changed it."""
         for i in range(len(path), -1, -1):
             p = tuple(path[:i])
             if p in self.overridden:
                 return f"--set {self.overridden[p]}"
+            if i == len(path) and path:
+                # a section an override changed (risk.5.type=x makes 'risk' invalid) is the override's fault
+                below = [item for q, item in self.overridden.items() if q[: len(path)] == path]
+                if below:
+                    return f"--set {below[-1]}"
             if p in self.lines:
                 return f"{self.file}:{self.lines[p]}"
         return f"{self.file}:1"
@@ -65,6 +87,11 @@ class LoadedExperiment:
     broker: Broker
     benchmark_source: DataSource | None
     secret_paths: set[Path_]
+    source: Source | None = None  # lines of the file and the --set overrides, for errors found later
+
+    def where(self, path: Path_) -> str:
+        """``file:line`` (or ``--set ...``) of ``path``, for errors found after loading (e.g. from the data)."""
+        return (self.source or Source(str(self.path))).where(path)
 
     @property
     def name(self) -> str:
@@ -79,8 +106,9 @@ def dotted(path: Path_) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _walk_lines(node: yaml.Node, path: Path_, src: Source, errors: list[str]) -> None:
+def _walk_lines(node: yaml.Node, path: Path_, src: Source, errors: list[str], nodes: dict[int, Path_]) -> None:
     src.lines.setdefault(path, node.start_mark.line + 1)
+    nodes.setdefault(id(node), path)
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for k, v in node.value:
@@ -89,37 +117,162 @@ def _walk_lines(node: yaml.Node, path: Path_, src: Source, errors: list[str]) ->
                 errors.append(f"{src.file}:{k.start_mark.line + 1}: {dotted((*path, key))}: duplicate key")
             seen.add(key)
             src.lines[(*path, key)] = k.start_mark.line + 1
-            _walk_lines(v, (*path, key), src, errors)
+            _walk_lines(v, (*path, key), src, errors, nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _walk_lines(v, (*path, i), src, errors)
+            _walk_lines(v, (*path, i), src, errors, nodes)
+
+
+class _BadScalar(Exception):
+    """A scalar YAML resolves to a type but cannot build (``2020-02-30``); carries the node for its line."""
+
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, with impossible dates raised as :class:`_BadScalar` instead of a bare ValueError."""
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:  # type: ignore[override]
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as exc:
+            raise _BadScalar(node, f"{node.value!r} is not a valid date ({exc})") from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _check_size(text: str, where: str, with_line: bool = True) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or expanding (aliases included) past MAX_NODES.
+
+    Works on the event stream, which is flat, with the size of every anchored node remembered: the document
+    is never expanded, so an alias bomb costs as much as its text.
+    """
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = []  # [expanded size so far, anchor] of every open collection
+    root = 0
+
+    def at(line: int) -> str:
+        return f"{where}:{line}" if with_line else where
+
+    def add(n: int, line: int) -> None:
+        nonlocal root
+        if stack:
+            stack[-1][0] += n
+            size = stack[-1][0]
+        else:
+            root += n
+            size = root
+        if size > MAX_NODES:
+            raise ConfigError(f"{at(line)}: the document expands to more than {MAX_NODES:,} values "
+                              "(nested aliases?); an experiment needs a few hundred")
+
+    try:
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = ev.start_mark.line + 1
+            if isinstance(ev, yaml.CollectionStartEvent):
+                if len(stack) >= MAX_DEPTH:
+                    raise ConfigError(f"{at(line)}: nested more than {MAX_DEPTH} levels deep")
+                stack.append([1, ev.anchor])
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                size, anchor = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+                add(size, line)
+            elif isinstance(ev, yaml.ScalarEvent):
+                if ev.anchor is not None:
+                    sizes[ev.anchor] = 1
+                add(1, line)
+            elif isinstance(ev, yaml.AliasEvent):
+                if ev.anchor in sizes:
+                    add(sizes[ev.anchor], line)
+                elif any(anchor == ev.anchor for _, anchor in stack):
+                    raise ConfigError(f"{at(line)}: alias *{ev.anchor} refers to a value that contains it")
+                # an undefined alias is reported by the composer with its line
+    except yaml.YAMLError:
+        return  # syntax errors are reported, with their line, when the document is composed
+
+
+def _yaml_error(exc: yaml.YAMLError) -> tuple[int, str]:
+    """The line and one-line description of a YAML syntax error."""
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    detail = f"{context}, {problem}" if context else problem
+    cmark = getattr(exc, "context_mark", None)
+    if cmark is not None and mark is not None and cmark.line != mark.line:
+        detail += f" (the construct started on line {cmark.line + 1})"
+    return line, detail
 
 
 def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Source]:
     """Parse YAML text into a dict plus the line of every key; syntax errors name the line."""
     src = Source(file)
+    _check_size(text, file)
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(f"{file}:1: the file is empty; an experiment needs at least name, data, signal, sizer")
+        errors: list[str] = []
+        nodes: dict[int, Path_] = {}
+        _walk_lines(node, (), src, errors, nodes)
+        data = loader.construct_document(node)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        detail = f"{context}, {problem}" if context else problem
-        cmark = getattr(exc, "context_mark", None)
-        if cmark is not None and mark is not None and cmark.line != mark.line:
-            detail += f" (the construct started on line {cmark.line + 1})"
+        line, detail = _yaml_error(exc)
         raise ConfigError(f"{file}:{line}: YAML syntax error: {detail}") from None
-    if node is None or data is None:
+    except _BadScalar as exc:
+        path = nodes.get(id(exc.node), ())
+        raise ConfigError(f"{file}:{exc.node.start_mark.line + 1}: {dotted(path)}: {exc.message}") from None
+    finally:
+        loader.dispose()
+    if data is None:
         raise ConfigError(f"{file}:1: the file is empty; an experiment needs at least name, data, signal, sizer")
     if not isinstance(data, dict):
         raise ConfigError(f"{file}:1: an experiment must be a mapping of sections, got a {type(data).__name__}")
-    errors: list[str] = []
-    _walk_lines(node, (), src, errors)
     if errors:
         raise ConfigError(errors[0], errors)
     return data, src
+
+
+def parse_value(text: str, where: str) -> Any:
+    """One command-line value (``--set``, ``--param``) read as YAML, with the file's bounds and date checks.
+
+    Text that is not valid YAML stays a string; ``where`` (e.g. ``--set a.b=x``) starts every error.
+
+    Example::
+
+        parse_value("[5, 10]", "--set sweep.params.x=[5, 10]")   # [5, 10]
+        parse_value("2020-02-30", "--set data.params.start=...")  # ConfigError: ... is not a valid date
+    """
+    if not text.strip():
+        return ""
+    _check_size(text, where, with_line=False)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError:
+        return text
+    except _BadScalar as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+    finally:
+        loader.dispose()
+
+
+def number_problems(data: Any, path: Path_ = ()) -> list[Problem]:
+    """Numbers no engine can hold: integers outside C int64 (numpy and numba would overflow)."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in number_problems(v, (*path, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in number_problems(v, (*path, i))]
+    if isinstance(data, int) and not isinstance(data, bool) and not INT64_MIN <= data <= INT64_MAX:
+        return [(path, f"{data} does not fit a 64-bit integer")]
+    return []
 
 
 def substitute_env(data: Any, src: Source, path: Path_ = (), secrets: set[Path_] | None = None,
@@ -146,37 +299,48 @@ def substitute_env(data: Any, src: Source, path: Path_ = (), secrets: set[Path_]
     return data
 
 
+def _split(key: str) -> list[str | int]:
+    return [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str], src: Source) -> dict[str, Any]:
-    """Apply ``dotted.path=value`` overrides (value parsed as YAML) to a copy of ``data``."""
+    """Apply ``dotted.path=value`` overrides (value parsed as YAML) to a copy of ``data``.
+
+    A list index may be one past the end to append (``--set risk.1.type=stop_loss`` adds a second rule).
+    Every error names the ``--set`` it comes from.
+    """
     out = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item}: expected dotted.path=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+        where = f"--set {item}"
+        if not sep or not key.strip() or any(not p.strip() for p in key.split(".")):
+            raise ConfigError(f"{where}: expected dotted.path=value")
+        value = parse_value(raw, f"{where}: {key.strip()}")
+        parts = _split(key)
         node: Any = out
-        for i, p in enumerate(parts[:-1]):
-            if isinstance(node, list) and isinstance(p, int):
-                if p >= len(node):
-                    raise ConfigError(f"--set {item}: {dotted(tuple(parts[: i + 1]))}: index out of range")
-                node = node[p]
+        for i, p in enumerate(parts):
+            here = dotted(tuple(parts[: i + 1]))
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not isinstance(p, int):
+                    raise ConfigError(f"{where}: {dotted(tuple(parts[:i]))} is a list; use an index such as "
+                                      f"{dotted((*parts[:i], 0))}")
+                if p > len(node):
+                    raise ConfigError(f"{where}: {here}: index out of range ({dotted(tuple(parts[:i]))} has "
+                                      f"{len(node)} item(s); use {len(node)} to add one)")
+                if p == len(node):
+                    node.append(value if last else ({} if not isinstance(parts[i + 1], int) else []))
+                elif last:
+                    node[p] = value
             elif isinstance(node, dict):
-                if node.get(p) is None:
-                    node[p] = {}
-                node = node[p]
+                if last:
+                    node[p] = value
+                elif node.get(p) is None:
+                    node[p] = [] if isinstance(parts[i + 1], int) else {}
             else:
-                raise ConfigError(f"--set {item}: {dotted(tuple(parts[:i]))} is not a mapping")
-        last = parts[-1]
-        if isinstance(node, list) and isinstance(last, int) and last < len(node):
-            node[last] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise ConfigError(f"--set {item}: cannot set {dotted(tuple(parts))}")
+                raise ConfigError(f"{where}: {dotted(tuple(parts[:i]))} is a value, not a section")
+            if not last:
+                node = node[p]
         src.overridden[tuple(parts)] = item
     return out
 
@@ -204,15 +368,26 @@ def _model_fields_at(model: type[BaseModel], loc: Path_) -> list[str]:
     return list(getattr(cur, "model_fields", {}))
 
 
-def format_validation(exc: ValidationError, model: type[BaseModel], src: Source, prefix: Path_ = ()) -> list[str]:
+def _did_you_mean(name: str, names: list[str]) -> str | None:
+    """The field meant by a misspelled ``name``: a case-insensitive match first (``n`` for ``N``), then a close one."""
+    folded = [n for n in names if n.lower() == name.lower()]
+    if folded:
+        return folded[0]
+    lower = {n.lower(): n for n in names}
+    hint = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    return lower[hint[0]] if hint else None
+
+
+def validation_problems(exc: ValidationError, model: type[BaseModel], prefix: Path_ = ()) -> list[Problem]:
+    """Each pydantic error as (full path, message), with did-you-mean hints for unknown fields."""
     out = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
         full = (*prefix, *loc)
         if err["type"] == "extra_forbidden":
             names = _model_fields_at(model, loc)
-            hint = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
-            msg = "unknown field" + (f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(names)})")
+            hint = _did_you_mean(str(loc[-1]), names)
+            msg = "unknown field" + (f"; did you mean {hint!r}?" if hint else f" (allowed: {', '.join(names)})")
         elif err["type"] == "missing":
             msg = "required field is missing"
         else:
@@ -222,8 +397,13 @@ def format_validation(exc: ValidationError, model: type[BaseModel], src: Source,
                 if not isinstance(inp, dict | list):
                     msg += f" (got {inp!r})"
             msg = msg.removeprefix("Value error, ")
-        out.append(f"{src.where(full)}: {dotted(full)}: {msg}")
+        out.append((full, msg))
     return out
+
+
+def format_validation(exc: ValidationError, model: type[BaseModel], src: Source, prefix: Path_ = ()) -> list[str]:
+    """Each pydantic error as one line ``where: dotted.path: message``."""
+    return [f"{src.where(path)}: {dotted(path)}: {msg}" for path, msg in validation_problems(exc, model, prefix)]
 
 
 def redact(data: Any, secret_paths: set[Path_], path: Path_ = ()) -> Any:
@@ -240,20 +420,20 @@ def redact(data: Any, secret_paths: set[Path_], path: Path_ = ()) -> Any:
     return data
 
 
-def _build(kind: str, spec: ComponentSpec, path: Path_, src: Source, registry: Registry, base_dir: Path | None,
-           errors: list[str]) -> Any:
+def _build(kind: str, spec: ComponentSpec, path: Path_, registry: Registry, base_dir: Path | None,
+           problems: list[Problem]) -> Any:
     try:
         reg = registry.get(kind, spec.type, base_dir)
     except QfError as exc:
-        errors.append(f"{src.where((*path, 'type'))}: {dotted((*path, 'type'))}: {exc}")
+        problems.append(((*path, "type"), str(exc)))
         return None
     try:
         params = reg.cls.Params(**spec.params)
     except ValidationError as exc:
-        errors.extend(format_validation(exc, reg.cls.Params, src, (*path, "params")))
+        problems.extend(validation_problems(exc, reg.cls.Params, (*path, "params")))
         return None
     except TypeError as exc:
-        errors.append(f"{src.where((*path, 'params'))}: {dotted((*path, 'params'))}: {exc}")
+        problems.append(((*path, "params"), str(exc)))
         return None
     comp = reg.cls(params)
     if base_dir is not None and hasattr(comp, "resolve_paths"):
@@ -261,36 +441,214 @@ def _build(kind: str, spec: ComponentSpec, path: Path_, src: Source, registry: R
     return comp
 
 
-def build(raw: dict[str, Any], src: Source, path: Path | None, secrets: set[Path_] | None = None,
-          registry: Registry | None = None) -> LoadedExperiment:
-    """Validate a raw experiment dict and build its components; all problems are reported together."""
-    registry = registry or get_registry()
+@dataclass
+class _Built:
+    spec: Experiment
+    components: dict[str, Any]
+
+
+def _validate(raw: dict[str, Any], registry: Registry, base_dir: Path | None) -> tuple[_Built | None, list[Problem]]:
+    """The schema, then every component with its own params; the problems of all of them."""
+    problems = number_problems(raw)
+    if problems:
+        return None, problems
     try:
         spec = Experiment.model_validate(raw)
     except ValidationError as exc:
-        lines = format_validation(exc, Experiment, src)
-        raise ConfigError(lines[0], lines) from None
-    base_dir = path.parent if path is not None else None
-    errors: list[str] = []
-    data = _build("data", spec.data, ("data",), src, registry, base_dir, errors)
-    signal = _build("signal", spec.signal, ("signal",), src, registry, base_dir, errors)
-    sizer = _build("sizer", spec.sizer, ("sizer",), src, registry, base_dir, errors)
-    risk = [_build("risk", r, ("risk", i), src, registry, base_dir, errors) for i, r in enumerate(spec.risk)]
-    broker = _build("broker", spec.broker, ("broker",), src, registry, base_dir, errors)
-    bench = None
+        return None, validation_problems(exc, Experiment)
+    comps: dict[str, Any] = {
+        "data": _build("data", spec.data, ("data",), registry, base_dir, problems),
+        "signal": _build("signal", spec.signal, ("signal",), registry, base_dir, problems),
+        "sizer": _build("sizer", spec.sizer, ("sizer",), registry, base_dir, problems),
+        "risk": [_build("risk", r, ("risk", i), registry, base_dir, problems) for i, r in enumerate(spec.risk)],
+        "broker": _build("broker", spec.broker, ("broker",), registry, base_dir, problems),
+        "benchmark_source": None,
+    }
     if spec.benchmark is not None and spec.benchmark.type is not None:
         bspec = ComponentSpec(type=spec.benchmark.type, params=spec.benchmark.params)
-        bench = _build("data", bspec, ("benchmark",), src, registry, base_dir, errors)
-    if errors:
-        raise ConfigError(errors[0], errors)
-    return LoadedExperiment(spec, raw, path, data, signal, sizer, risk, broker, bench, secrets or set())
+        comps["benchmark_source"] = _build("data", bspec, ("benchmark",), registry, base_dir, problems)
+    return _Built(spec, comps), problems
+
+
+def _fail(problems: list[Problem], src: Source) -> ConfigError:
+    lines = [f"{src.where(path)}: {dotted(path)}: {msg}" for path, msg in problems]
+    return ConfigError(lines[0], lines)
+
+
+def build(raw: dict[str, Any], src: Source, path: Path | None, secrets: set[Path_] | None = None,
+          registry: Registry | None = None, max_combos: int | None = None) -> LoadedExperiment:
+    """Validate a raw experiment dict and build its components; all problems are reported together.
+
+    A ``sweep:`` section is checked as ``qf run`` would use it (paths, every swept value, the number of
+    combinations against ``max_combos``, constraints); ``walk_forward:`` sizes are checked too.
+    """
+    registry = registry or get_registry()
+    base_dir = path.parent if path is not None else None
+    built, problems = _validate(raw, registry, base_dir)
+    if built is not None and not problems:
+        if built.spec.sweep is not None:
+            problems = sweep_problems(built.spec, raw, registry, base_dir, max_combos or MAX_COMBOS)
+        if built.spec.walk_forward is not None:
+            # the sizes alone (purge < train, step...); the data length is checked once the data is loaded
+            wf = built.spec.walk_forward
+            problems += walk_forward_problems(built.spec, wf.train + wf.test)
+    if problems or built is None:
+        raise _fail(problems, src)
+    c = built.components
+    return LoadedExperiment(built.spec, raw, path, c["data"], c["signal"], c["sizer"], c["risk"], c["broker"],
+                            c["benchmark_source"], secrets or set(), src)
+
+
+def _python(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _sweep_path_problem(raw: dict[str, Any], key: str) -> str | None:
+    """Why ``key`` names no value ``qf run`` could set in ``raw``, or None."""
+    parts = _split(key)
+    if parts[0] in ("sweep", "walk_forward", "name", "report"):
+        return f"{parts[0]} cannot be swept"
+    node: Any = raw
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not isinstance(p, int):
+                return f"{dotted(tuple(parts[:i]))} is a list; use an index such as {dotted((*parts[:i], 0))}"
+            if p >= len(node):
+                return f"{dotted(tuple(parts[:i + 1]))}: index out of range ({dotted(tuple(parts[:i]))} has " \
+                       f"{len(node)} item(s))"
+            node = node[p]
+        elif isinstance(node, dict):
+            if not last and node.get(p) is None and isinstance(parts[i + 1], int):
+                return f"{dotted(tuple(parts[:i + 1]))} has no items to index"
+            node = node.get(p)
+            if node is None:
+                node = {}
+        else:
+            return f"{dotted(tuple(parts[:i]))} is a value, not a section"
+    return None
+
+
+def sweep_problems(spec: Experiment, raw: dict[str, Any], registry: Registry, base_dir: Path | None,
+                   max_combos: int = MAX_COMBOS) -> list[Problem]:
+    """What ``qf run`` would refuse in the sweep section, each at the line of the sweep entry at fault.
+
+    Every path must name a value (``risk.0.params.limit`` indexes a list); every swept value must pass the
+    component's own params (a range is checked at its ends); the combinations are counted, not built,
+    against ``max_combos``; constraints must compile; and when the grid is small enough every combination
+    is validated as a whole (cross-field rules such as fast < slow).
+    """
+    from qf.research.grid import (
+        compile_constraint,
+        count_combinations,
+        expand_grid,
+        integral_columns,
+        sample_values,
+    )
+
+    sweep = spec.sweep
+    assert sweep is not None
+    entries = {k: ({"range": list(v.range)} if isinstance(v, RangeSpec) else v) for k, v in sweep.params.items()}
+    base = {k: v for k, v in raw.items() if k not in ("sweep", "walk_forward")}
+    problems: list[Problem] = []
+    for key, value in entries.items():
+        at: Path_ = ("sweep", "params", key)
+        why = _sweep_path_problem(base, key)
+        if why is not None:
+            problems.append((at, why))
+            continue
+        try:
+            values = integral_columns(pd.DataFrame({key: sample_values(key, value)}))[key].tolist()
+        except ValueError as exc:
+            problems.append((at, str(exc).removeprefix(f"{key}: ")))
+            continue
+        own = tuple(_split(key))
+        for v in values:
+            _, found = _validate(set_paths(base, {key: v}), registry, base_dir)
+            # field-level problems only: a cross-field rule depends on the other swept values
+            mine = [msg for p, msg in found if p[: len(own)] == own]
+            if mine:
+                problems.append((at, f"value {v!r}: {mine[0]}"))
+                break
+    if problems:
+        return problems
+    total = count_combinations(entries)
+    if total > max_combos:
+        return [(("sweep", "params"), f"{total:,} combinations before constraints, more than the limit of "
+                                      f"{max_combos:,}; narrow the ranges or raise the limit with --max-combos")]
+    for i, expr in enumerate(sweep.constraints):
+        try:
+            compile_constraint(expr, list(entries))
+        except ValueError as exc:
+            problems.append((("sweep", "constraints", i), str(exc)))
+    if problems or total > CHECK_EVERY_COMBO:
+        return problems
+    try:
+        grid = integral_columns(expand_grid(entries, sweep.constraints))
+    except ValueError as exc:
+        return [(("sweep", "constraints"), str(exc))]
+    for combo in grid.to_dict("records"):
+        values = {k: _python(v) for k, v in combo.items()}
+        _, found = _validate(set_paths(base, values), registry, base_dir)
+        if found:
+            label = ", ".join(f"{k}={v}" for k, v in values.items())
+            path, msg = found[0]
+            return [(("sweep", "params"), f"combination {label}: {dotted(path)}: {msg}")]
+    return []
+
+
+def walk_forward_problems(spec: Experiment, n_bars: int) -> list[Problem]:
+    """Why the walk-forward windows do not fit ``n_bars`` bars (or are inconsistent), at the section's line."""
+    from qf.research.walkforward import walk_forward_splits
+
+    wf = spec.walk_forward
+    assert wf is not None
+    try:
+        walk_forward_splits(n_bars, wf.train, wf.test, wf.step, "anchored" if wf.anchored else "rolling",
+                            wf.purge, wf.embargo, allow_partial=True)
+    except ValueError as exc:
+        key = "step" if str(exc).startswith("step") else None
+        return [(("walk_forward", key) if key else ("walk_forward",), str(exc))]
+    return []
+
+
+def data_problems(exp: LoadedExperiment, bars: Bars) -> list[Problem]:
+    """What the experiment asks of its data that ``bars`` cannot give: rebalance period, walk-forward windows."""
+    n = len(bars.index)
+    problems: list[Problem] = []
+    every = exp.spec.rebalance.every
+    if every is not None and every >= n:
+        problems.append((("rebalance", "every"), f"{every} bars is not shorter than the data ({n} bars of "
+                                                 f"{bars.source}): it would never rebalance after the first bar"))
+    if exp.spec.walk_forward is not None:
+        problems += [(p, f"{msg} ({n} bars of data)") for p, msg in walk_forward_problems(exp.spec, n)]
+    return problems
+
+
+def needs_data(exp: LoadedExperiment) -> bool:
+    """Whether :func:`check_data` has anything to check (a rebalance period in bars, walk-forward windows)."""
+    return exp.spec.rebalance.every is not None or exp.spec.walk_forward is not None
+
+
+def check_data(exp: LoadedExperiment, bars: Bars) -> Bars:
+    """Raise a ConfigError naming the experiment's lines when ``bars`` cannot serve it; return ``bars``.
+
+    Example::
+
+        bars = check_data(exp, exp.data.load())
+    """
+    problems = data_problems(exp, bars)
+    if problems:
+        raise _fail(problems, exp.source or Source(str(exp.path)))
+    return bars
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None,
-                    extra: dict[str, Any] | None = None) -> LoadedExperiment:
+                    extra: dict[str, Any] | None = None, max_combos: int | None = None) -> LoadedExperiment:
     """Read, substitute, override, validate and build an experiment file.
 
-    ``extra`` is a dict of dotted-path overrides applied after ``overrides`` (used by sweeps).
+    ``extra`` is a dict of dotted-path overrides applied after ``overrides`` (used by sweeps);
+    ``max_combos`` caps the sweep's combinations before constraints (default :data:`MAX_COMBOS`).
     """
     p = Path(path)
     file = str(path)
@@ -310,7 +668,23 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, regist
         raw = apply_overrides(raw, overrides, src)
     if extra:
         raw = set_paths(raw, extra)
-    return build(raw, src, p, secrets, registry)
+    exp = build(raw, src, p, secrets, registry, max_combos)
+    _check_on_load(exp)
+    return exp
+
+
+def _check_on_load(exp: LoadedExperiment) -> None:
+    """Make ``exp.data.load()`` run :func:`check_data`.
+
+    Every command loads the data through this one call (run, sweeps, walk-forward, parity, paper), so the
+    checks that need the data length happen there, with the experiment's lines, whoever loads it.
+    """
+    load = exp.data.load
+
+    def checked() -> Bars:
+        return check_data(exp, load())
+
+    exp.data.load = checked  # type: ignore[method-assign]
 
 
 def set_paths(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:

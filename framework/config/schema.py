@@ -10,14 +10,22 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from qf.components import NumbersNotBools
+
+# the largest amount of cash (and order value) a backtest accepts: beyond it float64 sums lose cents and a
+# typo such as 1e400 (read as infinity) would run without a word
+MAX_CASH = 1e15
 
 # experiment names: the report folder's name (see Experiment.name)
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(NumbersNotBools):
+    """Unknown fields, non-finite numbers and booleans given for numbers are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ComponentSpec(Strict):
@@ -78,11 +86,11 @@ class ExecutionSpec(Strict):
     engine: Literal["vectorbt", "backtrader"] = "vectorbt"
     fill: Literal["next_open", "next_close", "close"] = "next_open"
     fees: float = Field(default=0.0, ge=0, lt=0.1, description="fraction of traded value")
-    fixed_fees: float = Field(default=0.0, ge=0, description="per order, in cash")
+    fixed_fees: float = Field(default=0.0, ge=0, le=MAX_CASH, description="per order, in cash")
     slippage: float = Field(default=0.0, ge=0, lt=0.1, description="fraction of price, against the trade")
-    initial_cash: float = Field(default=100_000.0, gt=0)
+    initial_cash: float = Field(default=100_000.0, gt=0, le=MAX_CASH)
     fractional: bool = True
-    min_order_value: float = Field(default=0.0, ge=0)
+    min_order_value: float = Field(default=0.0, ge=0, le=MAX_CASH)
     on_delist: Literal["close", "hold_cash_value"] = Field(
         default="close",
         description="a symbol whose data ends before the others: close its position on its last bar, or keep "

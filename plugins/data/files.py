@@ -119,6 +119,7 @@ class FileSource(DataSource):
     """
 
     suffixes: ClassVar[tuple[str, ...]] = ()
+    loads_offline: ClassVar[bool] = True
 
     class Params(FileParams):
         """The file params (see :class:`FileParams`)."""

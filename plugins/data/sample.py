@@ -155,6 +155,7 @@ class SampleSource(DataSource):
     """
 
     name: ClassVar[str] = "sample"
+    loads_offline: ClassVar[bool] = True
 
     class Params(SourceParams):
         """``dataset`` plus the common params (``symbols``, ``start``, ``end``, ``max_gap``)."""
