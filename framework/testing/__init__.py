@@ -12,8 +12,8 @@ itself once qf is installed. A plugin author's test is one line per contract::
     def test_my_sizer(qf_bars):
         check_sizer(MySizer(), qf_bars)                    # weights on the rebalance dates, no look-ahead
 
-The finer-grained checks of :mod:`qf.testing.contracts` (``assert_signal_no_lookahead``, ...) are
-re-exported too, for tests that need to pick their own inputs.
+The finer-grained checks of :mod:`qf.testing.contracts` (``assert_signal_no_lookahead``,
+``assert_signal_warmup``, ...) are re-exported too, for tests that need to pick their own inputs.
 """
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     "FakeBroker": "qf.testing.fake_broker",
     "FakeOrder": "qf.testing.fake_broker",
+    "WarmupContractWarning": "qf.testing.checks",
     "assert_risk_rule_idempotent": "qf.testing.contracts",
+    "assert_risk_rule_no_lookahead": "qf.testing.contracts",
     "assert_signal_no_lookahead": "qf.testing.contracts",
     "assert_signal_valid": "qf.testing.contracts",
+    "assert_signal_warmup": "qf.testing.contracts",
     "assert_sizer_no_lookahead": "qf.testing.contracts",
+    "assert_sizer_warmup": "qf.testing.contracts",
     "assert_weights_valid": "qf.testing.contracts",
     "check_broker": "qf.testing.checks",
     "check_data_source": "qf.testing.checks",
@@ -48,10 +52,14 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "FakeBroker",
     "FakeOrder",
+    "WarmupContractWarning",
     "assert_risk_rule_idempotent",
+    "assert_risk_rule_no_lookahead",
     "assert_signal_no_lookahead",
     "assert_signal_valid",
+    "assert_signal_warmup",
     "assert_sizer_no_lookahead",
+    "assert_sizer_warmup",
     "assert_weights_valid",
     "check_broker",
     "check_data_source",
@@ -68,6 +76,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from qf.testing.checks import (
+        WarmupContractWarning,
         check_broker,
         check_data_source,
         check_risk_rule,
@@ -80,9 +89,12 @@ if TYPE_CHECKING:
     )
     from qf.testing.contracts import (
         assert_risk_rule_idempotent,
+        assert_risk_rule_no_lookahead,
         assert_signal_no_lookahead,
         assert_signal_valid,
+        assert_signal_warmup,
         assert_sizer_no_lookahead,
+        assert_sizer_warmup,
         assert_weights_valid,
         sample_bars,
     )

@@ -16,18 +16,23 @@ date.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from qf.bars import Bars, validate
 from qf.components import Broker, DataSource, RiskRule, SignalModel, Sizer, StatefulRiskRule
 from qf.errors import DataError
+from qf.lookahead import RANDOM_PROBES
 from qf.testing.contracts import (
     assert_risk_rule_idempotent,
+    assert_risk_rule_no_lookahead,
     assert_signal_no_lookahead,
     assert_signal_valid,
+    assert_signal_warmup,
     assert_sizer_no_lookahead,
+    assert_sizer_warmup,
     assert_weights_valid,
     sample_bars,
 )
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from qf.registry import Registry
 
 __all__ = [
+    "WarmupContractWarning",
     "check_broker",
     "check_data_source",
     "check_risk_rule",
@@ -46,6 +52,33 @@ __all__ = [
     "probe_weights",
     "registry_with",
 ]
+
+
+WarmupMode = Literal["warn", "raise", "skip"]
+
+
+class WarmupContractWarning(UserWarning):
+    """A component breaks its ``warmup`` contract: paper trading, which starts from the trailing
+    ``warmup + 1`` bars, would decide differently from the backtest on the date the message names.
+
+    :func:`check_signal` and :func:`check_sizer` warn with it by default (``warmup="raise"`` makes it a
+    failure). Turn it into an error for a whole test suite with pytest's
+    ``filterwarnings = ["error::qf.testing.checks.WarmupContractWarning"]``.
+    """
+
+
+def _warmup(check: Any, mode: WarmupMode, *args: Any) -> None:
+    """Run a warm-up contract check as ``mode`` says: raise its AssertionError, warn with it, or skip."""
+    if mode == "skip":
+        return
+    if mode not in ("warn", "raise"):
+        raise ValueError(f"warmup must be 'warn', 'raise' or 'skip', got {mode!r}")
+    try:
+        check(*args)
+    except AssertionError as exc:
+        if mode == "raise":
+            raise
+        warnings.warn(WarmupContractWarning(str(exc)), stacklevel=3)
 
 
 def _who(component: Any) -> str:
@@ -121,13 +154,19 @@ def probe_weights(bars: Bars, dates: pd.DatetimeIndex | None = None) -> pd.DataF
     return weights
 
 
-def check_signal(model: SignalModel, bars: Bars | None = None, points: int = 5) -> pd.DataFrame:
+def check_signal(model: SignalModel, bars: Bars | None = None, points: int = RANDOM_PROBES, *,
+                 warmup: WarmupMode = "warn") -> pd.DataFrame:
     """Every signal-model contract: the right frame, scores in [-1, 1], NaN only in the warm-up, the
-    listed ``fields`` are enough, and no look-ahead. Returns the signal.
+    listed ``fields`` are enough, no look-ahead (probed at every date the signal changes plus ``points``
+    random dates), and the ``warmup`` contract (the row computed on the trailing ``warmup + 1`` bars
+    equals the full-history row). Returns the signal.
+
+    A broken warm-up contract only makes paper trading diverge from the backtest, so by default it is a
+    :class:`WarmupContractWarning`; ``warmup="raise"`` makes it an ``AssertionError``, ``"skip"`` skips it.
 
     Example::
 
-        signal = check_signal(SmaCross({"fast": 5, "slow": 20}), sample_bars())
+        signal = check_signal(SmaCross({"fast": 5, "slow": 20}), sample_bars(), warmup="raise")
     """
     bars = sample_bars() if bars is None else bars
     who = _who(model)
@@ -141,6 +180,7 @@ def check_signal(model: SignalModel, bars: Bars | None = None, points: int = 5) 
         raise AssertionError(f"{who} fails on bars holding only its declared fields {tuple(model.fields)} "
                              f"({type(exc).__name__}: {exc}); list every field it reads in `fields`") from exc
     assert_signal_no_lookahead(model, only, points=points)
+    _warmup(assert_signal_warmup, warmup, model, only, points)
     return signal
 
 
@@ -149,12 +189,17 @@ def check_sizer(
     bars: Bars | None = None,
     signal: pd.DataFrame | None = None,
     dates: pd.DatetimeIndex | None = None,
-    points: int = 5,
+    points: int = RANDOM_PROBES,
+    *,
+    warmup: WarmupMode = "warn",
 ) -> pd.DataFrame:
     """Every sizer contract: weights indexed exactly by the rebalance dates, one column per symbol, all
-    finite, zero for a symbol not listed yet, and no look-ahead. Returns the weights.
+    finite, zero for a symbol not listed yet, no look-ahead (probed at every rebalance date where the
+    weights or the signal change plus ``points`` random ones), and the ``warmup`` contract (weights for
+    date t from the trailing ``warmup + 1`` bars, for t alone, equal the full run's). Returns the weights.
 
-    ``signal`` defaults to :func:`probe_signal` and ``dates`` to :func:`month_ends` of ``bars``.
+    ``signal`` defaults to :func:`probe_signal` and ``dates`` to :func:`month_ends` of ``bars``;
+    ``warmup`` is ``"warn"``, ``"raise"`` or ``"skip"`` as for :func:`check_signal`.
 
     Example::
 
@@ -174,6 +219,7 @@ def check_sizer(
         raise AssertionError(f"{who}: {sym} is not listed yet on {day:%Y-%m-%d} but gets weight "
                              f"{weights.at[day, sym]!r}")
     assert_sizer_no_lookahead(sizer, signal, bars, dates, points=points)
+    _warmup(assert_sizer_warmup, warmup, sizer, signal, bars, dates, points)
     return weights
 
 
@@ -181,7 +227,8 @@ def check_risk_rule(rule: RiskRule, bars: Bars | None = None, weights: pd.DataFr
     """Every risk-rule contract; returns the rule's output weights.
 
     A stateless rule must return a new frame of the same shape, leave its input alone, keep a hold (NaN)
-    a hold, and be idempotent (applying it twice changes nothing more). A stateful rule
+    a hold, be idempotent (applying it twice changes nothing more), and not look ahead (its output for
+    date t is the same from the weights and bars up to t). A stateful rule
     (:class:`qf.components.StatefulRiskRule`) must pass weights through unchanged and switch the shared
     risk kernel on in ``configure``. ``weights`` defaults to :func:`probe_weights`.
 
@@ -198,6 +245,7 @@ def check_risk_rule(rule: RiskRule, bars: Bars | None = None, weights: pd.DataFr
     weights = probe_weights(bars) if weights is None else weights
     if not rule.stateful:
         assert_risk_rule_idempotent(rule, weights, bars)
+        assert_risk_rule_no_lookahead(rule, weights, bars)
         out = rule.apply(weights, bars)
         moved = out.isna() != weights.isna()
         if moved.to_numpy().any():

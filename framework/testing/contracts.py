@@ -23,15 +23,32 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars, validate
-
-TOL = 1e-9
+from qf.lookahead import (
+    MAX_PROBES,
+    RANDOM_PROBES,
+    TOL,
+    Finding,
+    change_positions,
+    mismatch,
+    probe_positions,
+    rule_lookahead_at,
+    signal_lookahead_at,
+    signal_warmup_at,
+    sizer_lookahead_at,
+    sizer_warmup_at,
+)
+from qf.lookahead import fmt_date as _fmt_date
+from qf.lookahead import who as _who
 
 __all__ = [
     "TOL",
     "assert_risk_rule_idempotent",
+    "assert_risk_rule_no_lookahead",
     "assert_signal_no_lookahead",
     "assert_signal_valid",
+    "assert_signal_warmup",
     "assert_sizer_no_lookahead",
+    "assert_sizer_warmup",
     "assert_weights_valid",
     "sample_bars",
 ]
@@ -100,35 +117,6 @@ def sample_bars(
     return validate(Bars(**out, source="sample"))
 
 
-def _who(component: Any) -> str:
-    name = getattr(component, "name", "") or type(component).__name__
-    return f"{getattr(component, 'kind', '') or 'component'} {name!r}".strip()
-
-
-def _probe_positions(n: int, points: int, extra: int | None = None) -> list[int]:
-    """Row positions to test: spread over the whole history (warm-up included, since a backward fill
-    shows there), always the last row, plus ``extra`` (the first row after the warm-up)."""
-    if n == 0:
-        return []
-    pos = set(np.linspace(0, n - 1, max(points, 1) + 1)[1:].round().astype(int).tolist())
-    if extra is not None and 0 <= extra < n:
-        pos.add(int(extra))
-    return sorted(pos)
-
-
-def _fmt_date(ts: Any) -> str:
-    ts = pd.Timestamp(ts)
-    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
-
-
-def _mismatch(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
-    """Element-wise: True where a and b differ (NaN equals NaN; tolerance absolute plus relative)."""
-    nan_a, nan_b = np.isnan(a), np.isnan(b)
-    with np.errstate(invalid="ignore"):
-        far = np.abs(a - b) > tol * (1.0 + np.maximum(np.abs(a), np.abs(b)))
-    return (nan_a != nan_b) | (~nan_a & ~nan_b & far)
-
-
 def _check_frame(frame: Any, index: pd.Index, columns: Sequence[Any], who: str, what: str) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise AssertionError(f"{who}: {what} must be a DataFrame, got {type(frame).__name__}")
@@ -146,18 +134,6 @@ def _first_diff(a: pd.Index, b: pd.Index) -> str:
         if x != y:
             return f"difference: {x} vs {y}"
     return "difference: length"
-
-
-def _assert_row_equal(full: pd.Series, part: pd.Series, who: str, when: Any, tol: float) -> None:
-    a = full.to_numpy(dtype=float)
-    b = part.reindex(full.index).to_numpy(dtype=float)
-    bad = _mismatch(a, b, tol)
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise AssertionError(
-            f"{who} looks ahead: on {_fmt_date(when)} {full.index[k]} is {float(b[k])!r} with data up to "
-            f"{_fmt_date(when)} but {float(a[k])!r} with the full history ({int(bad.sum())} symbol(s) differ)"
-        )
 
 
 def assert_signal_valid(model: Any, bars: Bars) -> pd.DataFrame:
@@ -203,12 +179,27 @@ def assert_signal_valid(model: Any, bars: Bars) -> pd.DataFrame:
     return signal
 
 
-def assert_signal_no_lookahead(model: Any, bars: Bars, points: int = 5, tol: float = TOL) -> None:
+def _raise(finding: Finding | None) -> None:
+    if finding is not None:
+        raise AssertionError(finding.message())
+
+
+def assert_signal_no_lookahead(
+    model: Any,
+    bars: Bars,
+    points: int = RANDOM_PROBES,
+    tol: float = TOL,
+    *,
+    seed: int = 0,
+    max_probes: int = MAX_PROBES,
+) -> None:
     """Row t of the signal must be the same whether the model sees the full history or bars up to t.
 
-    For ``points`` dates spread over the history (and the first row after the warm-up) the model is run
-    on ``bars.truncate(t)``; row t is compared to the full-history row t, NaN-aware, within ``tol``.
-    Centered windows, backward fills and full-sample normalisation all fail this.
+    The model is re-run on the bars up to t for every date where its full-history signal changes (an
+    entry or exit: where a one-bar peek shows), ``points`` seeded random dates, the first row after the
+    warm-up and the last row; at most ``max_probes`` re-runs (change dates beyond that are sampled,
+    seeded). Row t is compared to the full-history row t, NaN-aware, within ``tol``. Peeking at the next
+    bar, centred windows, backward fills and full-sample normalisation all fail this.
 
     Example::
 
@@ -217,13 +208,53 @@ def assert_signal_no_lookahead(model: Any, bars: Bars, points: int = 5, tol: flo
     who = _who(model)
     full = model.compute(bars)
     _check_frame(full, bars.index, bars.close.columns, who, "signal")
-    warmup = int(getattr(model, "warmup", 0))
-    for pos in _probe_positions(len(bars.index), points, warmup):
-        t = bars.index[pos]
-        part = model.compute(bars.truncate(t))
-        if not isinstance(part, pd.DataFrame) or t not in part.index:
-            raise AssertionError(f"{who}: the signal computed on bars up to {_fmt_date(t)} has no row for that date")
-        _assert_row_equal(full.loc[t], part.loc[t], who, t, tol)
+    n = len(bars.index)
+    for pos in probe_positions(n, change_positions(full, tol), points=points, max_probes=max_probes, seed=seed,
+                               always=[int(getattr(model, "warmup", 0)), n - 1]):
+        _raise(signal_lookahead_at(model, bars, full, pos, tol))
+
+
+def assert_signal_warmup(
+    model: Any,
+    bars: Bars,
+    points: int = RANDOM_PROBES,
+    tol: float = TOL,
+    *,
+    warmup: int | None = None,
+    seed: int = 0,
+    max_probes: int = MAX_PROBES,
+) -> None:
+    """The ``warmup`` contract: row t computed on the trailing ``warmup + 1`` bars (what a paper session
+    starts from) must equal the full-history row t, or paper trading decides differently from the
+    backtest.
+
+    ``warmup`` defaults to ``model.warmup``. Probed like :func:`assert_signal_no_lookahead`, on dates with
+    a full window. Trailing rolling windows pass; a state machine or a recursive average that never
+    forgets its start (``ewm(adjust=False)``) fails unless its declared warm-up is long enough.
+
+    Example::
+
+        assert_signal_warmup(SmaCross({"fast": 5, "slow": 20}), sample_bars())
+    """
+    who = _who(model)
+    warm = int(getattr(model, "warmup", 0)) if warmup is None else int(warmup)
+    full = model.compute(bars)
+    _check_frame(full, bars.index, bars.close.columns, who, "signal")
+    n = len(bars.index)
+    for pos in probe_positions(n, change_positions(full, tol), points=points, max_probes=max_probes, seed=seed,
+                               always=[warm, n - 1], start=warm):
+        _raise(signal_warmup_at(model, bars, full, pos, warm, tol)[0])
+
+
+def _sizer_probes(signal: pd.DataFrame, full: pd.DataFrame, dates: pd.DatetimeIndex, bars: Bars, start_bar: int,
+                  points: int, tol: float, seed: int, max_probes: int) -> list[int]:
+    """Rebalance dates to probe: where the weights change, where the signal changed since the previous
+    rebalance date, random ones, the first one from bar ``start_bar`` on and the last."""
+    changes = set(change_positions(full, tol)) | set(change_positions(signal.reindex(dates), tol))
+    first = int(np.searchsorted(bars.index.get_indexer(dates), start_bar))
+    start = first if start_bar > 0 else 0
+    return probe_positions(len(dates), changes, points=points, max_probes=max_probes, seed=seed,
+                           always=[first, len(dates) - 1], start=start)
 
 
 def assert_sizer_no_lookahead(
@@ -231,13 +262,18 @@ def assert_sizer_no_lookahead(
     signal: pd.DataFrame,
     bars: Bars,
     dates: pd.DatetimeIndex,
-    points: int = 5,
+    points: int = RANDOM_PROBES,
     tol: float = TOL,
+    *,
+    seed: int = 0,
+    max_probes: int = MAX_PROBES,
 ) -> None:
     """The weights for date t must be the same whether the sizer sees everything or data up to t.
 
-    For ``points`` rebalance dates spread over ``dates`` the sizer is run on ``signal.loc[:t]``,
-    ``bars.truncate(t)`` and the rebalance dates up to t; the row for t must equal the full run's.
+    The sizer is run on ``signal.loc[:t]``, ``bars.truncate(t)`` and the rebalance dates up to t for
+    every rebalance date where the weights change or the signal changed since the previous one, plus
+    ``points`` seeded random rebalance dates and the last (at most ``max_probes`` runs); the row for t
+    must equal the full run's.
 
     Example::
 
@@ -248,12 +284,71 @@ def assert_sizer_no_lookahead(
     dates = pd.DatetimeIndex(dates)
     full = sizer.size(signal, bars, dates)
     _check_frame(full, dates, bars.close.columns, who, "weights")
-    for pos in _probe_positions(len(dates), points):
-        t = dates[pos]
-        part = sizer.size(signal.loc[:t], bars.truncate(t), dates[dates <= t])
-        if not isinstance(part, pd.DataFrame) or t not in part.index:
-            raise AssertionError(f"{who}: the weights computed on data up to {_fmt_date(t)} have no row for it")
-        _assert_row_equal(full.loc[t], part.loc[t], who, t, tol)
+    signal = signal.reindex(bars.index)
+    for k in _sizer_probes(signal, full, dates, bars, 0, points, tol, seed, max_probes):
+        _raise(sizer_lookahead_at(sizer, signal, bars, dates, full, k, tol))
+
+
+def assert_sizer_warmup(
+    sizer: Any,
+    signal: pd.DataFrame,
+    bars: Bars,
+    dates: pd.DatetimeIndex,
+    points: int = RANDOM_PROBES,
+    tol: float = TOL,
+    *,
+    warmup: int | None = None,
+    seed: int = 0,
+    max_probes: int = MAX_PROBES,
+) -> None:
+    """The ``warmup`` contract for sizers: the weights for date t computed from the trailing
+    ``warmup + 1`` bars (and the signal over them), for date t alone, as paper trading computes them,
+    must equal the full run's weights for t.
+
+    ``warmup`` defaults to ``sizer.warmup``. Probed like :func:`assert_sizer_no_lookahead`, on the
+    rebalance dates with a full window.
+
+    Example::
+
+        assert_sizer_warmup(InverseVol({"window": 20}), signal, bars, bars.index[::21])
+    """
+    who = _who(sizer)
+    warm = int(getattr(sizer, "warmup", 0)) if warmup is None else int(warmup)
+    dates = pd.DatetimeIndex(dates)
+    full = sizer.size(signal, bars, dates)
+    _check_frame(full, dates, bars.close.columns, who, "weights")
+    signal = signal.reindex(bars.index)
+    pos = bars.index.get_indexer(dates)
+    for k in _sizer_probes(signal, full, dates, bars, warm, points, tol, seed, max_probes):
+        if pos[k] >= warm:
+            _raise(sizer_warmup_at(sizer, signal, bars, full, dates[k], warm, tol)[0])
+
+
+def assert_risk_rule_no_lookahead(
+    rule: Any,
+    weights: pd.DataFrame,
+    bars: Bars,
+    points: int = RANDOM_PROBES,
+    tol: float = TOL,
+    *,
+    seed: int = 0,
+    max_probes: int = MAX_PROBES,
+) -> None:
+    """A stateless rule's output for date t must be the same whether it sees every row of ``weights``
+    (and all bars) or only those up to t. Probed at the dates where its output changes, ``points``
+    seeded random dates and the last.
+
+    Example::
+
+        assert_risk_rule_no_lookahead(MaxWeight({"limit": 0.2}), weights, bars)
+    """
+    who = _who(rule)
+    full = rule.apply(weights, bars)
+    _check_frame(full, weights.index, weights.columns, who, "output")
+    m = len(weights.index)
+    for k in probe_positions(m, change_positions(full, tol), points=points, max_probes=max_probes, seed=seed,
+                             always=[m - 1]):
+        _raise(rule_lookahead_at(rule, weights, bars, full, k, tol))
 
 
 def assert_weights_valid(weights: pd.DataFrame, dates: pd.DatetimeIndex, symbols: Sequence[str]) -> None:
@@ -286,12 +381,12 @@ def assert_risk_rule_idempotent(rule: Any, weights: pd.DataFrame, bars: Bars, to
     before = weights.copy()
     once = rule.apply(weights, bars)
     _check_frame(once, weights.index, weights.columns, who, "output")
-    if _mismatch(before.to_numpy(dtype=float), weights.to_numpy(dtype=float), 0.0).any():
+    if mismatch(before.to_numpy(dtype=float), weights.to_numpy(dtype=float), 0.0).any():
         raise AssertionError(f"{who}: apply() modified the weights passed in; it must return a new frame")
     twice = rule.apply(once, bars)
     _check_frame(twice, weights.index, weights.columns, who, "output")
     a, b = once.to_numpy(dtype=float), twice.to_numpy(dtype=float)
-    bad = _mismatch(a, b, tol)
+    bad = mismatch(a, b, tol)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise AssertionError(
