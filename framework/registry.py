@@ -20,10 +20,11 @@ import difflib
 import importlib
 import importlib.metadata as md
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -65,6 +66,15 @@ class Registration:
     version: str
 
 
+@dataclass
+class BrokenPlugin:
+    """A plugin qf refuses to use, with one line per problem (each naming the plugin)."""
+
+    name: str
+    version: str
+    problems: list[str] = field(default_factory=list)
+
+
 def _env_list(var: str) -> set[str]:
     return {x.strip() for x in os.environ.get(var, "").split(",") if x.strip()}
 
@@ -79,8 +89,12 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def load_entry_points(pm: pluggy.PluginManager) -> None:
-    """Register every ``qf`` entry point (built-ins first), honouring the allow/block lists."""
+def load_entry_points(pm: pluggy.PluginManager, tolerate: bool = False) -> None:
+    """Register every ``qf`` entry point (built-ins first), honouring the allow/block lists.
+
+    A plugin that fails to import or whose hooks do not match qf's specs is not registered; all of them are
+    recorded in :func:`broken` and, unless ``tolerate``, raised together as one :class:`PluginError`.
+    """
     allow, block = _env_list("QF_PLUGINS_ALLOW"), _env_list("QF_PLUGINS_BLOCK")
     eps = list(md.entry_points(group=GROUP))
     eps.sort(key=lambda ep: (ep.dist is None or ep.dist.name != "qf", ep.name))
@@ -90,14 +104,91 @@ def load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         if ep.name in block or dist in block:
             continue
-        if pm.get_plugin(ep.name) is not None:
+        if pm.get_plugin(ep.name) is not None or ep.name in broken(pm):
             continue
+        version = ep.dist.version if ep.dist else "?"
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken third-party plugin must name itself, not crash qf
-            raise PluginError(f"plugin {ep.name!r} ({dist}) failed to import: {type(exc).__name__}: {exc}") from exc
-        pm.register(plugin, name=ep.name)
-        _record(pm, ep.name, ep.dist.version if ep.dist else "?")
+            _mark_broken(pm, ep.name, version,
+                         f"plugin {ep.name!r} ({dist}) failed to import: {type(exc).__name__}: {_one_line(exc)}")
+            continue
+        if register(pm, plugin, ep.name, version, label=f"plugin {ep.name!r} ({dist} {version})"):
+            _record(pm, ep.name, version)
+    if not tolerate:
+        raise_broken(broken(pm).values())
+
+
+def register(pm: pluggy.PluginManager, plugin: Any, name: str, version: str = "local",
+             label: str | None = None) -> bool:
+    """Register ``plugin`` as ``name``; a plugin pluggy refuses is recorded in :func:`broken` instead.
+
+    Returns whether it was registered. Every hook whose arguments do not match qf's spec gets its own line
+    naming the plugin, the hook and the argument (pluggy stops at the first, with a long traceback).
+
+    Example::
+
+        register(pm, my_module, "my_plugin")   # False, and broken(pm)["my_plugin"] says why
+    """
+    label = label or f"plugin {name!r}"
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        problems = _bad_arguments(pm, plugin, label) or [f"{label}: {_one_line(exc)}"]
+    except ValueError as exc:  # the same module under two entry-point names
+        problems = [f"{label}: {_one_line(exc)}"]
+    else:
+        return True
+    if pm.get_plugin(name) is not None:  # pluggy < 1.6 could leave it half registered
+        pm.unregister(name=name)
+    for problem in problems:
+        _mark_broken(pm, name, version, problem)
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _impl_args(func: Any) -> list[str] | None:
+    """The arguments pluggy will pass by name: positional ones without a default (as pluggy reads them)."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    names = [p.name for p in params if p.default is p.empty
+             and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if names and names[0] in ("self", "cls") and "." in getattr(func, "__qualname__", ""):
+        names = names[1:]  # a method looked up on a class, as pluggy strips it
+    return names
+
+
+def _bad_arguments(pm: pluggy.PluginManager, plugin: Any, label: str) -> list[str]:
+    """One line per hook implementation of ``plugin`` that asks for arguments its hook does not pass."""
+    problems = []
+    for attr in sorted(dir(plugin)):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is None:
+            continue
+        hook_name = opts.get("specname") or attr
+        hook = getattr(pm.hook, hook_name, None)
+        if hook is None or not hook.has_spec():
+            continue  # an unknown hook: Registry reports it with a did-you-mean
+        args = _impl_args(getattr(plugin, attr))
+        if args is None:
+            continue
+        spec = [*hook.spec.argnames, *hook.spec.kwargnames]
+        bad = [a for a in args if a not in spec]
+        if not bad:
+            continue
+        hints = []
+        for arg in bad:
+            close = difflib.get_close_matches(arg, spec, n=1)
+            hints.append(f"{arg!r} (did you mean {close[0]!r}?)" if close else repr(arg))
+        passes = f"it passes {', '.join(spec)}" if spec else "it passes no arguments"
+        problems.append(f"{label}: {hook_name}({', '.join(args)}) asks for {', '.join(hints)}, which the hook "
+                        f"does not pass; {passes}")
+    return problems
 
 
 def _record(pm: pluggy.PluginManager, name: str, version: str) -> None:
@@ -109,6 +200,26 @@ def loaded(pm: pluggy.PluginManager) -> dict[str, str]:
     if not hasattr(pm, "_qf_loaded"):
         pm._qf_loaded = {}  # type: ignore[attr-defined]
     return pm._qf_loaded  # type: ignore[attr-defined]
+
+
+def broken(pm: pluggy.PluginManager) -> dict[str, BrokenPlugin]:
+    """Plugins qf could not register on ``pm`` (failed import, hook arguments not in the spec)."""
+    if not hasattr(pm, "_qf_broken"):
+        pm._qf_broken = {}  # type: ignore[attr-defined]
+    return pm._qf_broken  # type: ignore[attr-defined]
+
+
+def _mark_broken(pm: pluggy.PluginManager, name: str, version: str, problem: str) -> None:
+    broken(pm).setdefault(name, BrokenPlugin(name, version)).problems.append(problem)
+
+
+def raise_broken(plugins: Iterable[BrokenPlugin], hint: str | None = None) -> None:
+    """Raise one PluginError listing every problem of every broken plugin (nothing when there is none)."""
+    problems = [p for b in plugins for p in b.problems]
+    if problems:
+        if hint:
+            problems.append(hint)
+        raise PluginError("\n".join(problems), problems)
 
 
 def register_builtins(pm: pluggy.PluginManager) -> None:
@@ -123,21 +234,35 @@ def register_builtins(pm: pluggy.PluginManager) -> None:
             _record(pm, name, __version__)
 
 
+def _unknown_hooks(pm: pluggy.PluginManager) -> dict[Any, list[str]]:
+    """Every implementation of a hook qf does not define (a misspelling), by plugin object."""
+    out: dict[Any, list[str]] = {}
+    for hook_name, hook in sorted(vars(pm.hook).items()):
+        if hook_name.startswith("_") or hook.has_spec():
+            continue
+        for impl in hook.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            name = pm.get_name(impl.plugin) or repr(impl.plugin)
+            hint = difflib.get_close_matches(hook_name, HOOK_NAMES, n=1)
+            did = f"; did you mean {hint[0]!r}?" if hint else f" (qf's hooks: {', '.join(HOOK_NAMES)})"
+            out.setdefault(impl.plugin, []).append(f"plugin {name!r} implements unknown hook {hook_name!r}{did}")
+    return out
+
+
 def check(pm: pluggy.PluginManager) -> None:
-    """Fail loudly on a misspelled hook (``check_pending``) with the plugin's name."""
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        hook = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
-        known = ", ".join(HOOK_NAMES)
-        hint = difflib.get_close_matches(hook, HOOK_NAMES, n=1)
-        did = f"; did you mean {hint[0]!r}?" if hint else f" (qf's hooks: {known})"
-        raise PluginError(f"plugin {name!r} implements unknown hook {hook!r}{did}") from None
+    """Fail loudly on misspelled hooks (what ``check_pending`` finds), naming each plugin and hook."""
+    problems = [p for lines in _unknown_hooks(pm).values() for p in lines]
+    if problems:
+        raise PluginError("\n".join(problems), problems)
 
 
 class Registry:
     """Components by kind and name, built from a plugin manager's registration hooks.
+
+    A plugin is used whole or not at all: one whose hooks are misspelled, fail, return something other
+    than component classes or clash with an earlier plugin's names is left out and listed in ``broken``.
+    Unless ``allow_broken``, any broken plugin makes the constructor raise one PluginError listing them all.
 
     Example::
 
@@ -145,20 +270,38 @@ class Registry:
         reg.get("signal", "sma_cross").cls(params={"fast": 5, "slow": 20})
     """
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
-        check(pm)
+    def __init__(self, pm: pluggy.PluginManager, allow_broken: bool = False) -> None:
         self.pm = pm
         self._by_kind: dict[str, dict[str, Registration]] = {k: {} for k in HOOKS}
         versions = loaded(pm)
+        self.broken: dict[str, BrokenPlugin] = {
+            name: BrokenPlugin(b.name, b.version, list(b.problems)) for name, b in broken(pm).items()}
+        for plugin, problems in _unknown_hooks(pm).items():
+            name = pm.get_name(plugin) or repr(plugin)
+            self.broken.setdefault(name, BrokenPlugin(name, versions.get(name, "local"))).problems.extend(problems)
         for kind, hook_name in HOOKS.items():
             hook = getattr(pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 provider = pm.get_name(impl.plugin) or repr(impl.plugin)
-                classes = _as_classes(impl.function(), provider, hook_name)
-                if os.environ.get("QF_TRACE"):
-                    sys.stderr.write(f"qf trace: {hook_name} of {provider}: {[c.__name__ for c in classes]}\n")
-                for cls in classes:
-                    self._add(kind, cls, provider, versions.get(provider, "local"))
+                if provider in self.broken:
+                    continue
+                try:
+                    classes = _as_classes(_call(impl.function, provider, hook_name), provider, hook_name)
+                    if os.environ.get("QF_TRACE"):
+                        sys.stderr.write(f"qf trace: {hook_name} of {provider}: {[c.__name__ for c in classes]}\n")
+                    for cls in classes:
+                        self._add(kind, cls, provider, versions.get(provider, "local"))
+                except PluginError as exc:
+                    self.broken.setdefault(provider, BrokenPlugin(provider, versions.get(provider, "local"))
+                                           ).problems.append(str(exc))
+        for by_name in self._by_kind.values():  # what a plugin registered before its problem showed up
+            for name in [n for n, r in by_name.items() if r.provider in self.broken]:
+                del by_name[name]
+        if not allow_broken:
+            raise_broken(self.broken.values())
+        for name in self.broken:  # its lifecycle hooks must not run either
+            if pm.get_plugin(name) is not None:
+                pm.unregister(name=name)
 
     def _add(self, kind: str, cls: type[Component], provider: str, version: str) -> None:
         base = KINDS[kind]
@@ -205,6 +348,14 @@ class Registry:
 
     def call_after_run(self, experiment: Any, result: Any, report_dir: Any) -> None:
         self.pm.hook.qf_after_run(experiment=experiment, result=result, report_dir=report_dir)
+
+
+def _call(function: Any, provider: str, hook_name: str) -> Any:
+    try:
+        return function()
+    except Exception as exc:  # a plugin's own bug names the plugin instead of showing its traceback
+        raise PluginError(f"plugin {provider!r}: {hook_name}() raised {type(exc).__name__}: {_one_line(exc)}"
+                          ) from None
 
 
 def _as_classes(result: Any, provider: str, hook_name: str) -> Iterable[type[Component]]:
@@ -254,11 +405,20 @@ def load_local(spec: str, base_dir: Path | None = None) -> Any:
 _REGISTRY: Registry | None = None
 
 
-def get_registry(refresh: bool = False) -> Registry:
-    """The process-wide registry over all installed plugins (built once, cached)."""
+def get_registry(refresh: bool = False, allow_broken: bool = False) -> Registry:
+    """The process-wide registry over all installed plugins (built once, cached).
+
+    Raises one PluginError listing every broken plugin unless ``allow_broken`` (``qf plugins`` lists the
+    healthy ones and marks the broken ones).
+    """
     global _REGISTRY
     if _REGISTRY is None or refresh:
         pm = new_plugin_manager()
-        load_entry_points(pm)
-        _REGISTRY = Registry(pm)
+        load_entry_points(pm, tolerate=True)
+        _REGISTRY = Registry(pm, allow_broken=True)
+    if not allow_broken:
+        names = ",".join(_REGISTRY.broken)
+        raise_broken(_REGISTRY.broken.values(),
+                     f"qf does not run with a broken plugin: fix, uninstall or skip it (QF_PLUGINS_BLOCK={names}); "
+                     "`qf plugins` lists the healthy ones")
     return _REGISTRY
