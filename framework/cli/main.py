@@ -27,6 +27,8 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a value: dotted.path=value (repeatable).")]
+MaxCombosOpt = Annotated[int | None, typer.Option(
+    "--max-combos", min=1, help="Refuse a sweep of more combinations (before constraints) than this; default 100000.")]
 
 
 def fail(exc: QfError) -> None:
@@ -67,6 +69,7 @@ def run(
     ] = None,
     engine: Annotated[str | None, typer.Option(help="vectorbt or backtrader (overrides execution.engine).")] = None,
     set_: SetOpt = None,
+    max_combos: MaxCombosOpt = None,
 ) -> None:
     """Run an experiment and write its report (a sweep when the file has a sweep: section)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -79,7 +82,7 @@ def run(
         overrides = list(set_ or [])
         if engine is not None:
             overrides.append(f"execution.engine={engine}")
-        exp = load_experiment(experiment, overrides)
+        exp = load_experiment(experiment, overrides, max_combos=max_combos)
         # a report that cannot be written is refused now, not after minutes of simulation
         check_report_target(out_dir, Path(exp.spec.report.dir), exp.name)
         if exp.spec.sweep is not None or exp.spec.walk_forward is not None:
@@ -107,12 +110,19 @@ def run(
 def validate(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     set_: SetOpt = None,
+    max_combos: MaxCombosOpt = None,
 ) -> None:
-    """Check an experiment without running it: schema, component names, every component's params."""
-    from qf.config.loader import load_experiment
+    """Check an experiment without running it: schema, component names, every component's params, the sweep.
+
+    What depends on the data's length (rebalance period, walk-forward windows) is checked too when the data
+    is local (sample, csv, parquet); other sources are checked when ``qf run`` loads them.
+    """
+    from qf.config.loader import load_experiment, needs_data
 
     try:
-        load_experiment(experiment, list(set_ or []))
+        exp = load_experiment(experiment, list(set_ or []), max_combos=max_combos)
+        if needs_data(exp) and exp.data.loads_offline:
+            exp.data.load()  # checked against the experiment on load
     except QfError as exc:
         fail(exc)
     out.print("ok")
