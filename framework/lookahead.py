@@ -59,10 +59,12 @@ __all__ = [
     "Finding",
     "LookaheadError",
     "LookaheadReport",
+    "LookaheadWarning",
     "change_positions",
     "check_experiment",
     "compare_rows",
     "fmt_date",
+    "guard_run",
     "mismatch",
     "probe_positions",
     "who",
@@ -339,6 +341,7 @@ class _Stage:
     label: str
     items: list[Any]
     probe: Callable[[Any], None]
+    date_of: Callable[[Any], pd.Timestamp]
 
 
 def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points: int = RANDOM_PROBES,
@@ -367,7 +370,7 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
         bars = exp.data.load()
     report.bars, report.symbols = len(bars.index), len(bars.symbols)
     model, sizer = exp.signal, exp.sizer
-    _fit_if_trainable(exp, bars, report)
+    _fit_if_trainable(exp, bars, report, progress)
     progress("computing the full-history pipeline", 0, 0)
     signal = compute_signal(exp, bars)
     dates = rebalance_dates(bars.index, exp.spec.rebalance)
@@ -435,24 +438,39 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
             if note(_finding(who(rule), "warmup", t, diff, warm + 1)):
                 return
 
-    stages = [_Stage(f"look-ahead: {who(model)}", sig_probes, sig_probe),
-              _Stage(f"look-ahead: {who(sizer)}", dec_probes, sizer_probe)]
-    stages += [_Stage(f"look-ahead: {who(r)}", dec_probes, rule_probe(i)) for i, r in enumerate(rules)]
-    stages.append(_Stage(f"warmup ({warm + 1} trailing bars)", warm_probes, warm_probe))
+    def bar_date(pos: int) -> pd.Timestamp:
+        return bars.index[pos]
+
+    def decision_date(k: int) -> pd.Timestamp:
+        return dates[k]
+
+    stages = [_Stage(f"look-ahead: {who(model)}", sig_probes, sig_probe, bar_date),
+              _Stage(f"look-ahead: {who(sizer)}", dec_probes, sizer_probe, decision_date)]
+    stages += [_Stage(f"look-ahead: {who(r)}", dec_probes, rule_probe(i), decision_date) for i, r in enumerate(rules)]
+    stages.append(_Stage(f"warmup ({warm + 1} trailing bars)", warm_probes, warm_probe, decision_date))
     total = sum(len(s.items) for s in stages)
     done = 0
     for stage in stages:
         for item in stage.items:
-            stage.probe(item)
+            try:
+                stage.probe(item)
+            except QfError:
+                raise
+            except Exception as exc:  # a third-party component that breaks on a shorter history: say where
+                raise LookaheadError(f"{stage.label}: the probe on {fmt_date(stage.date_of(item))} failed: "
+                                     f"{type(exc).__name__}: {exc}") from exc
             done += 1
             progress(stage.label, done, total)
     report.probes = total
+    # a component that looks ahead also disagrees on its trailing window; the look-ahead is the finding
+    leaking = {f.who for f in found.values() if f.kind == "lookahead"}
+    kept = [f for f in found.values() if f.kind == "lookahead" or f.who not in leaking]
     order = {"lookahead": 0, "path": 1, "warmup": 2}
-    report.findings = sorted(found.values(), key=lambda f: (order[f.kind], f.date))
+    report.findings = sorted(kept, key=lambda f: (order[f.kind], f.date))
     return report
 
 
-def _fit_if_trainable(exp: LoadedExperiment, bars: Bars, report: LookaheadReport) -> None:
+def _fit_if_trainable(exp: LoadedExperiment, bars: Bars, report: LookaheadReport, progress: Progress) -> None:
     """A trainable signal (``fit``) without a model is fitted on the first walk-forward train window, so
     the check probes its features and predictions as a walk-forward fold would use them."""
     model = exp.signal
@@ -463,6 +481,34 @@ def _fit_if_trainable(exp: LoadedExperiment, bars: Bars, report: LookaheadReport
     if wf is None:
         return  # computing will say that the model needs training or a model_path
     train = min(wf.train, len(bars.index))
+    progress(f"fitting {who(model)} on the first {train} bars", 0, 0)
     fit(bars.iloc(slice(0, train)))
     report.notes.append(f"{who(model)} was fitted on the first walk-forward train window ({train} bars) "
                         "and probed on the whole history")
+
+
+class LookaheadWarning(UserWarning):
+    """A warm-up (or rebalance-path) finding of ``execution.check_lookahead``: the backtest is sound, but
+    paper trading would decide differently from it on the date named."""
+
+
+def guard_run(exp: LoadedExperiment, bars: Bars, step: Callable[[str], None] | None = None) -> LookaheadReport:
+    """What ``execution.check_lookahead: true`` does before ``qf run`` simulates: :func:`check_experiment`
+    on the run's bars; a look-ahead finding stops the run (:class:`LookaheadError`, exit code 1), a
+    warm-up or rebalance-path finding is a :class:`LookaheadWarning` (the backtest itself is sound).
+
+    Example::
+
+        guard_run(exp, exp.data.load())    # raises LookaheadError: signal 'x' looks ahead: on ...
+    """
+    import warnings
+
+    def progress(label: str, done: int, total: int) -> None:
+        if step is not None:
+            step(f"checking for look-ahead: {label}" + (f" ({done}/{total})" if total else ""))
+
+    report = check_experiment(exp, bars, progress=progress)
+    report.raise_for(["lookahead"])
+    for finding in report.findings:
+        warnings.warn(LookaheadWarning(finding.message()), stacklevel=2)
+    return report

@@ -155,6 +155,10 @@ def run_experiment(exp: LoadedExperiment, out: Path | None = None, engine: str |
         registry.call_before_run(exp)
     step("loading data")
     bars = exp.data.load()
+    if exp.spec.execution.check_lookahead:
+        from qf.lookahead import guard_run
+
+        guard_run(exp, bars, step)  # a look-ahead stops the run here (LookaheadError, exit code 1)
     step("computing signals and targets")
     targets = compute_targets(exp, bars)
     step(f"simulating ({engine})")

@@ -111,16 +111,25 @@ def validate(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     set_: SetOpt = None,
     max_combos: MaxCombosOpt = None,
+    lookahead: Annotated[bool, typer.Option(
+        "--lookahead", help="Also re-run the signal, sizer and stateless risk rules on truncated and trailing-window "
+                            "data and fail (exit 1) on any look-ahead or broken warmup contract.")] = False,
 ) -> None:
     """Check an experiment without running it: schema, component names, every component's params, the sweep.
 
     What depends on the data's length (rebalance period, walk-forward windows) is checked too when the data
-    is local (sample, csv, parquet); other sources are checked when ``qf run`` loads them.
+    is local (sample, csv, parquet); other sources are checked when ``qf run`` loads them. ``--lookahead``
+    loads the data and runs the look-ahead and warmup checks of :mod:`qf.lookahead` on it.
     """
     from qf.config.loader import load_experiment, needs_data
 
     try:
         exp = load_experiment(experiment, list(set_ or []), max_combos=max_combos)
+        if lookahead:
+            from qf.cli.lookahead import validate_lookahead
+
+            validate_lookahead(exp, out, err)
+            return
         if needs_data(exp) and exp.data.loads_offline:
             exp.data.load()  # checked against the experiment on load
     except QfError as exc:

@@ -97,6 +97,11 @@ class ExecutionSpec(Strict):
                     "it valued at its last close (never traded again)",
     )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    check_lookahead: bool = Field(
+        default=False,
+        description="before simulating, run the look-ahead check of `qf validate --lookahead` on the run's data; "
+                    "a look-ahead stops the run, a broken warmup contract is a warning",
+    )
 
 
 class RangeSpec(Strict):
