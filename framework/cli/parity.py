@@ -1,4 +1,8 @@
-"""``qf parity EXP.yaml``: run an experiment in both engines and show whether they agree.
+"""``qf parity EXP.yaml`` or ``qf parity RUN_FOLDER``: run an experiment in both engines and show whether
+they agree.
+
+A run folder stands for the exact configuration of that run (its ``config.yaml``, e.g. a sweep's best
+combination), with relative references resolved against the experiment file it came from.
 
 Exit codes: 0 when final equity, orders and risk events agree within the tolerance, 1 when they do not,
 2 for a user error (bad experiment, data, plugin), printed one line per problem.
@@ -6,8 +10,10 @@ Exit codes: 0 when final equity, orders and risk events agree within the toleran
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -71,8 +77,52 @@ def _unmatched(report) -> Table:
     return t
 
 
+def _redacted(node: Any, path: tuple = ()) -> tuple | None:
+    from qf.config.loader import REDACTED
+
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return path if node == REDACTED else None
+    for k, v in items:
+        found = _redacted(v, (*path, k))
+        if found is not None:
+            return found
+    return None
+
+
+def load_run_config(folder: Path, overrides: list[str]):
+    """The experiment a run folder was made from: its ``config.yaml`` (overrides, sweep combination and
+    all), relative references resolved against the original experiment file's folder.
+
+    Example::
+
+        exp = load_run_config(Path("reports/sma_cross/20250101-120000-abc123"), [])
+    """
+    from qf.config.loader import apply_overrides, build, dotted, read_yaml
+
+    cfg = folder / "config.yaml"
+    if not cfg.is_file():
+        raise QfError(f"{folder}: not a run folder (no config.yaml)")
+    manifest: Any = None
+    with contextlib.suppress(OSError, ValueError):
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    origin = manifest.get("config_file") if isinstance(manifest, dict) else None
+    raw, src = read_yaml(cfg.read_text(encoding="utf-8"), str(cfg))
+    hidden = _redacted(raw)
+    if hidden is not None:
+        raise QfError(f"{cfg}: {dotted(hidden)} was redacted when the report was written; run qf parity on the "
+                      f"experiment file{f' ({origin})' if origin else ''} with the same --set values instead")
+    if overrides:
+        raw = apply_overrides(raw, overrides, src)
+    base = Path(origin) if origin and Path(origin).parent.is_dir() else cfg
+    return build(raw, src, base)
+
+
 def parity(
-    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file, or a run folder (its config.yaml).")],
     tolerance: Annotated[float, typer.Option(help="Largest relative difference accepted (equity, quantities).")]
     = 1e-9,
     set_: Annotated[
@@ -82,14 +132,23 @@ def parity(
     """Run the experiment in vectorbt and backtrader and compare equity, orders and risk events.
 
     Exits 1 when they differ by more than the tolerance, e.g.
-    qf parity experiments/sma_cross.yaml --set execution.fees=0.001
+    qf parity experiments/sma_cross.yaml --set execution.fees=0.001, or
+    qf parity reports/sma_cross/<run-id> for the exact configuration of a run (a sweep's best combination)
     """
     from qf.config.loader import load_experiment
     from qf.parity import compare
     from qf.run import run_experiment
 
     try:
-        exp = load_experiment(experiment, list(set_ or []))
+        if experiment.is_dir():
+            exp = load_run_config(experiment, list(set_ or []))
+        elif experiment.name == "config.yaml" and (experiment.parent / "manifest.json").is_file():
+            exp = load_run_config(experiment.parent, list(set_ or []))
+        else:
+            exp = load_experiment(experiment, list(set_ or []))
+        if exp.spec.sweep is not None or exp.spec.walk_forward is not None:
+            err.print("note: parity runs the experiment's own parameters, not its sweep or walk-forward; "
+                      "give a sweep's run folder, or --set the combination and --set sweep=null", highlight=False)
         results = []
         for engine in ENGINES:
             with err.status(f"{exp.name}: running {engine}"):

@@ -1,8 +1,10 @@
 """Sweeps and walk-forward runs driven by an experiment's ``sweep:`` / ``walk_forward:`` sections.
 
-A sweep evaluates every combination of the swept parameters through the same pipeline and engine as a
-single run (each combination is a full experiment: its params are validated by the component's own
-model), in chunks on the configured executor. It writes ``sweep.parquet`` (params + metrics per
+A sweep evaluates every combination of the swept parameters through the same pipeline, engine
+(``execution.engine``) and metrics as a single run: each combination is a full experiment (its params are
+validated by the component's own model), evaluated over its own evaluation period (its warm-up
+excluded, see :mod:`qf.report.metrics`), in chunks on the configured executor. Ranking, PSR and DSR use
+those post-warm-up returns. It writes ``sweep.parquet`` (params + metrics per
 combination), ``sweep.html`` (a heatmap for two parameters, parallel coordinates beyond), reports the
 best combination with its probabilistic and deflated Sharpe ratios (the number of trials is known), and
 writes the full report of that combination next to them.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,9 @@ from qf.config.loader import LoadedExperiment, Source, build, set_paths
 from qf.config.schema import RangeSpec
 from qf.engines.result import EngineResult
 from qf.errors import ConfigError, QfError
-from qf.pipeline import compute_targets
+from qf.pipeline import Targets, compute_targets
 from qf.report import writer
-from qf.report.metrics import compute_metrics, returns_of
+from qf.report.metrics import PERIODS_PER_YEAR, compute_metrics, eval_returns, evaluation_start
 from qf.research.grid import expand_grid
 from qf.research.stats import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sharpe_stats
 
@@ -42,6 +44,8 @@ HOLDOUT_SPLIT = 0.7
 LOWER_IS_BETTER = {"volatility", "turnover", "fees_paid", "n_orders"}
 METRICS = ("sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "turnover", "fees_paid",
            "n_orders", "final_equity")
+# each row's evaluation period (combinations with longer look-backs start later)
+PERIOD = ("eval_start", "eval_end", "eval_bars")
 
 
 def grid_of(exp: LoadedExperiment) -> pd.DataFrame:
@@ -77,18 +81,29 @@ def combo_experiment(raw: dict[str, Any], path: Path | None, combo: dict[str, An
         raise ConfigError(f"sweep combination {label}: {exc.problems[0]}", exc.problems) from None
 
 
-def _simulate(exp: LoadedExperiment, bars: Bars, trade_from: int = 0) -> tuple[EngineResult, dict]:
-    from qf.engines.vbt import run_vectorbt
+def simulate(exp: LoadedExperiment, bars: Bars, trade_from: int = 0) -> tuple[Targets, EngineResult, dict]:
+    """Targets, engine result and metrics of one combination: the same engine (``execution.engine``),
+    evaluation period and metrics as ``qf run`` of that combination.
+
+    With ``trade_from`` orders fill only from that bar on (the pipeline still sees the history before
+    it) and the evaluation period starts there at the earliest.
+
+    Example::
+
+        targets, result, m = simulate(combo_experiment(exp.raw, exp.path, {"signal.params.fast": 20}), bars)
+    """
+    from qf.run import run_engine
 
     targets = compute_targets(exp, bars)
-    t = targets.targets
+    start = evaluation_start(exp, bars.index, targets.targets, trade_from)
     if trade_from:
-        t = t.loc[t.index >= bars.index[trade_from]]
+        t = targets.targets
+        targets = replace(targets, targets=t.loc[t.index >= bars.index[trade_from]])
         bars = bars.iloc(slice(trade_from, None))
-    result = run_vectorbt(bars, t, targets.risk, exp.spec.execution)
-    result.extra["targets"] = t
+    result = run_engine(exp, bars, targets, exp.spec.execution.engine)
+    result.extra["targets"] = targets.targets
     result.extra.pop("portfolio", None)  # large, and not needed once metrics are computed
-    return result, compute_metrics(result, exp.spec.execution.initial_cash)
+    return targets, result, compute_metrics(result, exp.spec.execution.initial_cash, eval_start=start)
 
 
 @dataclass
@@ -111,8 +126,8 @@ def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
             # the rest (its fit drops labels that would reach past the fitting part)
             trade_from = max(trade_from, int(len(task.bars.index) * HOLDOUT_SPLIT))
             exp.signal.fit(task.bars.iloc(slice(0, trade_from)))
-        _, m = _simulate(exp, task.bars, trade_from)
-        rows.append({k: m[k] for k in METRICS})
+        _, _, m = simulate(exp, task.bars, trade_from)
+        rows.append({k: m[k] for k in (*METRICS, *PERIOD)})
     return rows
 
 
@@ -186,14 +201,32 @@ def sharpe_inference(returns: pd.Series, trial_sharpes: np.ndarray, n_trials: in
     finite = trial_sharpes[np.isfinite(trial_sharpes)]
     if n_trials >= 2 and finite.size >= 2:
         out["dsr"] = deflated_sharpe_ratio(st.sharpe, st.n_obs, n_trials, skew=st.skew, kurtosis=st.kurtosis,
-                                           trial_sharpes=finite / math.sqrt(252))
+                                           trial_sharpes=finite / math.sqrt(PERIODS_PER_YEAR))
     else:
         out["dsr"] = out["psr"]
     return out
 
 
-def sweep_html(table: pd.DataFrame, params: list[str], metric: str, path: Path, title: str) -> None:
-    """A self-contained interactive page: heatmap (2 params), line (1) or parallel coordinates (3+)."""
+def inference_html(inference: dict[str, Any]) -> str:
+    """The best combination's PSR and DSR, one sentence each on what they mean."""
+    n_obs = inference.get("n_obs")
+    bars = f"{n_obs} post-warm-up returns" if n_obs else "its returns"
+    return (
+        "<h2>Is the best combination's Sharpe ratio real?</h2>"
+        f"<p><b>PSR {inference.get('psr', float('nan')):.3f}</b>: probabilistic Sharpe ratio, the probability "
+        f"that the best combination's true Sharpe ratio is above zero, given {bars}, their skewness and "
+        "fat tails.</p>"
+        f"<p><b>DSR {inference.get('dsr', float('nan')):.3f}</b>: deflated Sharpe ratio, the same probability "
+        f"measured against the best Sharpe ratio that {inference.get('n_trials', '?')} trials of pure luck "
+        "would be expected to reach; well below 0.95, the winner may be an artefact of trying many "
+        "combinations.</p>"
+    )
+
+
+def sweep_html(table: pd.DataFrame, params: list[str], metric: str, path: Path, title: str,
+               inference: dict[str, Any] | None = None) -> None:
+    """A self-contained interactive page: heatmap (2 params), line (1) or parallel coordinates (3+), the
+    best combination's PSR and DSR (given ``inference``) and the top rows."""
     import plotly.express as px
     import plotly.graph_objects as go
 
@@ -214,7 +247,8 @@ def sweep_html(table: pd.DataFrame, params: list[str], metric: str, path: Path, 
     top = rank(table, metric).head(50)
     html_table = top.to_html(index=False, float_format=lambda v: f"{v:.4g}", classes="sweep", border=0)
     page = fig.to_html(include_plotlyjs=True, full_html=True)
-    page = page.replace("</body>", f"<h2>Top {len(top)} by {metric}</h2>{html_table}</body>")
+    stats = inference_html(inference) if inference is not None else ""
+    page = page.replace("</body>", f"{stats}<h2>Top {len(top)} by {metric}</h2>{html_table}</body>")
     path.write_text(page, encoding="utf-8")
 
 
@@ -272,26 +306,29 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     ranked = rank(table, sweep.metric)
     best_combo = {p: _python(ranked[p].iloc[0]) for p in params}  # per column, so ints stay ints
     best_exp = combo_experiment(exp.raw, exp.path, best_combo)
-    targets = compute_targets(best_exp, bars)
-    from qf.engines.vbt import run_vectorbt
-
-    result = run_vectorbt(bars, targets.targets, targets.risk, best_exp.spec.execution)
-    metrics = compute_metrics(result, best_exp.spec.execution.initial_cash)
-    inference = sharpe_inference(returns_of(result.equity), table["sharpe"].to_numpy(dtype=float), len(table))
+    targets, result, metrics = simulate(best_exp, bars)
+    start = pd.Timestamp(metrics["eval_start"]) if metrics["eval_start"] is not None else None
+    returns = eval_returns(result.equity, best_exp.spec.execution.initial_cash, start)
+    inference = sharpe_inference(returns, table["sharpe"].to_numpy(dtype=float), len(table))
     metrics.update({"dsr": inference["dsr"], "psr": inference["psr"], "n_trials": len(table)})
     print_top(console, table, params, sweep.metric, sweep.top)
     console.print(f"best by {sweep.metric}: " + ", ".join(f"{k}={v}" for k, v in best_combo.items())
                   + f"  sharpe {metrics['sharpe']:.3f}  PSR {inference['psr']:.3f}  "
-                    f"DSR {inference['dsr']:.3f} ({len(table)} trials)")
+                    f"DSR {inference['dsr']:.3f} ({len(table)} trials, {metrics['eval_bars']} bars from "
+                    f"{metrics['eval_start']})")
     run_id = writer.new_run_id()
     out = Path(out) if out is not None else default_report_dir(exp, run_id)
     outcome = RunOutcome(best_exp, bars, targets, result, metrics, None)
 
     def extra(tmp: Path) -> None:
         table.to_parquet(tmp / "sweep.parquet", index=False)
-        sweep_html(table, params, sweep.metric, tmp / "sweep.html", f"{exp.name}: {sweep.metric} by parameters")
+        sweep_html(table, params, sweep.metric, tmp / "sweep.html", f"{exp.name}: {sweep.metric} by parameters",
+                   inference)
         writer.write_json(tmp / "best.json", {"params": best_combo, "metric": sweep.metric, **inference})
 
-    report_dir = write_report(best_exp, outcome, out, out.name, "vectorbt", kind="sweep", extra_files=extra)
+    engine = best_exp.spec.execution.engine
+    report_dir = write_report(best_exp, outcome, out, out.name, engine, kind="sweep", extra_files=extra)
     console.print(f"report: {report_dir}")
+    other = "backtrader" if engine == "vectorbt" else "vectorbt"
+    console.print(f"check the best combination in {other} too: qf parity {report_dir}", highlight=False)
     return report_dir
