@@ -275,10 +275,17 @@ def valuation_bars(bars: Bars) -> Bars:
     return replace(bars, **{name: _ffill(name, df, close, missing) for name, df in bars.frames().items()})
 
 
+# No traded instrument is quoted anywhere near this; a price of 1e308 (or a unit mix-up) would overflow the
+# sums of positions, fees and equity.
+MAX_PRICE = 1e10
+
+
 def _check_positive(src: str, name: str, df: pd.DataFrame) -> None:
-    bad = (df <= 0) | np.isinf(df)
+    bad = (df <= 0) | (df > MAX_PRICE)
     if bad.to_numpy().any():
         sym = bad.any().idxmax()
         day = bad[sym].idxmax()
-        what = "an infinite" if np.isinf(df.at[day, sym]) else "a non-positive"
-        raise DataError(f"{src}: {sym} has {what} {name} ({df.at[day, sym]:g}) on {_fmt(day)}")
+        value = df.at[day, sym]
+        what = ("an infinite" if np.isinf(value) else "a non-positive" if value <= 0
+                else f"an implausibly large (over {MAX_PRICE:g})")
+        raise DataError(f"{src}: {sym} has {what} {name} ({value:g}) on {_fmt(day)}")

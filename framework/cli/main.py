@@ -178,29 +178,13 @@ def data_show(
     param: Annotated[list[str] | None, typer.Option("--param", help="Source parameter key=value (repeatable).")] = None,
 ) -> None:
     """Print what a data source returns: symbols, date range, rows, missing values."""
-    import yaml
-
+    from qf.config.loader import params_from_options
     from qf.registry import get_registry
 
     try:
         reg = get_registry().get("data", source)
-        params: dict = {}
-        for p in param or []:
-            k, sep, v = p.partition("=")
-            if not sep:
-                raise QfError(f"--param {p}: expected key=value")
-            params[k] = yaml.safe_load(v)
-        if dataset is not None:
-            params["dataset"] = dataset
-        from pydantic import ValidationError
-
-        try:
-            comp = reg.cls(params)
-        except ValidationError as exc:
-            from qf.config.loader import Source, format_validation
-
-            lines = format_validation(exc, reg.cls.Params, Source("--param"), ("params",))
-            raise QfError(lines[0], lines) from None
+        items = [*(param or []), *([f"dataset={dataset}"] if dataset is not None else [])]
+        comp = reg.cls(params_from_options(reg.cls.Params, items, "--param"))
         bars = comp.load()
     except QfError as exc:
         fail(exc)
@@ -236,6 +220,25 @@ def report_list(root: Annotated[Path, typer.Option(help="Reports folder.")] = Pa
     out.print(table)
 
 
+def _read_metrics(path: Path) -> dict:
+    """A run's metrics.json, or a QfError naming the file (and line) when it is unreadable or not metrics."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise QfError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise QfError(f"{path}: not UTF-8 text (a binary file?)") from None
+    except OSError as exc:
+        raise QfError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not isinstance(metrics, dict):
+        raise QfError(f"{path}: expected an object of metrics, got a JSON {type(metrics).__name__}")
+    for key in SUMMARY:
+        value = metrics.get(key)
+        if not (value is None or isinstance(value, int | float | str)):
+            raise QfError(f"{path}: {key} is not a number: {json.dumps(value)[:60]}")
+    return metrics
+
+
 @report_app.command("compare")
 def report_compare(runs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")]) -> None:
     """Put runs side by side (e.g. a backtest and a paper run)."""
@@ -245,7 +248,7 @@ def report_compare(runs: Annotated[list[Path], typer.Argument(help="Two or more 
             m = r / "metrics.json"
             if not m.is_file():
                 raise QfError(f"{r}: not a run folder (no metrics.json)")
-            loaded.append((r, json.loads(m.read_text())))
+            loaded.append((r, _read_metrics(m)))
     except QfError as exc:
         fail(exc)
         return

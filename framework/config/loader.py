@@ -420,6 +420,34 @@ def redact(data: Any, secret_paths: set[Path_], path: Path_ = ()) -> Any:
     return data
 
 
+def params_from_options(model: type[BaseModel], items: list[str], flag: str) -> BaseModel:
+    """A component's params from command-line ``key=value`` items; every error names the item at fault.
+
+    Example::
+
+        params_from_options(SampleSource.Params, ["dataset=arch_sp500", "start=2010-01-01"], "--param")
+    """
+    raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item}: expected key=value")
+        raw[key] = parse_value(text, f"{flag} {item}")
+        origin[key] = item
+    problems = number_problems(raw)
+    if not problems:
+        try:
+            return model(**raw)
+        except ValidationError as exc:
+            problems = validation_problems(exc, model)
+    everything = " ".join(f"{flag} {item}" for item in items)
+    lines = [f"{flag + ' ' + origin[str(path[0])] if path and str(path[0]) in origin else everything}: "
+             f"{dotted(path)}: {msg}" for path, msg in problems]
+    raise ConfigError(lines[0], lines)
+
+
 def _build(kind: str, spec: ComponentSpec, path: Path_, registry: Registry, base_dir: Path | None,
            problems: list[Problem]) -> Any:
     try:

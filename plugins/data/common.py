@@ -63,6 +63,18 @@ class SourceParams(Params):
         return self
 
 
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped, for error messages.
+
+    A binary file read as text must not write raw bytes (terminal escape codes, NULs) to the console.
+
+    Example::
+
+        printable("close\x1b[2J")   # 'close\\x1b[2J'
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def check_symbols(source: str, available: Sequence[str], wanted: Sequence[str] | None) -> list[str]:
     """Return ``wanted`` (or all of ``available``), raising the did-you-mean error of ``Bars.select``.
 

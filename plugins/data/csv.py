@@ -60,7 +60,9 @@ class CsvSource(FileSource):
         # read, not just usecols: with usecols pandas silently drops extra fields, so a decimal comma
         # ("1,5" in a comma-separated file) would load as 1.0 instead of failing.
         dtype = dict.fromkeys(text_columns or [], str)
-        frame = self._read(path, dtype=dtype, skip_blank_lines=False)
+        # Only empty cells are missing: pandas would also turn "n/a", "NaN", "null"... into NaN, which validate
+        # then forward-fills as if the bar did not exist; as text they are refused with their line.
+        frame = self._read(path, dtype=dtype, skip_blank_lines=False, keep_default_na=False, na_values=[""])
         if not isinstance(frame.index, pd.RangeIndex):
             # every row had one field more than the header, so pandas took the first column as an index
             raise DataError(

@@ -30,7 +30,7 @@ from pydantic import Field, StringConstraints, field_validator
 from qf.bars import FIELDS, Bars
 from qf.components import DataSource
 from qf.errors import DataError
-from qf_plugins.data.common import SourceParams, check_symbols, date_mask, finish, no_bars_error
+from qf_plugins.data.common import SourceParams, check_symbols, date_mask, finish, no_bars_error, printable
 
 ColumnKey = Literal["date", "symbol", "open", "high", "low", "close", "volume"]
 FieldKey = Literal["open", "high", "low", "close", "volume"]
@@ -58,6 +58,9 @@ class FileParams(SourceParams):
     - ``fields``: the price fields to load (default: every one the files have; close is always loaded).
     - ``date_format``: a ``strftime`` format such as ``"%d/%m/%Y"`` when dates are not ISO (or pandas'
       ``"ISO8601"`` / ``"mixed"``); by default the format is inferred from the first date.
+    - ``date_unit``: ``s``, ``ms``, ``us`` or ``ns`` for dates stored as integer epoch times. Without it
+      the unit is inferred from the size of the numbers (seconds ~1.7e9, milliseconds ~1.7e12, ...);
+      eight-digit integers such as ``20200131`` are read as ``YYYYMMDD``.
 
     Example (YAML)::
 
@@ -73,6 +76,7 @@ class FileParams(SourceParams):
     columns: dict[ColumnKey, ColumnName] = Field(default_factory=dict)
     fields: list[FieldKey] | None = Field(default=None, min_length=1)
     date_format: str | None = None
+    date_unit: Literal["s", "ms", "us", "ns"] | None = None
 
     @field_validator("fields")
     @classmethod
@@ -196,7 +200,8 @@ class FileSource(DataSource):
         if p.layout == "auto":
             # a mapped symbol column means long even if it is missing (then the error says so)
             long = not several and (
-                "symbol" in p.columns or _find_column("symbol", self.read_header(files[0]), p.columns) is not None
+                "symbol" in p.columns
+                or _find_column("symbol", self.read_header(files[0]), p.columns, files[0]) is not None
             )
         else:
             long = p.layout == "long"
@@ -230,7 +235,7 @@ class FileSource(DataSource):
         out = []
         for f in files:
             header = self.read_header(f)
-            if _find_column("symbol", header, self.params.columns) is None:
+            if _find_column("symbol", header, self.params.columns, f) is None:
                 _missing_column(f, "symbol", header, self.params.columns)
             out.append(self._read_one(f, symbol=None, header=header))
         return out
@@ -242,7 +247,7 @@ class FileSource(DataSource):
         want = ["date", *(["symbol"] if symbol is None else []), *(p.fields or FIELDS)]
         cols: dict[str, str] = {}
         for key in want:
-            col = _find_column(key, header, p.columns)
+            col = _find_column(key, header, p.columns, path)
             if col is not None:
                 cols[key] = col
             elif key in ("date", "symbol", "close") or key in p.columns or (p.fields and key in p.fields):
@@ -270,7 +275,7 @@ class FileSource(DataSource):
             out, raw = out.loc[known], raw.loc[known]
         else:
             spans = {}
-        out["date"] = _parse_dates(table, raw[cols["date"]], p.date_format)
+        out["date"] = _parse_dates(table, raw[cols["date"]], p.date_format, p.date_unit)
         # each symbol's span before the date filter, to say what the data covers if the range is empty
         for sym, (lo, hi) in out.groupby("symbol")["date"].agg(["min", "max"]).iterrows():
             spans[str(sym)] = (lo, hi)
@@ -344,19 +349,25 @@ def _day(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
 
 
-def _find_column(key: str, header: list[str], mapping: dict[str, str]) -> str | None:
+def _find_column(key: str, header: list[str], mapping: dict[str, str], path: Path) -> str | None:
     """The file column for one of our names: the mapped one, else the first alias present (any case)."""
     if key in mapping:
         return mapping[key] if mapping[key] in header else None
-    lower = {str(c).strip().lower(): c for c in header}
     for alias in ALIASES[key]:
-        if alias in lower:
-            return lower[alias]
+        found = [c for c in header if str(c).strip().lower() == alias]
+        if len(found) > 1:
+            # close and CLOSE: taking either one would be a guess
+            names = " and ".join(repr(printable(str(c))) for c in found)
+            raise DataError(
+                f"{path}: columns {names} both name the {key}; map one with columns: {{{key}: <column name>}}"
+            )
+        if found:
+            return found[0]
     return None
 
 
 def _missing_column(path: Path, key: str, header: list[str], mapping: dict[str, str]) -> None:
-    available = ", ".join(map(str, header)) or "none"
+    available = printable(", ".join(map(str, header))) or "none"
     if key in mapping:
         raise DataError(f"{path}: column {mapping[key]!r} (mapped to {key}) not found; available columns: {available}")
     raise DataError(
@@ -364,10 +375,75 @@ def _missing_column(path: Path, key: str, header: list[str], mapping: dict[str, 
     )
 
 
-def _parse_dates(table: Table, values: pd.Series, date_format: str | None) -> pd.Series:
-    """Parse a date column; a missing or unparseable date is an error naming its line or row."""
+# Epoch units by the size of today's timestamps: seconds ~1.7e9, milliseconds ~1.7e12, ... A column is read in
+# the largest unit its biggest value fits; values below 1e8 (1973 in seconds) are not taken for epoch times.
+_EPOCH_UNITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", float("inf")))
+_EPOCH_MIN = 1e8
+# Texts pandas would silently read as NaN (and validate would then forward-fill): refused with their line.
+_NA_MARKERS = {"n/a", "na", "nan", "-nan", "null", "none", "#n/a", "#na", "<na>", "n.a.", "-", "?"}
+# A bar dated later than this after today is a wrong unit or format, not market data.
+_FUTURE_SLACK = pd.Timedelta(days=2)
+
+
+def _integers(values: pd.Series) -> pd.Series | None:
+    """The column as int64 when every present value is a whole number (numbers or digit strings), else None."""
+    present = values.dropna()
+    if present.empty or pd.api.types.is_bool_dtype(present):
+        return None
+    if pd.api.types.is_numeric_dtype(present):
+        nums = present.astype("float64")
+    else:
+        text = present.astype(str).str.strip()
+        if not text.str.fullmatch(r"-?\d+").all():
+            return None
+        nums = pd.to_numeric(text, errors="coerce")
+    if not (np.isfinite(nums) & (nums == np.round(nums))).all() or (nums.abs() >= 2**63).any():
+        return None
+    return nums.astype("int64")
+
+
+def _parse_epochs(table: Table, ints: pd.Series, unit: str | None) -> tuple[pd.Series, str]:
+    """Integer dates as timestamps: YYYYMMDD, or epoch times in the declared or inferred unit."""
+    if unit is None:
+        if ints.between(1800_01_01, 2200_12_31).all():
+            return pd.to_datetime(ints.astype(str), format="%Y%m%d", errors="coerce"), "format %Y%m%d"
+        top = int(ints.abs().max())
+        unit = next(u for u, limit in _EPOCH_UNITS if top < limit)
+        low = ints.loc[ints.abs() < max(_EPOCH_MIN, top / 1000)]
+        if len(low):
+            pos = int(low.index[0])
+            raise DataError(
+                f"{table.path}: {table.where(pos)}: date {int(low.iloc[0])} is an integer qf cannot place: not "
+                f"YYYYMMDD, and too small for epoch {unit} like the rest of the column; set date_unit (s, ms, us, "
+                "ns) or date_format"
+            )
+    try:
+        return pd.to_datetime(ints, unit=unit, errors="coerce"), f"date_unit {unit!r}"
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return pd.Series(pd.NaT, index=ints.index), f"date_unit {unit!r}"
+
+
+def _parse_dates(table: Table, values: pd.Series, date_format: str | None, date_unit: str | None = None) -> pd.Series:
+    """Parse a date column; a missing, unparseable or future date is an error naming its line or row.
+
+    Integer dates (numbers or digit strings) are epoch times (unit declared or inferred) or YYYYMMDD;
+    pandas alone would read 1577836800 as nanoseconds after 1970.
+    """
+    how = f"with date_format {date_format!r}" if date_format else "(set date_format, e.g. '%d/%m/%Y')"
+    ints = None if pd.api.types.is_datetime64_any_dtype(values) or date_format else _integers(values)
+    if date_unit is not None and ints is None and not pd.api.types.is_datetime64_any_dtype(values):
+        bad_pos = int(values.index[0])
+        for pos, v in values.items():
+            if pd.notna(v) and not str(v).strip().lstrip("-").isdigit():
+                bad_pos = int(pos)
+                break
+        raise DataError(f"{table.path}: {table.where(bad_pos)}: date {printable(str(values.loc[bad_pos]))!r} is not "
+                        f"an integer, but date_unit is {date_unit!r}")
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
+    elif ints is not None:
+        parsed, how = _parse_epochs(table, ints, date_unit)
+        parsed = parsed.reindex(values.index)
     else:
         try:
             parsed = pd.to_datetime(values, format=date_format, errors="coerce")
@@ -375,7 +451,7 @@ def _parse_dates(table: Table, values: pd.Series, date_format: str | None) -> pd
             try:  # mixed UTC offsets need utc=True; anything else is reported below as unparseable
                 parsed = pd.to_datetime(values, format=date_format, errors="coerce", utc=True)
             except (ValueError, TypeError) as exc:
-                raise DataError(f"{table.path}: cannot parse the dates: {exc}") from None
+                raise DataError(f"{table.path}: cannot parse the dates: {printable(str(exc))}") from None
     bad = parsed.isna()
     if bad.any():
         pos = int(bad.idxmax())
@@ -384,8 +460,13 @@ def _parse_dates(table: Table, values: pd.Series, date_format: str | None) -> pd
         more = f" ({n} bad dates in all)" if n > 1 else ""
         if pd.isna(raw) or str(raw).strip() == "":
             raise DataError(f"{table.path}: {table.where(pos)}: missing date{more}")
-        how = f"with date_format {date_format!r}" if date_format else "(set date_format, e.g. '%d/%m/%Y')"
         raise DataError(f"{table.path}: {table.where(pos)}: cannot parse date {str(raw)!r} {how}{more}")
+    naive = parsed.dt.tz_convert(None) if getattr(parsed.dt, "tz", None) is not None else parsed
+    future = naive > pd.Timestamp.now() + _FUTURE_SLACK
+    if future.any():
+        pos = int(future.idxmax())
+        raise DataError(f"{table.path}: {table.where(pos)}: date {_day(naive.loc[pos])} is in the future "
+                        f"(read from {str(values.loc[pos])!r}); check date_format or date_unit")
     return parsed
 
 
@@ -401,7 +482,9 @@ def _parse_numbers(table: Table, key: str, column: str, values: pd.Series) -> pd
         pos = int(bad.idxmax())
         n = int(bad.sum())
         more = f" ({n} such values in this column)" if n > 1 else ""
-        raise DataError(
-            f"{table.path}: {table.where(pos)}: {key} ({column!r}) is not a number: {str(values.loc[pos])!r}{more}"
-        )
+        text = str(values.loc[pos])
+        if text.strip().lower() in _NA_MARKERS:
+            # an empty cell is a missing bar that max_gap may fill; a written marker is refused, not filled
+            more += "; leave the cell empty for a missing bar (short gaps are filled), or fix the price"
+        raise DataError(f"{table.path}: {table.where(pos)}: {key} ({column!r}) is not a number: {text!r}{more}")
     return numbers.astype("float64")
