@@ -89,8 +89,10 @@ def owned_name(stem: str) -> str:
     return f"{TMP_PREFIX}{stem}-{secrets.token_hex(4)}-pid{pid}-{_start_time(pid) or 0}"
 
 
-def remove_stale(folder: Path) -> list[Path]:
+def remove_stale(folder: Path, prefix: str = TMP_PREFIX) -> list[Path]:
     """Delete the temporary entries of ``folder`` whose owner process is gone; returns what was removed.
+
+    Entries are those named ``prefix...`` by :func:`owned_name` (or, without an owner, by older versions).
 
     Entries of a live process (a concurrent run) are left alone. Errors are ignored: two runs may clean
     the same folder at once, and cleaning up must never fail a run.
@@ -101,7 +103,7 @@ def remove_stale(folder: Path) -> list[Path]:
     """
     removed: list[Path] = []
     try:
-        entries = [p for p in Path(folder).iterdir() if p.name.startswith(TMP_PREFIX)]
+        entries = [p for p in Path(folder).iterdir() if p.name.startswith(prefix)]
     except OSError:
         return removed
     now = time.time()

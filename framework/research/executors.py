@@ -13,17 +13,30 @@ object references. Results come back in chunk order.
 
 Numba kernels called from ``func`` should be ``cache=True`` so that workers load compiled code from
 disk instead of compiling it again.
+
+Workers die with the process that owns the pool, even when it is killed outright (SIGKILL, OOM killer):
+each worker watches a pipe whose only writer is the owner and exits when it closes, and on Linux the
+kernel also kills it when its parent dies (``PR_SET_PDEATHSIG``). Once the workers are gone the
+forkserver and the resource tracker see their last client close and exit too. The shared-array folder of
+a killed owner is removed by the next pool that shares arrays in the same temp folder.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import tempfile
+import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -79,6 +92,52 @@ def _run_local_task(func: Callable[..., R], chunk: Any, paths: Mapping[str, str]
     return func(chunk, **{name: _load_shared(path) for name, path in paths.items()})
 
 
+# prctl(2) option: the signal the kernel sends this process when its parent dies
+_PR_SET_PDEATHSIG = 1
+# how often a worker without a lifeline (fork start method) checks that its parent still lives
+PARENT_POLL_SECONDS = 0.5
+SHARED_PREFIX = "qf-shared-"
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this process when its parent dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no libc symbol to call: the lifeline still covers it
+        pass
+
+
+def _watch_owner(lifeline: Connection | None, parent: int) -> None:
+    """Return once the pool's owner is gone: its end of ``lifeline`` closed, or (no lifeline) we were orphaned."""
+    if lifeline is None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        return
+    try:
+        while True:
+            lifeline.recv_bytes()  # the owner never sends: this blocks, without the GIL, until EOF
+    except (EOFError, OSError):
+        return
+
+
+def _orphan_guard(lifeline: Connection | None, parent: int) -> None:
+    _watch_owner(lifeline, parent)
+    os._exit(1)  # no cleanup to do: the owner, who wanted the results, is gone
+
+
+def _init_worker(lifeline: Connection | None, parent: int) -> None:
+    """Worker initializer: die with the pool's owner, however it dies.
+
+    The kernel's parent-death signal is immediate but only knows the direct parent (the forkserver, for
+    ``forkserver`` pools) and only exists on Linux; the lifeline thread covers the owner itself everywhere.
+    """
+    _die_with_parent()
+    threading.Thread(target=_orphan_guard, args=(lifeline, parent), name="qf-orphan-guard", daemon=True).start()
+
+
 class LocalExecutor:
     """Process-pool executor; shared arrays travel once, as memory-mapped ``.npy`` files.
 
@@ -106,6 +165,7 @@ class LocalExecutor:
         self._mp_context = mp_context
         self._tmp_parent = tmp_dir
         self._pool: ProcessPoolExecutor | None = None
+        self._lifeline: tuple[Connection, ...] = ()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         # id(array) -> (array, path); holding the array keeps its id from being reused
         self._files: dict[int, tuple[np.ndarray, str]] = {}
@@ -115,7 +175,13 @@ class LocalExecutor:
         if entry is not None and entry[0] is arr:
             return entry[1]
         if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="qf-shared-", dir=self._tmp_parent)
+            from qf.report.writer import owned_name, remove_stale
+
+            parent = self._tmp_parent or tempfile.gettempdir()
+            remove_stale(Path(parent), SHARED_PREFIX)  # what pools of killed processes left behind
+            # the name records this process, so that a later pool can tell the folder was abandoned
+            suffix = owned_name("").removeprefix(".tmp-")
+            self._tmp = tempfile.TemporaryDirectory(prefix=SHARED_PREFIX, suffix=suffix, dir=parent)
             weakref.finalize(self, self._tmp.cleanup)
         path = os.path.join(self._tmp.name, f"a{len(self._files)}.npy")
         np.save(path, np.ascontiguousarray(arr))
@@ -124,8 +190,14 @@ class LocalExecutor:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            ctx = multiprocessing.get_context(self._mp_context)
+            lifeline = None
+            if self._mp_context != "fork":  # a forked worker would inherit the writer and never see EOF
+                # the workers get the reading end; this process keeps the only writer until close()
+                self._lifeline = ctx.Pipe(duplex=False)
+                lifeline = self._lifeline[0]
             self._pool = ProcessPoolExecutor(
-                max_workers=self.n_workers, mp_context=multiprocessing.get_context(self._mp_context)
+                max_workers=self.n_workers, mp_context=ctx, initializer=_init_worker, initargs=(lifeline, os.getpid())
             )
         return self._pool
 
@@ -156,6 +228,9 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        for conn in self._lifeline:
+            conn.close()
+        self._lifeline = ()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

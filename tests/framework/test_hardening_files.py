@@ -56,6 +56,98 @@ def _fake_run(root: Path, experiment: str, run_id: str) -> None:
                                                   "created": run_id})
 
 
+# ------------------------------------------------------------------ 5. a killed sweep leaves no process
+
+SWEEP = """
+name: kill_sweep
+data: {type: sample, params: {dataset: arch_sp500, start: "2010-01-01", end: "2018-12-31"}}
+signal: {type: sma_cross, params: {fast: 20, slow: 100}}
+sizer: {type: equal}
+execution: {fill: next_open, executor: {kind: local, n_jobs: 2}}
+sweep:
+  params:
+    signal.params.fast: {range: [2, 60, 1]}
+    signal.params.slow: [80, 100, 120, 150, 200]
+report: {dir: REPORTS, tearsheet: false}
+"""
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """Every live descendant of ``pid`` with its start time (so a recycled pid is not taken for it)."""
+    tree, out, todo = _children(), {}, [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            start = writer._start_time(child)
+            if start is not None and writer.process_alive(child, start):
+                out[child] = start
+                todo.append(child)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_sigkill_during_a_local_pool_sweep_leaves_no_process_alive(tmp_path):
+    import time
+
+    exp = tmp_path / "sweep.yaml"
+    exp.write_text(SWEEP.replace("REPORTS", str(tmp_path / "reports")))
+    log = (tmp_path / "qf.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "qf.cli.main", "run", str(exp)], stdout=log, stderr=log)
+    seen: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 90
+        # mid-sweep: the forkserver, the resource tracker and both workers are up and computing
+        while len(seen) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seen.update(_descendants(proc.pid))
+        assert proc.poll() is None, "the sweep ended before it could be killed: " + (tmp_path / "qf.log").read_text()
+        assert len(seen) >= 4, seen
+        time.sleep(1.0)
+        seen.update(_descendants(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+    deadline = time.monotonic() + 5
+    alive = dict(seen)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = {pid: start for pid, start in alive.items() if writer.process_alive(pid, start)}
+    for pid in alive:  # do not leave them for the next test
+        os.kill(pid, signal.SIGKILL)
+    assert alive == {}, f"{len(alive)} of {len(seen)} descendants still alive 5 s after SIGKILL"
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").rglob("metrics.json"))
+
+
+def test_a_killed_pool_s_shared_folder_is_removed_by_the_next_pool(tmp_path):
+    import numpy as np
+
+    from qf.research.executors import SHARED_PREFIX, LocalExecutor
+
+    stale = tmp_path / f"{SHARED_PREFIX}abcd-pid999999999-0"
+    stale.mkdir()
+    (stale / "a0.npy").write_bytes(b"x")
+    with LocalExecutor(n_jobs=2, tmp_dir=str(tmp_path)) as ex:
+        path = Path(ex._share(np.ones(3)))
+        assert path.parent.name.startswith(SHARED_PREFIX) and f"-pid{os.getpid()}-" in path.parent.name
+        assert sorted(tmp_path.iterdir()) == [path.parent]
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ 6. temporary folders of killed runs
 
 # what write_report does, killed between two files: no handler runs, nothing is cleaned up
