@@ -37,7 +37,13 @@ def fail(exc: QfError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _fmt_metric(key: str, v: float | int) -> str:
+def _fmt_metric(key: str, v: float | int | str | None) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and v != v:
+        return "n/a"
     if key in ("cagr", "total_return", "max_drawdown", "volatility"):
         return f"{v:.2%}"
     if key in ("final_equity", "fees_paid"):
@@ -53,12 +59,25 @@ SUMMARY = ("cagr", "sharpe", "sortino", "max_drawdown", "volatility", "turnover"
            "final_equity")
 
 
+def _period(metrics: dict) -> str:
+    """The evaluation period every figure covers (warm-up excluded), e.g. '2011-01-10 to 2022-12-28, 3013 bars'."""
+    if "eval_bars" not in metrics:
+        return f"{metrics.get('start', '?')} to {metrics.get('end', '?')} (whole run)"
+    if not metrics["eval_bars"]:
+        return "no bar to evaluate"
+    return f"{metrics['eval_start']} to {metrics['eval_end']}, {metrics['eval_bars']} bars"
+
+
 def print_summary(title: str, metrics: dict) -> None:
     table = Table(title=title, show_header=False)
+    table.add_row("period", _period(metrics))
     for k in SUMMARY:
         if k in metrics:
             table.add_row(k, _fmt_metric(k, metrics[k]))
     out.print(table)
+    if metrics.get("excluded_bars"):
+        out.print(f"{metrics['excluded_bars']} warm-up bars before the period are excluded; "
+                  f"{metrics.get('periods_per_year', 252)} bars a year, risk-free rate {metrics.get('risk_free', 0):g}")
 
 
 @app.command()
@@ -257,6 +276,7 @@ def report_compare(runs: Annotated[list[Path], typer.Argument(help="Two or more 
     for r, _ in loaded:
         table.add_column(f"{r.parent.name}/{r.name}")
     keys = [k for k in SUMMARY if any(k in m for _, m in loaded)]
+    table.add_row("period", *[_period(m) for _, m in loaded])
     for k in keys:
         table.add_row(k, *[_fmt_metric(k, m[k]) if k in m else "" for _, m in loaded])
     out.print(table)
