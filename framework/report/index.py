@@ -122,10 +122,10 @@ def _replace(root: Path, doc: str) -> None:
 
 def _clean(root: Path) -> None:
     """Remove what killed runs left: temporary report folders and index files whose owner is gone."""
-    remove_stale(root)
+    remove_stale(root, legacy=True)
     for child in root.iterdir():
         if child.is_dir() and not child.name.startswith("."):
-            remove_stale(child)
+            remove_stale(child, legacy=True)
 
 
 def write_index(root: Path) -> Path | None:

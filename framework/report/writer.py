@@ -34,8 +34,10 @@ PACKAGES = ("qf", "vectorbt", "backtrader", "numba", "numpy", "pandas", "quantst
 TMP_PREFIX = ".tmp-"
 # "...-pid<pid>-<start>": the owner process and its start time (0 where the OS does not tell), so that a
 # recycled pid is not mistaken for the owner
-_OWNER = re.compile(r"-pid(\d+)-(\d+)$")
-# temporary entries of older qf versions name no owner: removed once surely abandoned
+_OWNER = re.compile(r"-[0-9a-f]{8}-pid(\d+)-(\d+)$")
+# temporary folders of older qf versions (".tmp-<run>-<8 hex>") name no owner: removed from report folders
+# once surely abandoned
+_LEGACY = re.compile(r"-[0-9a-f]{8}$")
 LEGACY_TMP_AGE = 24 * 3600.0
 
 
@@ -89,10 +91,11 @@ def owned_name(stem: str) -> str:
     return f"{TMP_PREFIX}{stem}-{secrets.token_hex(4)}-pid{pid}-{_start_time(pid) or 0}"
 
 
-def remove_stale(folder: Path, prefix: str = TMP_PREFIX) -> list[Path]:
+def remove_stale(folder: Path, prefix: str = TMP_PREFIX, legacy: bool = False) -> list[Path]:
     """Delete the temporary entries of ``folder`` whose owner process is gone; returns what was removed.
 
-    Entries are those named ``prefix...`` by :func:`owned_name` (or, without an owner, by older versions).
+    Entries are those named ``prefix...`` by :func:`owned_name`; with ``legacy`` (a report folder, where
+    only qf writes), also those of older qf versions once a day old.
 
     Entries of a live process (a concurrent run) are left alone. Errors are ignored: two runs may clean
     the same folder at once, and cleaning up must never fail a run.
@@ -113,7 +116,7 @@ def remove_stale(folder: Path, prefix: str = TMP_PREFIX) -> list[Path]:
             if owner is not None:
                 if process_alive(int(owner.group(1)), int(owner.group(2))):
                     continue
-            elif now - entry.lstat().st_mtime < LEGACY_TMP_AGE:
+            elif not (legacy and _LEGACY.search(entry.name)) or now - entry.lstat().st_mtime < LEGACY_TMP_AGE:
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

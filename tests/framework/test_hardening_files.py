@@ -138,7 +138,7 @@ def test_a_killed_pool_s_shared_folder_is_removed_by_the_next_pool(tmp_path):
 
     from qf.research.executors import SHARED_PREFIX, LocalExecutor
 
-    stale = tmp_path / f"{SHARED_PREFIX}abcd-pid999999999-0"
+    stale = tmp_path / f"{SHARED_PREFIX}x1y2-0000abcd-pid999999999-0"
     stale.mkdir()
     (stale / "a0.npy").write_bytes(b"x")
     with LocalExecutor(n_jobs=2, tmp_dir=str(tmp_path)) as ex:
@@ -184,24 +184,26 @@ def test_only_temporary_entries_of_dead_owners_are_removed(tmp_path):
     try:
         start = writer._start_time(live.pid) or 0
         mine = tmp_path / owned_name("run-a")  # this process: alive
-        theirs = tmp_path / f"{TMP_PREFIX}run-b-0000-pid{live.pid}-{start}"  # another live run
-        recycled = tmp_path / f"{TMP_PREFIX}run-c-0000-pid{os.getpid()}-{start + 12345}"  # pid reused since
+        theirs = tmp_path / f"{TMP_PREFIX}run-b-0000abcd-pid{live.pid}-{start}"  # another live run
+        recycled = tmp_path / f"{TMP_PREFIX}run-c-0000abcd-pid{os.getpid()}-{start + 12345}"  # pid reused since
         dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                                   text=True).stdout.strip()
-        dead = tmp_path / f"{TMP_PREFIX}run-d-0000-pid{dead_pid}-0"
-        dead_file = tmp_path / f"{TMP_PREFIX}index.html-0000-pid{dead_pid}-0"
+        dead = tmp_path / f"{TMP_PREFIX}run-d-0000abcd-pid{dead_pid}-0"
+        dead_file = tmp_path / f"{TMP_PREFIX}index.html-0000abcd-pid{dead_pid}-0"
         legacy_new = tmp_path / f"{TMP_PREFIX}run-e-abcd1234"  # older qf, no owner: kept while recent
         legacy_old = tmp_path / f"{TMP_PREFIX}run-f-abcd1234"
+        foreign = tmp_path / f"{TMP_PREFIX}someone-else"  # not qf's: never touched, however old
         report = tmp_path / "20260101-000000-abcdef"
-        for d in (mine, theirs, recycled, dead, legacy_new, legacy_old, report):
+        for d in (mine, theirs, recycled, dead, legacy_new, legacy_old, foreign, report):
             d.mkdir()
             (d / "metrics.json").write_text("{}")
         dead_file.write_text("<html>")
         os.utime(legacy_old, (0, 0))
-        removed = set(remove_stale(tmp_path))
-        assert removed == {recycled, dead, dead_file, legacy_old}
+        os.utime(foreign, (0, 0))
+        assert set(remove_stale(tmp_path)) == {recycled, dead, dead_file}  # outside report folders: no legacy
+        assert set(remove_stale(tmp_path, legacy=True)) == {legacy_old}
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            p.name for p in (mine, theirs, legacy_new, report))
+            p.name for p in (mine, theirs, legacy_new, foreign, report))
     finally:
         live.kill()
         live.wait()
@@ -209,7 +211,7 @@ def test_only_temporary_entries_of_dead_owners_are_removed(tmp_path):
 
 def test_the_index_rewrite_cleans_every_experiment_folder(tmp_path):
     _fake_run(tmp_path, "a", "r1")
-    stale = tmp_path / "b" / f"{TMP_PREFIX}r2-0000-pid999999999-0"
+    stale = tmp_path / "b" / f"{TMP_PREFIX}r2-0000abcd-pid999999999-0"
     stale.mkdir(parents=True)
     write_index(tmp_path)
     assert not stale.exists()
