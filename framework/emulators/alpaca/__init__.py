@@ -60,6 +60,7 @@ class AlpacaEmulator:
         match_interval: seconds between matcher passes (it also wakes on every order or quote).
         extra_order_fields: added to every order payload (clients must ignore unknown fields).
         bars_page_size: most bars per page of ``/v2/stocks/bars``.
+        max_client_order_id / unique_client_order_ids: see :class:`BrokerState`.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class AlpacaEmulator:
         extra_order_fields: Mapping[str, Any] | None = None,
         bars_page_size: int = 10_000,
         max_client_order_id: int = 128,
+        unique_client_order_ids: bool = True,
     ) -> None:
         if (api_key is None) != (secret_key is None):
             raise ValueError("give both api_key and secret_key, or neither")
@@ -96,6 +98,7 @@ class AlpacaEmulator:
             clock=clock or SystemClock(), hours=hours, seed=seed, cash=cash, market_open=market_open,
             fill_mode=fill_mode, partial_fill_prob=partial_fill_prob, extra_order_fields=extra_order_fields,
             bars_page_size=bars_page_size, max_client_order_id=max_client_order_id,
+            unique_client_order_ids=unique_client_order_ids,
         )
         self.faults = FaultPlan()
         self.rest = RestServer(

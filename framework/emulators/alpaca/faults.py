@@ -10,6 +10,7 @@ Example::
     plan.status("POST", "/v2/orders", 504, apply=True)        # order lands, client sees 504
     plan.hang("POST", "/v2/orders", seconds=2.0, apply=True)  # order lands, response late
     plan.drop("POST", "/v2/orders", apply=True)               # order lands, socket closed
+    plan.accept_after("POST", "/v2/orders", seconds=2.0)      # order lands 2 s late, client long gone
     plan.non_json("GET", "/v2/account", status=502)           # HTML error page
     plan.status("POST", "/v2/orders", 429, times=None)        # persistent rate limit
 """
@@ -137,6 +138,15 @@ class FaultPlan:
              skip: int = 0) -> Fault:
         """Stall ``seconds`` before answering normally (after applying, by default)."""
         return self.add(Fault(method, path, apply=apply, delay=seconds, times=times, skip=skip))
+
+    def accept_after(self, method: str, path: str, seconds: float, *, times: int | None = 1, skip: int = 0) -> Fault:
+        """Apply the request only ``seconds`` after it arrived, then answer (to a client that usually gave up).
+
+        Until then the broker does not know the order: a lookup by client order id answers 404, and a
+        second POST with the same id is not a duplicate yet. This is a broker that accepts late, after the
+        client's timeout (and perhaps after the client process died).
+        """
+        return self.add(Fault(method, path, apply=False, delay=float(seconds), times=times, skip=skip))
 
     def drop(self, method: str, path: str, *, apply: bool = True, times: int | None = 1, skip: int = 0) -> Fault:
         """Close the socket without answering (after applying, by default)."""

@@ -191,6 +191,8 @@ class BrokerState:
         partial_fill_prob: share of random-mode fills that are partial.
         fractional_order_types: order types allowed for fractional or notional orders.
         max_client_order_id: longest accepted ``client_order_id`` (128 today; 48 in the 2022 spec).
+        unique_client_order_ids: refuse a reused ``client_order_id`` with 422 like Alpaca; False models an
+            independent Alpaca-compatible server that accepts it (a lookup then returns the first order).
         auto_assets: create unknown symbols on first use instead of answering "asset not found".
         auto_quotes: quote symbols without a set quote around their synthetic price.
         extra_order_fields: added to every order JSON (to test that clients ignore unknown fields).
@@ -208,6 +210,7 @@ class BrokerState:
         partial_fill_prob: float = 0.1,
         fractional_order_types: Iterable[str] = ("market", "limit", "stop", "stop_limit"),
         max_client_order_id: int = 128,
+        unique_client_order_ids: bool = True,
         auto_assets: bool = True,
         auto_quotes: bool = True,
         extra_order_fields: Mapping[str, Any] | None = None,
@@ -224,6 +227,7 @@ class BrokerState:
         self.partial_fill_prob = partial_fill_prob
         self.fractional_order_types = frozenset(fractional_order_types)
         self.max_client_order_id = max_client_order_id
+        self.unique_client_order_ids = unique_client_order_ids
         self.auto_assets = auto_assets
         self.auto_quotes = auto_quotes
         self.extra_order_fields: dict[str, Any] = dict(extra_order_fields or {})
@@ -622,7 +626,7 @@ class BrokerState:
         cid = str(cid) if cid not in (None, "") else str(uuid.uuid4())
         if len(cid) > self.max_client_order_id:
             raise ApiError(422, 40010001, f"client_order_id must be at most {self.max_client_order_id} characters")
-        if cid in self.by_client_id:
+        if cid in self.by_client_id and self.unique_client_order_ids:
             raise ApiError(422, 40010001, "client_order_id must be unique")
 
         asset = self._asset(symbol)
@@ -765,7 +769,7 @@ class BrokerState:
         order.rng = random.Random(self.rng.getrandbits(64))
         self.orders[order.id] = order
         self.open_orders[order.id] = order
-        self.by_client_id[order.client_order_id] = order.id
+        self.by_client_id.setdefault(order.client_order_id, order.id)  # the first, if ids may repeat
 
     def _expiry(self, now: datetime, tif: str) -> datetime:
         if tif == "gtc":

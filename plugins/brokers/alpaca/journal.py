@@ -36,8 +36,11 @@ from qf.sqlite_store import SqliteStore, put_meta
 from qf_plugins.brokers.alpaca.ids import new_run_id
 
 # Intent states. "pending": journaled, POST not yet answered. "ambiguous": the POST's fate is
-# unknown. "requeued": 429, to be resent with the same id. "submitted": the broker has it.
-# Terminal: "rejected", "done" (broker status terminal), "abandoned" (never reached the broker).
+# unknown (it may still be accepted late; it is only ever re-sent under the same id). "requeued": 429, to
+# be resent with the same id. "submitted": the broker has it.
+# Terminal: "rejected", "done" (broker status terminal), "abandoned" (certainly not at the broker: still
+# missing after the broker's acceptance window, or withdrawn before reaching it; a later send of the same
+# ref reuses its id, and if the broker shows the order after all, the intent is revived).
 OPEN_STATES = ("pending", "ambiguous", "requeued", "submitted")
 TERMINAL_STATES = ("rejected", "done", "abandoned")
 
@@ -59,7 +62,8 @@ CREATE TABLE IF NOT EXISTS intents (
     parent_client_order_id TEXT,
     leg_role TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    posted_at REAL
 );
 CREATE INDEX IF NOT EXISTS intents_state ON intents(state);
 CREATE INDEX IF NOT EXISTS intents_order ON intents(order_id);
@@ -121,6 +125,7 @@ class IntentRecord:
     leg_role: str | None
     created_at: float
     updated_at: float
+    posted_at: float | None = None  # when the last POST of this id left (None: never sent)
 
     @property
     def is_open(self) -> bool:
@@ -162,6 +167,10 @@ class Journal(SqliteStore):
         self._clock = clock
         self._durable_mode = False
         self._db.executescript(_SCHEMA)
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(intents)")}
+        if "posted_at" not in columns:  # a journal written before posted_at existed: its POSTs left at creation
+            self._db.execute("ALTER TABLE intents ADD COLUMN posted_at REAL")
+            self._db.execute("UPDATE intents SET posted_at = created_at")
         stored = self.get_meta("run_id")
         if stored is None:
             stored = run_id or new_run_id()
@@ -220,26 +229,52 @@ class Journal(SqliteStore):
         bracket legs): losing them to a power cut costs nothing that reconciliation cannot restore.
         """
         now = self._clock()
+        # a "pending" intent is recorded right before its POST leaves: that is when the broker may get it
+        posted = now if state == "pending" else None
         with self._tx(durable) as db:
             db.execute(
                 "INSERT INTO intents(client_order_id, ref, attempt, symbol, request, state, order_id, status, "
-                "parent_client_order_id, leg_role, created_at, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                "parent_client_order_id, leg_role, created_at, updated_at, posted_at) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (client_order_id, str(ref), attempt, symbol, json.dumps(dict(request), default=str), state,
-                 order_id, status, parent_client_order_id, leg_role, now, now),
+                 order_id, status, parent_client_order_id, leg_role, now, now, posted),
             )
 
-    def update_intent(self, client_order_id: str, **changes: Any) -> None:
-        """Update any of: state, order_id, status, error, retry_at."""
-        allowed = {"state", "order_id", "status", "error", "retry_at"}
+    def reopen_intent(self, client_order_id: str, *, symbol: str, request: Mapping[str, Any]) -> None:
+        """Send an abandoned intent again under its own id: back to "pending" with the new request.
+
+        Committed and fsync'd before returning, like :meth:`record_intent` (the POST follows).
+        """
+        now = self._clock()
+        with self._tx(durable=True) as db:
+            cur = db.execute(
+                "UPDATE intents SET state = 'pending', symbol = ?, request = ?, order_id = NULL, status = NULL, "
+                "error = NULL, retry_at = NULL, updated_at = ?, posted_at = ? "
+                "WHERE client_order_id = ? AND state = 'abandoned'",
+                (symbol, json.dumps(dict(request), default=str), now, now, client_order_id))
+            if cur.rowcount != 1:
+                raise KeyError(f"{client_order_id!r} is not an abandoned intent")
+
+    def update_intent(self, client_order_id: str, *, durable: bool = False, **changes: Any) -> None:
+        """Update any of: state, order_id, status, error, retry_at, posted_at (``durable``: fsync'd)."""
+        allowed = {"state", "order_id", "status", "error", "retry_at", "posted_at"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
         if not changes:
             return
         columns = ", ".join(f"{k} = ?" for k in changes)
-        with self._tx() as db:
+        with self._tx(durable) as db:
             db.execute(f"UPDATE intents SET {columns}, updated_at = ? WHERE client_order_id = ?",
                        (*changes.values(), self._clock(), client_order_id))
+
+    def latest_attempt(self, ref: str) -> IntentRecord | None:
+        """The newest top-level intent (highest attempt) sent for ``ref``, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM intents WHERE ref = ? AND parent_client_order_id IS NULL "
+                "ORDER BY attempt DESC, rowid DESC LIMIT 1", (str(ref),)).fetchone()
+        return None if row is None else self._intent(row)
 
     def intent(self, client_order_id: str) -> IntentRecord | None:
         with self._lock:
@@ -275,6 +310,7 @@ class Journal(SqliteStore):
             filled_avg_price=float(value / qty) if qty > 0 else None, error=row["error"],
             retry_at=row["retry_at"], parent_client_order_id=row["parent_client_order_id"],
             leg_role=row["leg_role"], created_at=float(row["created_at"]), updated_at=float(row["updated_at"]),
+            posted_at=None if row["posted_at"] is None else float(row["posted_at"]),
         )
 
     # -- events and fills ------------------------------------------------------------------

@@ -5,8 +5,13 @@ A live broker adapter (backtrader or anything else) drives this class and never 
 * :meth:`AlpacaSession.submit` journals the intent, POSTs it under a deterministic
   ``client_order_id`` and classifies the outcome (ALPACA.md section 6): accepted; rejected (403 or a
   422 validation error); ambiguous (422 duplicate, 5xx, timeout, connection error) -> look the order
-  up by client id -> adopt it, or after repeated 404s resubmit with the *same* id; a final 429 ->
-  requeue with the same id after ``X-Ratelimit-Reset``.
+  up by client id -> adopt it; a final 429 -> requeue with the same id after ``X-Ratelimit-Reset``.
+* An order whose submit outcome is unknown is never sent again under a new id. A broker may accept a
+  POST after the client gave up on it, so a 404 from the lookup proves nothing until the broker's
+  ``acceptance_window`` has passed since that POST: until then the intent stays ``ambiguous`` and is
+  looked up again (a restart keeps waiting too); after it, it is re-sent under the *same* id (a
+  broker that enforces unique ids then refuses a late duplicate). A 422 "client_order_id must be
+  unique" means the broker has it: it is looked up, never re-sent. Each step is journaled with why.
 * The ``trade_updates`` stream runs in its own thread (``raw_data=True``) and only enqueues raw
   dicts; :meth:`poll` parses them defensively and turns them into :class:`BrokerEvent` objects.
 * Fills are derived from cumulative ``filled_qty``/``filled_avg_price`` and deduplicated in the
@@ -230,6 +235,7 @@ class ReconcileReport:
     adopted: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
     resubmitted: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)  # submit outcome unknown: waiting for the broker
     orphans_canceled: list[str] = field(default_factory=list)
     orders_seen: int = 0
     pages: int = 0
@@ -288,6 +294,9 @@ def api_error_info(err: BaseException) -> tuple[int | None, int | None, str]:
                 code = int(raw_code) if raw_code is not None else None
             message = str(body.get("message", message))
     return status, code, message
+
+
+_DUPLICATE = "duplicate client_order_id"
 
 
 def _is_duplicate(status: int | None, message: str) -> bool:
@@ -352,7 +361,10 @@ class AlpacaSession:
         reconcile_interval: seconds between periodic REST reconciliations.
         stream_silence_timeout: reconcile when the stream said nothing this long with orders open.
         lookup_attempts / lookup_backoff: ``by_client_order_id`` lookups before deciding "missing".
-        max_resubmits: same-id resubmissions after "missing" within one submit call.
+        acceptance_window: seconds after a POST left during which the broker may still make the order
+            visible (it accepted the POST after the client timed out). A lookup 404 counts as "never
+            reached the broker" only after it; keep it above the HTTP timeout.
+        max_resubmits: same-id resubmissions after a certain "missing" within one submit call.
         inline_429_retries / max_inline_wait: a 429 is retried in place this many times when the
             reset is at most this far away; otherwise the order is requeued.
         orphan_policy: what to do with open orders that carry our prefix but are not in the
@@ -372,6 +384,7 @@ class AlpacaSession:
         stream_silence_timeout: float = 60.0,
         lookup_attempts: int = 3,
         lookup_backoff: float = 0.2,
+        acceptance_window: float = 30.0,
         max_resubmits: int = 2,
         inline_429_retries: int = 1,
         max_inline_wait: float = 5.0,
@@ -387,6 +400,7 @@ class AlpacaSession:
         self.stream_silence_timeout = stream_silence_timeout
         self.lookup_attempts = lookup_attempts
         self.lookup_backoff = lookup_backoff
+        self.acceptance_window = acceptance_window
         self.max_resubmits = max_resubmits
         self.inline_429_retries = inline_429_retries
         self.max_inline_wait = max_inline_wait
@@ -405,6 +419,7 @@ class AlpacaSession:
         self._by_order_id: dict[str, str] = {}
         self._unmatched: dict[str, list[tuple[Mapping[str, Any], str, str | None, str | None]]] = {}
         self._inflight: set[str] = set()
+        self._sent_here: set[str] = set()  # client ids this process POSTed (others came from the journal)
         self._stop = threading.Event()
         self._reconcile_now = threading.Event()
         self._background: threading.Thread | None = None
@@ -414,6 +429,7 @@ class AlpacaSession:
         self.last_report: ReconcileReport | None = None
         self.reconciles = 0
         self.health_reconciles = 0
+        self._unknown_next = 0.0  # monotonic: earliest next background pass for unknown-outcome intents
         self._load_journal()
 
     def __repr__(self) -> str:
@@ -619,6 +635,8 @@ class AlpacaSession:
                 del self._unmatched[order_id][:-5]
                 return
             tracked.signature = signature
+            if tracked.terminal and tracked.order_id is None and order_id:
+                self._revive(tracked, order_id, source)
             if tracked.order_id is None and order_id:
                 tracked.order_id = order_id
                 self._by_order_id[order_id] = key
@@ -627,6 +645,19 @@ class AlpacaSession:
                 if isinstance(leg, Mapping) and leg.get("id"):
                     self._link_leg(tracked, leg, source)
             self._apply_tracked(tracked, order, source, execution_id)
+
+    def _revive(self, tracked: _Tracked, order_id: str, source: str) -> None:
+        """The broker shows an order for an intent we abandoned: it landed after all; follow it from here."""
+        rec = self.journal.intent(tracked.client_order_id)
+        if rec is None or rec.state != "abandoned":
+            return
+        reason = f"the broker accepted it after it was abandoned ({rec.error or 'no reason recorded'})"
+        log.warning("order %s: %s; following it again", tracked.client_order_id, reason)
+        self.journal.record_event(source=source, client_order_id=tracked.client_order_id, order_id=order_id,
+                                  event="revived", payload={"reason": reason})
+        tracked.terminal = False
+        tracked.acked = False
+        tracked.status = None
 
     def _link_leg(self, parent: _Tracked, leg: Mapping[str, Any], source: str) -> None:
         leg_cid = str(leg.get("client_order_id") or leg["id"])
@@ -705,23 +736,45 @@ class AlpacaSession:
             self._emit(BrokerEvent(EventKind.REJECTED, None, ref, source="submit", message=message))
             return SubmitResult(SubmitStatus.REJECTED, None, ref, error=message)
         with self._lock:
-            attempt = self.journal.next_attempt(ref)
-            cid = make_client_order_id(self.prefix, self.run_id, ref, attempt)
+            prev = self.journal.latest_attempt(ref)
+            if prev is not None and prev.state in ("pending", "ambiguous"):
+                # The broker may still accept the earlier POST: another id could double the order.
+                message = (f"the earlier order for {ref} ({prev.client_order_id}) has an unknown outcome; "
+                           "not sending another until the broker's answer is certain")
+                log.warning("%s", message)
+                self._emit(BrokerEvent(EventKind.ERROR, prev.client_order_id, ref, source="submit", message=message))
+                return SubmitResult(SubmitStatus.AMBIGUOUS, prev.client_order_id, ref, error=message)
+            # An abandoned attempt may still be accepted late (a broker slower than its window): its own id
+            # goes out again, which a broker that enforces unique ids refuses once the first one lands.
+            reuse = prev is not None and prev.state == "abandoned"
+            attempt = prev.attempt if reuse and prev is not None else self.journal.next_attempt(ref)
+            cid = prev.client_order_id if reuse and prev is not None else \
+                make_client_order_id(self.prefix, self.run_id, ref, attempt)
             payload = {k: v for k, v in asdict(intent).items() if v is not None}
             try:
                 request = intent.to_request(cid)
             except (ValueError, ValidationError) as exc:
                 message = f"invalid order: {exc}".splitlines()[0]
-                self.journal.record_intent(cid, ref=ref, attempt=attempt, symbol=intent.symbol, request=payload,
-                                           state="rejected", durable=False)
-                self.journal.update_intent(cid, error=message)
+                if reuse:
+                    self.journal.update_intent(cid, state="rejected", error=message)
+                else:
+                    self.journal.record_intent(cid, ref=ref, attempt=attempt, symbol=intent.symbol,
+                                               request=payload, state="rejected", durable=False)
+                    self.journal.update_intent(cid, error=message)
                 self._track(_Tracked(cid, ref, intent.symbol, terminal=True, intent=payload))
                 self._emit(BrokerEvent(EventKind.REJECTED, cid, ref, source="submit", message=message))
                 return SubmitResult(SubmitStatus.REJECTED, cid, ref, error=message)
             # The intent is durable before the POST leaves: a crash after this line is recoverable.
-            self.journal.record_intent(cid, ref=ref, attempt=attempt, symbol=intent.symbol, request=payload)
+            if reuse:
+                self.journal.reopen_intent(cid, symbol=intent.symbol, request=payload)
+                self.journal.record_event(source="submit", client_order_id=cid, event="resend_same_id", payload={
+                    "reason": "an earlier send of this ref was abandoned; its id is reused so that a late "
+                              "acceptance of that send cannot double the order"})
+            else:
+                self.journal.record_intent(cid, ref=ref, attempt=attempt, symbol=intent.symbol, request=payload)
             self._track(_Tracked(cid, ref, intent.symbol, request=request, intent=payload))
             self._inflight.add(cid)
+            self._sent_here.add(cid)
         self._emit(BrokerEvent(EventKind.SUBMITTED, cid, ref, source="submit"))
         try:
             return self._send(cid, request)
@@ -729,10 +782,16 @@ class AlpacaSession:
             with self._lock:
                 self._inflight.discard(cid)
 
-    def _send(self, cid: str, request: OrderRequest) -> SubmitResult:
+    def _send(self, cid: str, request: OrderRequest, resend: bool = False) -> SubmitResult:
+        """POST (the intent is journaled as pending); re-POST the same id only once "missing" is certain.
+
+        ``resend``: the intent was POSTed before (by reconciliation), so its ``posted_at`` moves first.
+        """
         tracked = self._orders[cid]
         posts = 0
         for _ in range(self.max_resubmits + 1):
+            if posts or resend:  # a re-send: the broker's acceptance window starts again from this POST
+                self.journal.update_intent(cid, posted_at=time.time(), durable=True)
             posts += 1
             kind, value = self._post(request)
             if kind == "ok":
@@ -746,17 +805,35 @@ class AlpacaSession:
                 log.warning("order %s rate limited; requeued until the limit resets", cid)
                 return SubmitResult(SubmitStatus.REQUEUED, cid, tracked.ref, retry_at=retry_at, posts=posts)
             # Ambiguous: the broker may or may not have it. Ask by client order id.
-            self.journal.update_intent(cid, state="ambiguous", error=str(value))
-            log.warning("order %s submit ambiguous (%s); looking it up by client_order_id", cid, value)
+            duplicate = value == _DUPLICATE
+            why = f"{_DUPLICATE}: the broker already holds this id" if duplicate else \
+                f"submit outcome unknown ({value})"
+            self.journal.update_intent(cid, state="ambiguous", error=why)
+            self.journal.record_event(source="submit", client_order_id=cid, event="unknown",
+                                      payload={"reason": why, "posts": posts})
+            log.warning("order %s: %s; looking it up by client_order_id", cid, why)
+            checked = time.time()
             found, order = self._lookup(cid)
             if found == "found" and order is not None:
                 return self._accepted(tracked, order, posts, adopted=True)
-            if found == "unknown":
-                break
-            log.warning("order %s not found at the broker; resubmitting with the same id", cid)
+            if found == "unknown" or duplicate or not self._certainly_missing(cid, checked):
+                break  # the broker may still show it: reconciliation looks again, and re-sends only after
+            log.warning("order %s not found at the broker %.1f s after its POST; resubmitting with the same id",
+                        cid, checked - (self._posted_at(cid) or checked))
         message = "submit outcome unknown; will resolve by reconciliation"
         self._emit(BrokerEvent(EventKind.ERROR, cid, tracked.ref, source="submit", message=message))
         return SubmitResult(SubmitStatus.AMBIGUOUS, cid, tracked.ref, error=message, posts=posts)
+
+    def _posted_at(self, cid: str) -> float | None:
+        rec = self.journal.intent(cid)
+        if rec is None:
+            return None
+        return rec.posted_at if rec.posted_at is not None else rec.created_at
+
+    def _certainly_missing(self, cid: str, checked: float) -> bool:
+        """Whether a lookup started at ``checked`` (epoch s) that found nothing proves the POST never landed."""
+        posted = self._posted_at(cid)
+        return posted is None or checked >= posted + self.acceptance_window
 
     def _post(self, request: OrderRequest) -> tuple[str, Any]:
         """One logical POST: ("ok", order) | ("rejected", msg) | ("ambiguous", why) | ("rate_limited", s)."""
@@ -776,7 +853,7 @@ class AlpacaSession:
                         continue
                     return "rate_limited", delay
                 if _is_duplicate(status, message):
-                    return "ambiguous", "duplicate client_order_id"
+                    return "ambiguous", _DUPLICATE
                 if status is None or status >= 500 or status == 408:
                     return "ambiguous", f"HTTP {status}"
                 text = f"HTTP {status} {code if code is not None else ''}: {message}".replace(" :", ":")
@@ -785,9 +862,11 @@ class AlpacaSession:
                 # Timeouts, dropped connections, a 2xx with an unreadable body: it may have landed.
                 return "ambiguous", type(exc).__name__
 
-    def _lookup(self, cid: str) -> tuple[Literal["found", "missing", "unknown"], dict[str, Any] | None]:
+    def _lookup(self, cid: str, attempts: int | None = None
+                ) -> tuple[Literal["found", "missing", "unknown"], dict[str, Any] | None]:
+        attempts = self.lookup_attempts if attempts is None else attempts
         misses = 0
-        for attempt in range(self.lookup_attempts):
+        for attempt in range(attempts):
             try:
                 return "found", _as_dict(self.trading.get_order_by_client_id(cid))
             except APIError as err:
@@ -796,10 +875,10 @@ class AlpacaSession:
                     misses += 1
             except (requests.RequestException, ValueError):
                 pass
-            if attempt + 1 < self.lookup_attempts:
+            if attempt + 1 < attempts:
                 # The lookup may briefly 404 right after a POST (unverified on paper): back off a bit.
                 time.sleep(self.lookup_backoff * (attempt + 1))
-        return ("missing", None) if misses == self.lookup_attempts else ("unknown", None)
+        return ("missing", None) if misses == attempts else ("unknown", None)
 
     def _accepted(self, tracked: _Tracked, order: dict[str, Any], posts: int, adopted: bool) -> SubmitResult:
         cid = tracked.client_order_id
@@ -845,17 +924,22 @@ class AlpacaSession:
         return results
 
     def _resend(self, rec: IntentRecord) -> SubmitResult | None:
+        """POST a journaled intent again under its own id (never while trading is halted)."""
+        if self.halted:
+            self._abandon(rec, "trading halted before it could be re-sent", "rest")
+            return None
         with self._lock:
             if rec.client_order_id in self._inflight:
                 return None
             self._inflight.add(rec.client_order_id)
+            self._sent_here.add(rec.client_order_id)
             tracked = self._orders.get(rec.client_order_id)
             if tracked is None:
                 tracked = _Tracked(rec.client_order_id, rec.ref, rec.symbol, intent=rec.request)
                 self._track(tracked)
         try:
             request = tracked.request or OrderIntent.from_dict(rec.request).to_request(rec.client_order_id)
-            return self._send(rec.client_order_id, request)
+            return self._send(rec.client_order_id, request, resend=True)
         finally:
             with self._lock:
                 self._inflight.discard(rec.client_order_id)
@@ -981,6 +1065,7 @@ class AlpacaSession:
             self.reconciles += 1
             self._resolve_unsettled(report, restart=False)
             try:
+                self._recheck_abandoned()
                 report.resubmitted.extend(r.client_order_id or "" for r in self.process_requeued())
                 after = datetime.fromtimestamp(self.journal.created_at, UTC) - self.lookback
                 open_orders, _ = self.page_orders(after, status=QueryOrderStatus.OPEN)
@@ -1037,7 +1122,12 @@ class AlpacaSession:
         return report
 
     def _resolve_unsettled(self, report: ReconcileReport, restart: bool) -> None:
-        """Look up journaled orders whose fate is unknown; adopt, resubmit or abandon them."""
+        """Look up journaled orders whose fate is unknown; adopt them, wait, re-send (same id) or abandon.
+
+        A "missing" answer is only believed once the acceptance window since the intent's last POST has
+        passed (see the module docstring); before that the intent stays ``ambiguous`` and is looked up
+        again by the next pass, so a restart never turns a late acceptance into a second order.
+        """
         for rec in self.journal.open_intents():
             if rec.parent_client_order_id is not None:
                 continue  # legs are refreshed through their parent
@@ -1048,28 +1138,95 @@ class AlpacaSession:
                 continue  # process_requeued handles it once the reset passes
             if rec.state == "submitted" and not restart:
                 continue  # the open-orders refresh covers it
+            source = "restart" if restart else "rest"
+            checked = time.time()
             found, order = self._lookup(rec.client_order_id)
             if found == "found" and order is not None:
                 self._accepted(self._orders[rec.client_order_id], order, 0, adopted=True)
                 report.adopted.append(rec.client_order_id)
-            elif found == "missing" and (restart or rec.state == "submitted"):
-                # Never reached the broker (or the broker forgot it): nothing to adopt.
-                with self._lock:
-                    tracked = self._orders.get(rec.client_order_id)
-                    if tracked is not None:
-                        tracked.terminal = True
-                    self.journal.update_intent(rec.client_order_id, state="abandoned",
-                                               error="not found at the broker")
-                report.abandoned.append(rec.client_order_id)
-                self._emit(BrokerEvent(EventKind.CANCELED, rec.client_order_id, rec.ref, status="canceled",
-                                       source="restart" if restart else "rest",
-                                       message="never reached the broker"))
-            elif found == "missing":
-                result = self._resend(rec)
-                if result is not None:
-                    report.resubmitted.append(rec.client_order_id)
-            else:
+                if self.halted and str(order.get("status")) not in TERMINAL_STATUSES and order.get("id"):
+                    # accepted after the kill switch fired: it must not trade
+                    with contextlib.suppress(APIError, requests.RequestException):
+                        self.trading.cancel_order_by_id(str(order["id"]))
+                continue
+            if found != "missing":
                 report.errors.append(f"lookup failed for {rec.client_order_id}")
+                continue
+            if rec.state in ("pending", "ambiguous"):
+                if (rec.error or "").startswith(_DUPLICATE):
+                    # the broker said it holds this id: it will show up; re-sending could only be refused
+                    report.unresolved.append(rec.client_order_id)
+                    report.errors.append(f"{rec.client_order_id}: the broker refused it as a duplicate but "
+                                         "does not show it yet")
+                    continue
+                if not self._certainly_missing(rec.client_order_id, checked):
+                    self._wait_for_late_acceptance(rec, checked, source)
+                    report.unresolved.append(rec.client_order_id)
+                    continue
+                if restart or rec.client_order_id not in self._sent_here:
+                    # certain, but the decision behind an earlier process's order may be stale: the caller
+                    # decides whether to send it again (a new send of the same ref reuses this id)
+                    posted = self._posted_at(rec.client_order_id) or checked
+                    self._abandon(rec, f"not at the broker {checked - posted:.1f} s after its last POST "
+                                       f"(acceptance window {self.acceptance_window:g} s)", source)
+                    report.abandoned.append(rec.client_order_id)
+                    continue
+                if self._resend(rec) is not None:
+                    report.resubmitted.append(rec.client_order_id)
+                continue
+            # "submitted" (the broker had given it an id) or "requeued" (refused with 429): not there
+            self._abandon(rec, "not found at the broker", source)
+            report.abandoned.append(rec.client_order_id)
+
+    def _wait_for_late_acceptance(self, rec: IntentRecord, checked: float, source: str) -> None:
+        """Keep an unknown-outcome intent open (and say why in the journal) until its window has passed."""
+        posted = self._posted_at(rec.client_order_id) or checked
+        why = (f"submit outcome unknown: not at the broker yet {checked - posted:.1f} s after its POST; looking "
+               f"again until the {self.acceptance_window:g} s acceptance window has passed")
+        if rec.state == "pending" or source == "restart":
+            # a restart (or a process that stopped during its POST) journals why it keeps waiting; the
+            # periodic passes after it only look again
+            log.warning("order %s: %s", rec.client_order_id, why)
+            self.journal.update_intent(rec.client_order_id, state="ambiguous", error=why)
+            self.journal.record_event(source=source, client_order_id=rec.client_order_id, event="unknown",
+                                      payload={"reason": why})
+
+    def _abandon(self, rec: IntentRecord, reason: str, source: str) -> None:
+        """Mark an intent that certainly never reached the broker (journaled with ``reason``)."""
+        with self._lock:
+            tracked = self._orders.get(rec.client_order_id)
+            if tracked is not None:
+                tracked.terminal = True
+            self.journal.update_intent(rec.client_order_id, state="abandoned", error=reason)
+            self.journal.record_event(source=source, client_order_id=rec.client_order_id, event="abandoned",
+                                      payload={"reason": reason})
+        log.warning("order %s abandoned: %s", rec.client_order_id, reason)
+        self._emit(BrokerEvent(EventKind.CANCELED, rec.client_order_id, rec.ref, status="canceled", source=source,
+                               message=f"never reached the broker: {reason}"))
+
+    def _recheck_abandoned(self) -> None:
+        """Look up recently abandoned intents once more: a broker slower than its window revives them."""
+        horizon = time.time() - self.lookback.total_seconds()
+        for rec in self.journal.intents(("abandoned",)):
+            if rec.parent_client_order_id is not None or rec.order_id or rec.updated_at < horizon:
+                continue
+            found, order = self._lookup(rec.client_order_id, attempts=1)
+            if found == "found" and order is not None:
+                self._apply(order, source="rest")
+
+    def _unknown_due(self) -> bool:
+        """Whether an unknown-outcome intent's acceptance window has passed (time to look it up again)."""
+        now = time.time()
+        with self._lock:
+            inflight = set(self._inflight)
+        for rec in self.journal.intents(("ambiguous",)):
+            if rec.client_order_id in inflight or rec.parent_client_order_id is not None or \
+                    (rec.error or "").startswith(_DUPLICATE):
+                continue  # a duplicate is never re-sent: the periodic pass looks it up
+            posted = rec.posted_at if rec.posted_at is not None else rec.created_at
+            if now >= posted + self.acceptance_window:
+                return True
+        return False
 
     def page_orders(self, after: datetime, until: datetime | None = None,
                     status: QueryOrderStatus = QueryOrderStatus.ALL) -> tuple[list[dict[str, Any]], int]:
@@ -1146,6 +1303,10 @@ class AlpacaSession:
                 self.last_stream_activity = now  # at most one health pass per silence period
             elif any((r.retry_at or 0) <= time.time() for r in self.journal.intents(("requeued",))):
                 reason = "requeue due"
+            elif now >= self._unknown_next and self._unknown_due():
+                reason = "unknown outcome due"
+                # while the broker's answer stays unknown (transport errors), at most one such pass in 5 s
+                self._unknown_next = now + 5.0
             if reason is None:
                 continue
             try:
