@@ -40,7 +40,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ from qf.errors import QfError
 from qf.pipeline import Targets, apply_weights, compute_signal, risk_config
 from qf.rebalance import rebalance_dates
 from qf.report import writer
-from qf.report.metrics import compute_metrics
+from qf.report.metrics import compute_metrics, evaluation_start
 from qf.research.run import _python, combo_experiment, evaluate_grid, grid_of, rank
 from qf.research.walkforward import Fold, walk_forward_splits
 
@@ -69,6 +68,7 @@ class FoldPlan:
     """What one fold decided: its combination, its train score and its targets inside the test window."""
 
     fold: Fold
+    experiment: LoadedExperiment
     combo: dict[str, Any]
     train_score: float
     chosen: str
@@ -181,32 +181,27 @@ def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame
     model_metrics: dict[str, Any] = {}
     if trainable and callable(getattr(fold_exp.signal, "evaluate", None)):
         model_metrics = fold_exp.signal.evaluate(history, fold.test)
-    return FoldPlan(fold, combo, train_score, _describe(combo, fold_exp, trainable, fold.n_train), targets,
+    return FoldPlan(fold, fold_exp, combo, train_score, _describe(combo, fold_exp, trainable, fold.n_train), targets,
                     model_metrics)
 
 
-def _metrics(result: EngineResult, initial_cash: float) -> dict:
-    """compute_metrics over the whole curve (its evaluation period starts at its first bar)."""
-    if "eval_start" in inspect.signature(compute_metrics).parameters:
-        return compute_metrics(result, initial_cash, eval_start=result.equity.index[0])  # type: ignore[call-arg]
-    return compute_metrics(result, initial_cash)
+def _fold_metrics(result: EngineResult, fold: Fold, oos_start: int, eval_start: pd.Timestamp,
+                  initial_cash: float) -> dict:
+    """The one account's metrics over ``fold``'s test window, each return measured from the previous close.
 
-
-def _fold_metrics(result: EngineResult, bars: Bars, fold: Fold, oos_start: int, initial_cash: float) -> dict:
-    """Metrics of the one account over ``fold``'s test window: from the close before it to its last close."""
+    The account's curve is cut at the window's last bar and evaluated from the window's first bar (from
+    the account's evaluation start in the first window), so the windows' returns compound to the total.
+    """
     eq = result.equity
-    a, b = fold.test.start - oos_start, fold.test.stop - oos_start
-    base = initial_cash if a == 0 else float(eq.iloc[a - 1])
-    window = pd.concat([pd.Series([base], index=bars.index[fold.test.start - 1: fold.test.start]), eq.iloc[a:b]])
-    window.name = "equity"
-    first, last = eq.index[a], eq.index[b - 1]
+    stop = fold.test.stop - oos_start
+    last = eq.index[stop - 1]
+    start = max(eq.index[fold.test.start - oos_start], pd.Timestamp(eval_start))
 
-    def inside(df: pd.DataFrame) -> pd.DataFrame:
-        t = pd.to_datetime(df["time"])
-        return df.loc[(t >= first) & (t <= last)]
+    def upto(df: pd.DataFrame) -> pd.DataFrame:
+        return df.loc[pd.to_datetime(df["time"]) <= last]
 
-    part = EngineResult(result.engine, window, inside(result.orders), inside(result.events))
-    return _metrics(part, base)
+    part = EngineResult(result.engine, eq.iloc[:stop], upto(result.orders), upto(result.events))
+    return compute_metrics(part, initial_cash, eval_start=start)
 
 
 def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
@@ -228,20 +223,22 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
     fitted: list[tuple[int, Any]] = []
     plans = [_plan_fold(exp, bars, fold, grid, metric, fitted) for fold in folds]
 
+    idx = bars.index
     oos_start, oos_stop = folds[0].test.start, folds[-1].test.stop
     oos = bars.iloc(slice(oos_start, oos_stop))
     targets = Targets(*(pd.concat([getattr(p.targets, f) for p in plans]) for f in ("signal", "weights", "targets")),
                       risk_config(exp))
     result = run_engine(exp, oos, targets, engine)
     result.extra.pop("portfolio", None)
-    metrics = _metrics(result, cash)
+    # statistics start where the first fold's first decision fills (the same rule as a plain run)
+    eval_start = evaluation_start(plans[0].experiment, idx, targets.targets, trade_from=oos_start)
+    metrics = compute_metrics(result, cash, eval_start=eval_start)
     metrics["n_folds"] = len(folds)
 
-    idx = bars.index
     rows = []
     for p in plans:
         f = p.fold
-        m = _fold_metrics(result, bars, f, oos_start, cash)
+        m = _fold_metrics(result, f, oos_start, eval_start, cash)
         rows.append({
             "fold": f.index,
             "train_start": idx[f.train.start].date(), "train_end": idx[f.train.stop - 1].date(),
@@ -290,8 +287,8 @@ def _print_folds(console: Console, folds: pd.DataFrame, metric: str | None) -> N
     # the essentials on screen; folds.csv has every column (model metrics included)
     cols = ["fold", "train_end", "test_start", "test_end", "chosen",
             *([f"train_{metric}"] if metric else []), "test_return", "test_sharpe", "test_fees"]
-    title = ("walk-forward folds, one account (" + ("parameters chosen" if metric else "nothing swept")
-             + " on train only; all columns in folds.csv)")
+    title = "walk-forward folds traded by one account (" + (f"best {metric} on each train window; " if metric else "") \
+        + "all columns in folds.csv)"
     t = Table(title=title)
     for c in cols:
         t.add_column(c)
