@@ -305,8 +305,8 @@ def rule_lookahead_at(rule: Any, weights: pd.DataFrame, bars: Bars, full: pd.Dat
 
 @dataclass
 class LookaheadReport:
-    """What :func:`check_experiment` probed and found (at most one finding per component and kind: the
-    first date)."""
+    """What :func:`check_experiment` probed and found: at most one finding per component, the most basic
+    (look-ahead, then rebalance-path dependence, then warmup) at its first date."""
 
     probes: int = 0
     findings: list[Finding] = field(default_factory=list)
@@ -462,11 +462,13 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
             done += 1
             progress(stage.label, done, total)
     report.probes = total
-    # a component that looks ahead also disagrees on its trailing window; the look-ahead is the finding
-    leaking = {f.who for f in found.values() if f.kind == "lookahead"}
-    kept = [f for f in found.values() if f.kind == "lookahead" or f.who not in leaking]
+    # one finding per component, the most basic: a component that looks ahead (or needs the earlier
+    # rebalance dates) also disagrees on its trailing window, and that is not news
     order = {"lookahead": 0, "path": 1, "warmup": 2}
-    report.findings = sorted(kept, key=lambda f: (order[f.kind], f.date))
+    first: dict[str, Finding] = {}
+    for f in sorted(found.values(), key=lambda f: (order[f.kind], f.date)):
+        first.setdefault(f.who, f)
+    report.findings = sorted(first.values(), key=lambda f: (order[f.kind], f.date))
     return report
 
 
