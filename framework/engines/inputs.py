@@ -33,8 +33,8 @@ class SimInputs:
 
     ``exec_price`` is NaN wherever the symbol has no real bar (not listed, a gap, delisted): no order ever
     fills there. ``close`` is the valuation close, carried forward through gaps and after a delisting.
-    ``first_bar[k]`` is the symbol's first real bar (``T`` if none), ``delisted_at[k]`` its last real bar
-    when its data ends early, else -1.
+    ``first_bar[k]`` is the symbol's first bar with a price (``T`` if none), ``delisted_at[k]`` its last
+    one when its data ends early, else -1.
 
     Example::
 
@@ -102,9 +102,12 @@ def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution:
     close = valuation_bars(bars).close.to_numpy(dtype=float)
     lag = fill_lag(execution)
     T, N = close.shape
-    any_bar = traded.any(axis=0)
-    first_bar = np.where(any_bar, traded.argmax(axis=0), T)
-    last_bar = np.where(any_bar, T - 1 - traded[::-1].argmax(axis=0), -1)
+    # listed = a price, real or a filled gap: a window that ends (or starts) inside a gap is not a delisting
+    # (or a late listing), its orders just wait for a real bar
+    listed = bars.close.notna().to_numpy()
+    any_bar = listed.any(axis=0)
+    first_bar = np.where(any_bar, listed.argmax(axis=0), T)
+    last_bar = np.where(any_bar, T - 1 - listed[::-1].argmax(axis=0), -1)
     delisted_at = np.where(any_bar & (last_bar < T - 1), last_bar, -1)
     tgt = np.full((T, N), np.nan)
     pos = bars.index.get_indexer(targets.index)

@@ -160,6 +160,22 @@ def test_a_newer_target_replaces_an_order_still_waiting(fill):
         assert d["quantity"].iloc[0] == pytest.approx(0.1 * value / px(bars, fill, 5, "D"), rel=1e-12), name
 
 
+@pytest.mark.parametrize("fill", FILLS)
+def test_a_window_that_ends_or_starts_inside_a_gap_is_no_delisting_or_listing(fill):
+    # walk-forward and sweeps run on slices: a halt at the edge of a slice is still a halt
+    lag = 0 if fill == "close" else 1
+    ex = ExecutionSpec(fill=fill)
+    head = hand_bars().iloc(slice(0, D_GAP[-1] + 1))  # ends on D's second missing bar
+    for name, res in run_both(head, one_rebalance(D_GAP[0] - lag, {"A": 0.4, "D": 0.4}), ex).items():
+        assert res.events.empty, name
+        assert list(res.orders["symbol"]) == ["A"], name  # D's order is still waiting when the data ends
+    tail = hand_bars().iloc(slice(D_GAP[0], None))  # starts on D's first missing bar
+    targets = pd.DataFrame({"A": [0.4], "D": [0.4]}, index=tail.index[[0]])
+    for name, res in run_both(tail, targets, ex).items():
+        d = orders_of(res, "D")
+        assert d["time"].iloc[0] == IDX[D_GAP[-1] + 1] and d["side"].iloc[0] == "buy", name
+
+
 def test_targets_after_the_delisting_are_ignored():
     bars = hand_bars()
     ex = ExecutionSpec(fill="next_close")
