@@ -138,8 +138,12 @@ class LiveBroker(Protocol):
         """What became of the order(s) sent for ``ref`` (``lost``: journaled but never reached the broker)."""
         ...
 
-    def kill_switch(self, reason: str) -> None:
-        """Persist a halt, cancel every open order and close every position."""
+    def kill_switch(self, reason: str, decision: pd.Timestamp | None = None) -> None:
+        """Persist a halt, cancel every open order and close every position.
+
+        ``decision`` is the bar whose decision fired it: the closing orders' ids name it, so the broker's
+        journal ties every order to a decision.
+        """
         ...
 
     def resume(self) -> None:
@@ -151,7 +155,8 @@ class LiveBroker(Protocol):
         ...
 
     def flatten(self, timeout: float) -> int:
-        """Cancel everything and close every position; returns the number of closing orders."""
+        """Cancel everything and close every position with orders the broker's journal records (ids naming
+        the flatten); returns the number of closing orders."""
         ...
 
     def fills_frame(self) -> pd.DataFrame:

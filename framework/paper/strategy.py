@@ -647,7 +647,7 @@ class LivePaperStrategy(PaperStrategy):
             state.record_decision(t, kind, targets, risk)  # before the kill switch: a restart repeats it
             self._decision = state.decision(t)
             if kind == "halt" or any(pos != 0) or broker.open_refs():
-                broker.kill_switch(self._halt_reason(t))
+                broker.kill_switch(self._halt_reason(t), decision=t)
             return
         on, why = broker.halted()
         if on and (why or "").startswith("qf risk:"):
@@ -704,7 +704,7 @@ class LivePaperStrategy(PaperStrategy):
         self.live.sync()
         if dec.kind in ("halt", "halted"):
             if not self.live.halted()[0]:
-                self.live.kill_switch(self._halt_reason(t))
+                self.live.kill_switch(self._halt_reason(t), decision=t)
             return
         self._execute(t)
 

@@ -240,11 +240,16 @@ def test_kill_switch_halts_cancels_and_stays_halted(alpaca, alpaca_experiment, t
     # the rebalance of 03-05 never met an open market: still working at the halt, canceled by it
     stale = [o for o in alpaca.ours() if "-20240305_" in o["client_order_id"]]
     assert stale and all(o["status"] == "canceled" for o in stale)
+    # the closing orders are qf's own, named for the decision that fired the kill switch, and journaled
     closing = [o for o in alpaca.emu.orders()
-               if o["status"] == "accepted" and not o["client_order_id"].startswith("qf")]
+               if o["status"] == "accepted" and "-kill-20240306-" in o["client_order_id"]]
     held = alpaca.positions()
     assert {o["symbol"]: float(o["qty"]) for o in closing} == held and len(held) == 3
     assert all(o["side"] == "sell" for o in closing)
+    journal = Journal(state_dir / JOURNAL_FILE)
+    journaled = {r.client_order_id for r in journal.intents()}
+    journal.close()
+    assert {o["client_order_id"] for o in alpaca.emu.orders() if o["id"] != str(foreign.id)} <= journaled
 
     # the closing orders fill at the next open; a restart stays halted and sends nothing
     alpaca.trading_day(pd.Timestamp("2024-03-07"), quotes=dict.fromkeys(SYMBOLS, 70.0))
@@ -268,6 +273,13 @@ def test_flatten_closes_everything(alpaca, alpaca_experiment, tmp_path):
     assert result.exit_code == 0, result.output
     assert "flattened" in result.output
     assert alpaca.positions() == {} and alpaca.working() == []
+    # the closing orders are qf's own (named for the flatten) and in the journal like every order qf sent
+    closing = [o for o in alpaca.emu.orders() if "-flatten-20240306-" in o["client_order_id"]]
+    assert {o["symbol"] for o in closing} == set(SYMBOLS) and all(o["side"] == "sell" for o in closing)
+    journal = Journal(state_dir / JOURNAL_FILE)
+    journaled = {r.client_order_id for r in journal.intents()}
+    journal.close()
+    assert {o["client_order_id"] for o in alpaca.emu.orders()} <= journaled
     assert all(o.status != PLANNED for o in PaperState(state_dir / "paper.sqlite").planned())
 
 

@@ -119,7 +119,8 @@ class AlpacaBtBroker(bt.BrokerBase):
                               stream_url=o.stream_url)
         self.journal = Journal(self.state_dir / JOURNAL_FILE)
         session = AlpacaSession.from_config(cfg, self.journal, stream=o.stream, prefix=o.prefix,
-                                            reconcile_interval=o.reconcile_interval)
+                                            reconcile_interval=o.reconcile_interval,
+                                            acceptance_window=o.acceptance_window)
         where = cfg.trading_url or ("paper-api.alpaca.markets" if cfg.paper else "api.alpaca.markets")
         try:
             report = session.start()
@@ -404,9 +405,13 @@ class AlpacaBtBroker(bt.BrokerBase):
             return "lost"
         return "rejected"
 
-    def kill_switch(self, reason: str) -> None:
-        """The session's kill switch: persist the halt, cancel every order, close every position."""
-        report = self._live().kill_switch(reason)
+    def kill_switch(self, reason: str, decision: pd.Timestamp | None = None) -> None:
+        """The session's kill switch: persist the halt, cancel every order, close every position.
+
+        The closing orders are ``<prefix>-<run>-kill-<decision date>-<SYMBOL>-<attempt>`` in the journal.
+        """
+        when = None if decision is None else pd.Timestamp(decision).to_pydatetime()
+        report = self._live().kill_switch(reason, when, cancel_timeout=10.0)
         for err in report.errors:
             log.error("kill switch: %s", err)
         self._dirty = True
@@ -422,25 +427,20 @@ class AlpacaBtBroker(bt.BrokerBase):
         return self._live().journal.halted()
 
     def flatten(self, timeout: float) -> int:
-        """Cancel every open order and close every position (``DELETE /v2/positions``)."""
+        """Cancel every open order and close every position with journaled ``flatten-<date>-<SYMBOL>`` orders."""
         session = self._live()
         try:
-            session.cancel_all()
-            results = session.trading.close_all_positions(cancel_orders=True) or []
+            clock = session.trading.get_clock()
+            info = clock if isinstance(clock, Mapping) else clock.model_dump()
+            # the broker's clock dates the flatten (its market day), not this machine's
+            now = pd.Timestamp(info.get("timestamp") or pd.Timestamp.now("UTC")).to_pydatetime()
+            report = session.close_everything("flatten", now, cancel_timeout=timeout)
         except _TRANSPORT as exc:
             raise QfError(f"flatten failed: {type(exc).__name__}: {api_error_info(exc)[2][:200]}") from None
-        closing = 0
-        for item in results:
-            entry = item.model_dump(mode="json") if hasattr(item, "model_dump") else dict(item)
-            body = entry.get("body")
-            if isinstance(body, Mapping) and body.get("id"):
-                # the same bookkeeping the kill switch does: the closing orders' fills reach the journal
-                session._adopt_foreign(body)
-                closing += 1
-            else:
-                log.error("could not close %s: %s", entry.get("symbol"), body)
-        clock = session.trading.get_clock()
-        is_open = bool(clock.get("is_open") if isinstance(clock, Mapping) else getattr(clock, "is_open", False))
+        for err in report.errors:
+            log.error("flatten: %s", err)
+        closing = sum(1 for r in report.close_results if r["status"] != SubmitStatus.REJECTED)
+        is_open = bool(info.get("is_open"))
         if closing and not is_open:
             log.warning("the market is closed: the %d closing order(s) fill at the next open", closing)
             return closing

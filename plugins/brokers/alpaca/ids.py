@@ -5,6 +5,11 @@ the strategy's order reference and ``attempt`` counts fresh submissions of that 
 crash the same inputs rebuild the same id, so the broker can be asked "do you have this order?"
 (ALPACA.md section 6). At most 48 characters: the 2022 spec's cap, which is still safe today.
 
+A ``ref`` is letters, digits and underscores, and may hold inner dashes: the kill switch and
+``--flatten`` use ``kill-<YYYYMMDD>-<SYMBOL>`` and ``flatten-<YYYYMMDD>-<SYMBOL>``, so their closing
+orders are ``qf-<run>-kill-20240105-AAPL-1`` (the run id and the attempt never contain a dash, so the
+id still parses).
+
 Example::
 
     run = new_run_id()
@@ -23,8 +28,9 @@ MAX_CLIENT_ORDER_ID = 48
 
 _PREFIX = re.compile(r"[A-Za-z0-9]{1,12}")
 _RUN_ID = re.compile(r"[A-Za-z0-9]{4,20}")
-_REF = re.compile(r"[A-Za-z0-9_]{1,20}")
-_PARSE = re.compile(r"(?P<prefix>[A-Za-z0-9]{1,12})-(?P<run>[A-Za-z0-9]{4,20})-(?P<ref>[A-Za-z0-9_]{1,20})"
+_REF_TEXT = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,28}[A-Za-z0-9_])?"
+_REF = re.compile(_REF_TEXT)
+_PARSE = re.compile(r"(?P<prefix>[A-Za-z0-9]{1,12})-(?P<run>[A-Za-z0-9]{4,20})-(?P<ref>" + _REF_TEXT + ")"
                     r"-(?P<attempt>[0-9]{1,6})")
 
 
@@ -54,7 +60,7 @@ def make_client_order_id(prefix: str, run_id: str, ref: int | str, attempt: int)
     if not _RUN_ID.fullmatch(run_id):
         raise ValueError(f"run_id must be 4-20 letters/digits, got {run_id!r}")
     if not _REF.fullmatch(ref_text):
-        raise ValueError(f"ref must be 1-20 letters/digits/underscores, got {ref_text!r}")
+        raise ValueError(f"ref must be 1-30 letters/digits/underscores (inner dashes allowed), got {ref_text!r}")
     if not 1 <= attempt < 1_000_000:
         raise ValueError(f"attempt must be in [1, 999999], got {attempt}")
     cid = f"{prefix}-{run_id}-{ref_text}-{attempt}"

@@ -44,6 +44,10 @@ class AlpacaBroker(Broker):
         reconcile_interval: float = Field(30.0, gt=0, description="seconds between REST reconciliations")
         cash_buffer: float = Field(0.02, ge=0, lt=0.5, description="share of equity never invested")
         stream: bool = Field(True, description="listen to trade_updates (else REST reconciliation only)")
+        acceptance_window: float = Field(
+            30.0, gt=10.0, le=3600.0,
+            description="seconds after a POST during which the broker may still accept an order whose submit "
+                        "timed out (above the 10 s HTTP timeout); until then it is never sent again")
         trading_url: str | None = None
         data_url: str | None = None
         stream_url: str | None = None

@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -78,6 +79,7 @@ from qf_plugins.brokers.alpaca.ratelimit import RateLimiter, reset_delay
 log = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+_SYMBOL_CHARS = re.compile(r"[^A-Za-z0-9]")
 
 
 class EventKind(StrEnum):
@@ -303,6 +305,11 @@ def _is_duplicate(status: int | None, message: str) -> bool:
     # 40010001 also covers generic validation errors, so match on the message (ALPACA.md section 5).
     text = message.lower()
     return status == 422 and "client_order_id" in text and "unique" in text
+
+
+def _is_closing(ref: str) -> bool:
+    """Whether ``ref`` names a closing order of the kill switch or a flatten (sent even while halted)."""
+    return ref.startswith(("kill-", "flatten-"))
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -729,9 +736,13 @@ class AlpacaSession:
 
     def submit(self, intent: OrderIntent) -> SubmitResult:
         """Journal, POST and classify; every outcome is also published as events."""
+        return self._submit(intent, closing=False)
+
+    def _submit(self, intent: OrderIntent, closing: bool) -> SubmitResult:
+        """:meth:`submit`; ``closing`` orders (the kill switch's, a flatten's) go out while halted."""
         ref = str(intent.ref)
         halted, reason = self.journal.halted()
-        if halted:
+        if halted and not closing:
             message = f"trading halted: {reason}"
             self._emit(BrokerEvent(EventKind.REJECTED, None, ref, source="submit", message=message))
             return SubmitResult(SubmitStatus.REJECTED, None, ref, error=message)
@@ -925,7 +936,7 @@ class AlpacaSession:
 
     def _resend(self, rec: IntentRecord) -> SubmitResult | None:
         """POST a journaled intent again under its own id (never while trading is halted)."""
-        if self.halted:
+        if self.halted and not _is_closing(rec.ref):
             self._abandon(rec, "trading halted before it could be re-sent", "rest")
             return None
         with self._lock:
@@ -1001,11 +1012,31 @@ class AlpacaSession:
                 self._apply(body, source="rest")
         return accepted
 
-    def kill_switch(self, reason: str) -> KillReport:
-        """Halt (persisted first), cancel all open orders and flatten every position."""
+    def kill_switch(self, reason: str, decision: datetime | None = None, cancel_timeout: float = 10.0) -> KillReport:
+        """Halt (persisted first), cancel all open orders and close every position with our own orders.
+
+        The closing orders carry ``kill-<decision date>-<SYMBOL>`` as their ref (``decision``: when the
+        rule fired; default now), so the journal accounts for them like any order qf sends.
+        """
         self.journal.set_halted(reason)
         log.error("kill switch: %s", reason)
         self._emit(BrokerEvent(EventKind.HALTED, None, None, source="kill", message=reason))
+        return self.close_everything("kill", decision, cancel_timeout, reason=reason)
+
+    def close_everything(self, kind: Literal["kill", "flatten"], decision: datetime | None = None,
+                         cancel_timeout: float = 10.0, reason: str | None = None) -> KillReport:
+        """Cancel every open order, wait until none works, then close each position with a market order.
+
+        Unlike ``DELETE /v2/positions`` (whose orders get the broker's ids), each closing order is journaled
+        under ``<prefix>-<run>-<kind>-<YYYYMMDD>-<SYMBOL>-<attempt>`` before it is sent, so every order qf
+        ever sent is in the journal, tied to the decision (``kind``: ``kill`` or ``flatten``).
+
+        Example::
+
+            report = session.close_everything("flatten")
+            [r["client_order_id"] for r in report.close_results]   # ['qf-<run>-flatten-20240105-AAPL-1']
+        """
+        stamp = (decision or datetime.now(UTC)).strftime("%Y%m%d")
         errors: list[str] = []
         for rec in self.journal.intents(("requeued",)):
             self.cancel(rec.client_order_id)
@@ -1014,17 +1045,43 @@ class AlpacaSession:
             canceled = self.cancel_all()
         except (APIError, requests.RequestException) as exc:
             errors.append(f"cancel_orders: {api_error_info(exc)[2]}")
+        # a sell while an open order still holds the shares is refused ("insufficient qty available")
+        deadline = time.monotonic() + cancel_timeout
+        while True:
+            try:
+                still = self.trading.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)) or []
+            except (APIError, requests.RequestException) as exc:
+                errors.append(f"open orders: {api_error_info(exc)[2]}")
+                break
+            working = [o for o in (_as_dict(x) for x in still) if str(o.get("status")) != "held"]
+            if not working:
+                break
+            if time.monotonic() > deadline:
+                errors.append(f"{len(working)} order(s) still open {cancel_timeout:g} s after the cancel")
+                break
+            time.sleep(0.1)
+        self._pump()
         close_results: list[dict[str, Any]] = []
         try:
-            for item in self.trading.close_all_positions(cancel_orders=True) or []:
-                entry = _as_dict(item)
-                close_results.append(entry)
-                body = entry.get("body")
-                if isinstance(body, Mapping) and body.get("id"):
-                    self._adopt_foreign(body)
+            positions = self.fetch_positions()
         except (APIError, requests.RequestException) as exc:
-            errors.append(f"close_all_positions: {api_error_info(exc)[2]}")
-        return KillReport(reason, canceled, close_results, errors)
+            errors.append(f"positions: {api_error_info(exc)[2]}")
+            positions = {}
+        for symbol, pos in sorted(positions.items()):
+            if not pos.qty:
+                continue
+            ref = f"{kind}-{stamp}-{_SYMBOL_CHARS.sub('_', symbol)[:13]}"
+            side: Literal["buy", "sell"] = "sell" if pos.qty > 0 else "buy"
+            result = self._submit(OrderIntent(ref=ref, symbol=symbol, side=side, qty=abs(pos.qty)), closing=True)
+            close_results.append({"symbol": symbol, "side": side, "qty": abs(pos.qty),
+                                  "client_order_id": result.client_order_id, "status": str(result.status),
+                                  "order_id": result.order_id, "error": result.error})
+            if result.status == SubmitStatus.REJECTED:
+                errors.append(f"close {symbol}: {result.error}")
+        if reason is not None or kind == "flatten":
+            self.journal.record_event(source=kind, payload={"reason": reason or "flatten", "canceled": canceled,
+                                                            "closing": close_results, "errors": errors})
+        return KillReport(reason or kind, canceled, close_results, errors)
 
     def resume(self) -> None:
         """Clear a persisted halt (an explicit operator decision)."""
@@ -1144,7 +1201,8 @@ class AlpacaSession:
             if found == "found" and order is not None:
                 self._accepted(self._orders[rec.client_order_id], order, 0, adopted=True)
                 report.adopted.append(rec.client_order_id)
-                if self.halted and str(order.get("status")) not in TERMINAL_STATUSES and order.get("id"):
+                if self.halted and not _is_closing(rec.ref) and str(order.get("status")) not in TERMINAL_STATUSES \
+                        and order.get("id"):
                     # accepted after the kill switch fired: it must not trade
                     with contextlib.suppress(APIError, requests.RequestException):
                         self.trading.cancel_order_by_id(str(order["id"]))

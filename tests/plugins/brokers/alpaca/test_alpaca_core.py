@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +339,53 @@ def test_kill_switch_cancels_flattens_and_stays_halted(emu: AlpacaEmulator, tmp_
     finally:
         restarted.stop()
         restarted.journal.close()
+
+
+def test_kill_switch_and_flatten_orders_carry_our_ids_and_are_journaled(emu: AlpacaEmulator, tmp_path: Path) -> None:
+    # Issue 12: DELETE /v2/positions gave the closing orders the broker's ids, invisible to the journal
+    session = session_for(emu, Journal(tmp_path / "j.sqlite"), stream=False)
+    session.start(background=False)
+    run = session.run_id
+    decision = datetime(2024, 1, 5, 21, 0, tzinfo=UTC)
+
+    def buy_and_fill(ref: str) -> None:
+        for symbol, qty in (("AAPL", 10), ("BRK.A", 1)):
+            result = session.submit(OrderIntent(ref=f"{ref}_{symbol[:3]}", symbol=symbol, side="buy", qty=qty))
+            assert result.status == SubmitStatus.ACCEPTED
+        assert wait_for(lambda: {s: p.qty for s, p in session.fetch_positions().items()} == {"AAPL": 10, "BRK.A": 1})
+
+    try:
+        emu.set_quote("BRK.A", 600_00, 600_01)
+        emu.state.set_cash(1_000_000)
+        buy_and_fill("20240104")
+        report = session.kill_switch("max drawdown", decision)
+        assert report.errors == []
+        kill = sorted(r["client_order_id"] for r in report.close_results)
+        assert kill == [f"qf-{run}-kill-20240105-AAPL-1", f"qf-{run}-kill-20240105-BRK_A-1"]
+        assert parse_client_order_id(kill[0]) == ClientOrderId("qf", run, "kill-20240105-AAPL", 1)
+        assert wait_for(lambda: session.fetch_positions() == {})
+        session.reconcile()
+        for cid in kill:
+            rec = session.order_state(cid)
+            assert rec is not None and (rec.state, rec.request["side"]) == ("done", "sell") and rec.filled_qty > 0
+            assert session.journal.fills(cid)
+
+        session.resume()
+        buy_and_fill("20240108")
+        for attempt in (1, 2):  # a second flatten the same day is a new attempt, not a reused id
+            flat = session.close_everything("flatten", decision)
+            assert sorted(r["client_order_id"] for r in flat.close_results) == \
+                [f"qf-{run}-flatten-20240105-AAPL-{attempt}", f"qf-{run}-flatten-20240105-BRK_A-{attempt}"]
+            assert wait_for(lambda: session.fetch_positions() == {})
+            if attempt == 1:
+                buy_and_fill("20240109")
+        # the journal accounts for every order qf ever sent on this account
+        journaled = {r.client_order_id for r in session.journal.intents()}
+        assert {o["client_order_id"] for o in emu.orders()} == journaled
+        assert len(emu.orders()) == 6 + 6
+    finally:
+        session.stop()
+        session.journal.close()
 
 
 def test_invalid_intent_is_rejected_without_a_request(emu: AlpacaEmulator, tmp_path: Path) -> None:
