@@ -18,15 +18,19 @@ Workers die with the process that owns the pool, even when it is killed outright
 each worker watches a pipe whose only writer is the owner and exits when it closes, and on Linux the
 kernel also kills it when its parent dies (``PR_SET_PDEATHSIG``). Once the workers are gone the
 forkserver and the resource tracker see their last client close and exit too. The shared-array folder of
-a killed owner is removed by the next pool that shares arrays in the same temp folder.
+a killed owner is removed by the next pool that shares arrays in the same temp folder. A local Ray
+instance ties its head processes to the driver itself; a small reaper process kills the rest (its per-node
+agents) when the driver dies without closing the executor (Linux; elsewhere only Ray's own clean-up).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,7 +38,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -259,7 +262,7 @@ def _import_ray() -> Any:
     return ray
 
 
-@contextmanager
+@contextlib.contextmanager
 def _loopback_only() -> Iterator[None]:
     """Make a local Ray instance bind to and advertise 127.0.0.1 only.
 
@@ -292,6 +295,85 @@ def _loopback_only() -> Iterator[None]:
             constants.ENABLE_RAY_CLUSTER = old_flag
 
 
+# Run as its own process next to a local Ray instance: Ray ties its head processes (gcs_server, raylet,
+# workers) to the driver, but its per-node agents survive a driver killed by SIGKILL. The reaper notes the
+# driver's descendants twice a second; when the driver's end of the pipe closes without a word, the
+# driver died, and the reaper kills what it noted (and their children). One byte on the pipe stands it down.
+_REAPER = r"""
+import os, select, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+owner, fd, me = int(sys.argv[1]), int(sys.argv[2]), os.getpid()
+
+def stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    fields = s[s.rindex(")") + 2:].split()
+    return fields[0], int(fields[1]), fields[19]
+
+def descendants(roots):
+    kids = {}
+    for name in os.listdir("/proc"):
+        st = stat(int(name)) if name.isdigit() else None
+        if st:
+            kids.setdefault(st[1], []).append((int(name), st[2]))
+    out, todo = {}, list(roots)
+    while todo:
+        for pid, start in kids.get(todo.pop(), []):
+            if pid != me and pid not in out:
+                out[pid] = start
+                todo.append(pid)
+    return out
+
+seen = {}
+while True:
+    if select.select([fd], [], [], 0.5)[0]:
+        if os.read(fd, 1):
+            sys.exit(0)
+        break
+    seen.update(descendants([owner]))
+seen.update(descendants(list(seen)))
+for pid, start in seen.items():
+    st = stat(pid)
+    if st and st[2] == start and st[0] not in "ZX":
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+class _Reaper:
+    """Kills a local Ray instance's processes if this (driver) process dies without closing it (Linux)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._w: int | None = None
+        if not os.path.exists("/proc/self/stat"):  # elsewhere Ray's own reaper is all there is
+            return
+        r, self._w = os.pipe()  # not inheritable: Ray's processes never hold the driver's end
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), str(r)], pass_fds=(r,),
+                                          start_new_session=True, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(r)
+
+    def stand_down(self) -> None:
+        """Ray was shut down properly: let the reaper exit without killing anything."""
+        if self._w is None:
+            return
+        try:
+            os.write(self._w, b"x")
+        finally:
+            os.close(self._w)
+            self._w = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+
+
 def _run_ray_task(func: Callable[..., R], chunk: Any, names: list[str], *arrays: np.ndarray) -> R:
     # Object refs passed as top-level arguments arrive as zero-copy, read-only numpy arrays.
     return func(chunk, **dict(zip(names, arrays, strict=True)))
@@ -320,6 +402,7 @@ class RayExecutor:
         ray = _import_ray()
         self._ray = ray
         self._owns = False
+        self._reaper: _Reaper | None = None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
                 "include_dashboard": False,
@@ -328,8 +411,14 @@ class RayExecutor:
             }
             kwargs.update(init_kwargs)
             if address in (None, "local"):
-                with _loopback_only():
-                    ray.init(address="local", num_cpus=num_cpus, **kwargs)
+                # started first, so that it also covers a driver killed while Ray starts
+                self._reaper = _Reaper()
+                try:
+                    with _loopback_only():
+                        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+                except BaseException:
+                    self._reaper.stand_down()
+                    raise
             else:
                 ray.init(address=address, **kwargs)
             self._owns = True
@@ -364,6 +453,9 @@ class RayExecutor:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns = False
+        if self._reaper is not None:
+            self._reaper.stand_down()
+            self._reaper = None
 
     def __enter__(self) -> RayExecutor:
         return self

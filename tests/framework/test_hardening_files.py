@@ -63,7 +63,7 @@ name: kill_sweep
 data: {type: sample, params: {dataset: arch_sp500, start: "2010-01-01", end: "2018-12-31"}}
 signal: {type: sma_cross, params: {fast: 20, slow: 100}}
 sizer: {type: equal}
-execution: {fill: next_open, executor: {kind: local, n_jobs: 2}}
+execution: {fill: next_open, executor: {kind: KIND, n_jobs: 2}}
 sweep:
   params:
     signal.params.fast: {range: [2, 60, 1]}
@@ -99,23 +99,37 @@ def _descendants(pid: int) -> dict[int, int]:
     return out
 
 
+def _ray_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+# (executor, processes up when the sweep is surely computing): local = forkserver, resource tracker and two
+# workers; ray = its head processes, agents, the reaper and two workers
+EXECUTORS = [
+    pytest.param("local", 4, id="local-pool"),
+    pytest.param("ray", 9, id="ray-local", marks=pytest.mark.skipif(not _ray_installed(), reason="ray not installed")),
+]
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
-def test_sigkill_during_a_local_pool_sweep_leaves_no_process_alive(tmp_path):
+@pytest.mark.parametrize(("kind", "busy"), EXECUTORS)
+def test_sigkill_during_a_sweep_leaves_no_process_alive(tmp_path, kind, busy):
     import time
 
     exp = tmp_path / "sweep.yaml"
-    exp.write_text(SWEEP.replace("REPORTS", str(tmp_path / "reports")))
+    exp.write_text(SWEEP.replace("REPORTS", str(tmp_path / "reports")).replace("KIND", kind))
     log = (tmp_path / "qf.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "qf.cli.main", "run", str(exp)], stdout=log, stderr=log)
     seen: dict[int, int] = {}
     try:
-        deadline = time.monotonic() + 90
-        # mid-sweep: the forkserver, the resource tracker and both workers are up and computing
-        while len(seen) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while len(seen) < busy and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
             seen.update(_descendants(proc.pid))
         assert proc.poll() is None, "the sweep ended before it could be killed: " + (tmp_path / "qf.log").read_text()
-        assert len(seen) >= 4, seen
+        assert len(seen) >= busy, seen
         time.sleep(1.0)
         seen.update(_descendants(proc.pid))
     finally:
