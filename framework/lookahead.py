@@ -265,7 +265,7 @@ def sizer_lookahead_at(sizer: Any, signal: pd.DataFrame, bars: Bars, dates: pd.D
     """
     t = dates[k]
     pos = int(bars.index.get_loc(t))
-    sig, cut = signal.iloc[: pos + 1], bars.iloc(slice(0, pos + 1))
+    sig, cut = signal.loc[:t], bars.iloc(slice(0, pos + 1))
     whom = who(sizer)
     what = f"weights computed on data up to {fmt_date(t)}"
     if alone:
@@ -284,7 +284,7 @@ def sizer_warmup_at(sizer: Any, signal: pd.DataFrame, bars: Bars, full: pd.DataF
     longer: it is cut here), for date ``t`` alone, against ``full``; also returns those weights."""
     pos = int(bars.index.get_loc(t))
     window = bars.iloc(slice(pos - warmup, pos + 1))
-    part = sizer.size(signal.reindex(window.index), window, pd.DatetimeIndex([t]))
+    part = sizer.size(signal.loc[window.index[0]:t], window, pd.DatetimeIndex([t]))
     row = _row(part, t, who(sizer), f"weights computed on the {warmup + 1} bars up to {fmt_date(t)}")
     return _finding(who(sizer), "warmup", t, compare_rows(full.loc[t], row, tol), warmup + 1), part
 
@@ -361,7 +361,7 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
         report = check_experiment(load_experiment("experiments/sma_cross.yaml"))
         report.raise_for(["lookahead"])     # LookaheadError naming component, date and symbol
     """
-    from qf.pipeline import compute_signal
+    from qf.pipeline import apply_weights, compute_signal
     from qf.rebalance import rebalance_dates
 
     report = LookaheadReport()
@@ -374,7 +374,7 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
     progress("computing the full-history pipeline", 0, 0)
     signal = compute_signal(exp, bars)
     dates = rebalance_dates(bars.index, exp.spec.rebalance)
-    weights = sizer.size(signal, bars, dates)
+    weights, _ = apply_weights(exp, signal, bars, dates)  # the pipeline's own checks of every frame first
     rules = [r for r in exp.risk if not r.stateful]
     stage_in, stage_out = [], []  # input and output weights of each stateless rule, full history
     current = weights

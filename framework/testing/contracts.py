@@ -284,7 +284,6 @@ def assert_sizer_no_lookahead(
     dates = pd.DatetimeIndex(dates)
     full = sizer.size(signal, bars, dates)
     _check_frame(full, dates, bars.close.columns, who, "weights")
-    signal = signal.reindex(bars.index)
     for k in _sizer_probes(signal, full, dates, bars, 0, points, tol, seed, max_probes):
         _raise(sizer_lookahead_at(sizer, signal, bars, dates, full, k, tol))
 
@@ -317,7 +316,6 @@ def assert_sizer_warmup(
     dates = pd.DatetimeIndex(dates)
     full = sizer.size(signal, bars, dates)
     _check_frame(full, dates, bars.close.columns, who, "weights")
-    signal = signal.reindex(bars.index)
     pos = bars.index.get_indexer(dates)
     for k in _sizer_probes(signal, full, dates, bars, warm, points, tol, seed, max_probes):
         if pos[k] >= warm:

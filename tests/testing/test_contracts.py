@@ -15,6 +15,7 @@ from qf.testing.contracts import (
     assert_signal_no_lookahead,
     assert_signal_valid,
     assert_sizer_no_lookahead,
+    assert_sizer_warmup,
     assert_weights_valid,
     sample_bars,
 )
@@ -237,3 +238,42 @@ def test_sample_bars_are_realistic_and_deterministic() -> None:
     assert sample_bars(ohlc=False).fields == ("close",)
     with pytest.raises(ValueError, match="unlisted"):
         sample_bars(n_symbols=2, unlisted=2)
+
+
+class OneDayPeek(TrailingMean):
+    """Leaks on one date only: the row of the 60th bar takes the next close's direction."""
+
+    name = "one_day_peek"
+
+    def compute(self, bars):
+        out = super().compute(bars)
+        if len(bars.index) > 60:
+            out.iloc[59] = np.sign(bars.close.iloc[60] - bars.close.iloc[59])
+        return out
+
+
+def test_a_leak_on_a_single_change_date_is_found() -> None:
+    # five evenly spaced probes missed a leak on one date unless it happened to be one of them
+    leak_changes_the_row = (OneDayPeek().compute(BARS).iloc[59] != TrailingMean().compute(BARS).iloc[59]).any()
+    assert leak_changes_the_row
+    with pytest.raises(AssertionError, match=rf"looks ahead: on {BARS.index[59]:%Y-%m-%d} S\d"):
+        assert_signal_no_lookahead(OneDayPeek(), BARS, points=0)
+
+
+def test_sizer_check_accepts_a_signal_given_on_the_rebalance_dates_only() -> None:
+    dates = BARS.index[::7]
+    assert_sizer_no_lookahead(LongAll(), SIGNAL.loc[dates], BARS, dates)
+    assert_sizer_warmup(LongAll(), SIGNAL.loc[dates], BARS, dates)
+
+
+def test_check_risk_rule_catches_a_rule_that_looks_ahead() -> None:
+    from qf.testing import check_risk_rule
+
+    class ShrinkToLastRow(RiskRule):
+        name = "shrink_to_last"
+
+        def apply(self, weights, bars):
+            return weights * 0.0 + weights.iloc[-1].to_numpy()
+
+    with pytest.raises(AssertionError, match=r"risk 'shrink_to_last' looks ahead: on \d{4}-\d\d-\d\d S\d"):
+        check_risk_rule(ShrinkToLastRow(), sample_bars(n_symbols=3, n_bars=200, seed=2))
