@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from qf.bars import Bars, valuation_bars
+from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.risk import RiskConfig, trailing_vol
 from qf.errors import QfError
@@ -99,7 +99,7 @@ def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution:
         fill_field = bars.close
     traded = bars.traded()
     exec_price = np.where(traded, fill_field.to_numpy(dtype=float), np.nan)
-    close = valuation_bars(bars).close.to_numpy(dtype=float)
+    close = bars.close.ffill().to_numpy(dtype=float)  # the valuation close (valuation_bars' close)
     lag = fill_lag(execution)
     T, N = close.shape
     # listed = a price, real or a filled gap: a window that ends (or starts) inside a gap is not a delisting
