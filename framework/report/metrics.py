@@ -7,7 +7,9 @@ sizer.warmup)``, or earlier if the pipeline already asks for a position), and wi
 (``next_open``/``next_close``) at the bar after it, where that decision's orders fill. Each counted bar
 contributes one simple return, measured from the previous close (from ``initial_cash`` when the period
 starts on the first bar). Every metrics dict states its period: ``eval_start`` (first counted bar),
-``eval_end`` (last bar) and ``eval_bars`` (number of counted returns, the T of PSR/DSR).
+``eval_end`` (last bar), ``eval_bars`` (number of counted returns, the T of PSR/DSR) and
+``excluded_bars`` (bars of the curve before the period); ``n_bars``, ``start`` and ``end`` describe the
+whole curve, ``initial_cash`` the equity the first bar is measured from.
 
 **Conventions** (one set, used everywhere, and the tear sheet is fed the same returns with the same
 settings so its figures equal these):

@@ -29,7 +29,7 @@ runner = CliRunner()
 HRP = """
 name: hrp_small
 data: {type: sample, params: {dataset: sp500_20, symbols: [AAPL, AMD, BAC, JPM, KO, PG],
-                              start: "2017-01-01", end: "2020-12-31"}}
+                              start: "2018-01-01", end: "2020-06-30"}}
 benchmark: {type: sample, params: {dataset: sp500_index}}
 signal: {type: swing, params: {trend: 100, lookback: 63, rsi_window: 3, entry_rsi: 20, exit_rsi: 70, max_hold: 15}}
 sizer: {type: hrp, params: {window: 126}}
@@ -121,6 +121,18 @@ def test_compare_of_identical_equity_shows_identical_numbers(hrp, tmp_path):
     assert any("period" in line and outcome.metrics["eval_start"] in line for line in rows)
     summary = runner.invoke(app, ["report", "list", "--root", str(outcome.report_dir.parents[1])])
     assert summary.exit_code == 0
+
+
+def test_cli_summary_states_the_period(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    result = runner.invoke(app, ["run", str(root / "experiments/buy_and_hold.yaml"), "--set",
+                                 "data.params.start=2019-01-01", "--set", "data.params.end=2020-12-31", "--set",
+                                 "report.tearsheet=false", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["excluded_bars"] > 0  # monthly rebalancing: January 2019 is flat
+    assert f"{m['eval_start']} to {m['eval_end']}, {m['eval_bars']} bars" in result.stdout
+    assert f"{m['excluded_bars']} warm-up bars before the period are excluded" in result.stdout
 
 
 def _result(values: np.ndarray, idx: pd.DatetimeIndex, orders: pd.DataFrame | None = None) -> EngineResult:

@@ -109,3 +109,27 @@ def test_a_run_that_never_gets_past_its_warmup_still_writes_its_report(tmp_path)
     assert outcome.metrics["eval_bars"] == 0 and outcome.metrics["n_orders"] == 0
     page = (outcome.report_dir / "tearsheet.html").read_text()
     assert "<title>long_lookback</title>" in page and "No charts" in page
+
+
+def test_write_report_marks_an_interrupted_paper_session(tmp_path):
+    from qf.config.loader import load_experiment
+    from qf.engines.result import ORDER_COLUMNS, EngineResult
+    from qf.pipeline import compute_targets
+    from qf.report.metrics import compute_metrics
+    from qf.run import RunOutcome, write_report
+
+    exp_file = tmp_path / "p.yaml"
+    exp_file.write_text(
+        "name: paper_demo\n"
+        "data: {type: sample, params: {dataset: arch_sp500, start: '2017-01-01', end: '2017-02-28'}}\n"
+        "signal: {type: sma_cross, params: {fast: 5, slow: 20}}\nsizer: {type: equal}\n"
+        "execution: {fill: next_open}\n")
+    exp = load_experiment(exp_file, [f"report.dir={tmp_path / 'reports'}"])
+    bars = exp.data.load()
+    flat = EngineResult("backtrader", pd.Series(100_000.0, index=bars.index[-3:]), pd.DataFrame(columns=ORDER_COLUMNS))
+    metrics = compute_metrics(flat, 100_000.0)
+    outcome = RunOutcome(exp, bars, compute_targets(exp, bars), flat, metrics, None)
+    folder = write_report(exp, outcome, tmp_path / "reports" / "paper_demo" / "p", "p", "backtrader", kind="paper",
+                          tearsheet_note="interrupted paper session")
+    page = (folder / "tearsheet.html").read_text()
+    assert "paper, backtrader · interrupted paper session" in page and "<title>paper_demo</title>" in page
