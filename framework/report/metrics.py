@@ -106,10 +106,20 @@ def evaluation_start(exp: Any, index: pd.DatetimeIndex, targets: pd.DataFrame,
     return index[start] if start < n else index[-1] + pd.Timedelta(days=1)
 
 
+def _aligned(ts: pd.Timestamp | str, index: pd.DatetimeIndex) -> pd.Timestamp:
+    # a period start read back from metrics.json has no time zone; live bars may have one
+    ts = pd.Timestamp(ts)
+    if ts.tz is None and index.tz is not None:
+        return ts.tz_localize(index.tz)
+    if ts.tz is not None and index.tz is None:
+        return ts.tz_convert(None)
+    return ts
+
+
 def _window(equity: pd.Series, initial_cash: float,
             eval_start: pd.Timestamp | None) -> tuple[float, pd.Series]:
     """(equity before the period, equity over the period)."""
-    pos = 0 if eval_start is None else int(equity.index.searchsorted(pd.Timestamp(eval_start), side="left"))
+    pos = 0 if eval_start is None else int(equity.index.searchsorted(_aligned(eval_start, equity.index), side="left"))
     if pos == 0:
         return float(initial_cash), equity
     return float(equity.iloc[pos - 1]), equity.iloc[pos:]
@@ -146,7 +156,7 @@ def _fill_times(orders: pd.DataFrame, index: pd.DatetimeIndex) -> pd.DatetimeInd
 
 def _stamp(ts: pd.Timestamp) -> str:
     ts = pd.Timestamp(ts)
-    return str(ts.date()) if ts == ts.normalize() else ts.isoformat()
+    return str(ts.date()) if ts == ts.normalize() and ts.tz is None else ts.isoformat()
 
 
 def compute_metrics(result: EngineResult, initial_cash: float, *,

@@ -211,12 +211,17 @@ def inference_html(inference: dict[str, Any]) -> str:
     """The best combination's PSR and DSR, one sentence each on what they mean."""
     n_obs = inference.get("n_obs")
     bars = f"{n_obs} post-warm-up returns" if n_obs else "its returns"
+
+    def num(key: str) -> str:
+        v = inference.get(key, float("nan"))
+        return f"{v:.3f}" if isinstance(v, float | int) and math.isfinite(v) else "n/a (no return variance)"
+
     return (
         "<h2>Is the best combination's Sharpe ratio real?</h2>"
-        f"<p><b>PSR {inference.get('psr', float('nan')):.3f}</b>: probabilistic Sharpe ratio, the probability "
+        f"<p><b>PSR {num('psr')}</b>: probabilistic Sharpe ratio, the probability "
         f"that the best combination's true Sharpe ratio is above zero, given {bars}, their skewness and "
         "fat tails.</p>"
-        f"<p><b>DSR {inference.get('dsr', float('nan')):.3f}</b>: deflated Sharpe ratio, the same probability "
+        f"<p><b>DSR {num('dsr')}</b>: deflated Sharpe ratio, the same probability "
         f"measured against the best Sharpe ratio that {inference.get('n_trials', '?')} trials of pure luck "
         "would be expected to reach; well below 0.95, the winner may be an artefact of trying many "
         "combinations.</p>"

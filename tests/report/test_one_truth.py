@@ -171,6 +171,18 @@ def test_empty_or_one_bar_periods_do_not_fail():
     assert one["eval_bars"] == 1 and one["total_return"] == pytest.approx(0.01) and one["sharpe"] == 0.0
 
 
+def test_a_period_read_back_from_metrics_json_works_on_live_time_zoned_bars():
+    idx = pd.date_range("2024-03-01 21:00", periods=30, freq="B", tz="UTC")
+    values = 100.0 * np.cumprod(1 + np.linspace(-0.01, 0.012, 30))
+    orders = pd.DataFrame({"time": [idx[3].tz_convert(None), idx[20].tz_convert(None)], "symbol": ["X", "X"],
+                           "side": ["buy", "sell"], "quantity": [1.0, 1.0], "price": [100.0, 101.0],
+                           "fee": [0.1, 0.1]})
+    m = compute_metrics(_result(values, idx, orders), 100.0, eval_start=idx[10])
+    again = compute_metrics(_result(values, idx, orders), 100.0, eval_start=m["eval_start"])
+    assert again == m and m["eval_bars"] == 20 and m["n_orders"] == 1
+    assert len(eval_returns(pd.Series(values, index=idx), 100.0, m["eval_start"])) == 20
+
+
 def _exp(signal: int, sizer: int, fill: str) -> SimpleNamespace:
     return SimpleNamespace(signal=SimpleNamespace(warmup=signal), sizer=SimpleNamespace(warmup=sizer),
                            spec=SimpleNamespace(execution=SimpleNamespace(fill=fill)))
