@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from qf.components import Params as BaseParams
 from qf.components import StatefulRiskRule
-from qf.engines.risk import RiskConfig
+
+if TYPE_CHECKING:
+    # annotation only: qf.engines.risk imports numba (and numba scipy), which listing commands should not load
+    from qf.engines.risk import RiskConfig
 
 
 class DailyLossLimit(StatefulRiskRule):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
 from qf.components import Params as BaseParams
 from qf.components import StatefulRiskRule
-from qf.engines.risk import RiskConfig
+
+if TYPE_CHECKING:
+    # annotation only: qf.engines.risk imports numba (and numba scipy), which listing commands should not load
+    from qf.engines.risk import RiskConfig
 
 
 class StopLoss(StatefulRiskRule):

@@ -8,7 +8,6 @@ from pydantic import Field
 from qf.bars import Bars
 from qf.components import Params as BaseParams
 from qf.components import SignalModel
-from qf_plugins.signals._indicators import hold
 
 
 class Breakout(SignalModel):
@@ -46,6 +45,8 @@ class Breakout(SignalModel):
         return max(self.params.window, self._exit_window)
 
     def compute(self, bars: Bars) -> pd.DataFrame:
+        from qf_plugins.signals._indicators import hold  # numba: loaded when a signal is computed
+
         bars.require(("high", "low"), who=f"signal {self.name}")
         w, xw = self.params.window, self._exit_window
         prior_high = bars.high.rolling(w, min_periods=w).max().shift(1)

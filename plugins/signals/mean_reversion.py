@@ -10,7 +10,6 @@ from pydantic import Field, model_validator
 from qf.bars import Bars
 from qf.components import Params as BaseParams
 from qf.components import SignalModel
-from qf_plugins.signals._indicators import hold, rsi, zscore
 
 # per-mode defaults: a 20-bar z-score entering at -2 sigma; Wilder's 14-bar RSI entering at 30
 _DEFAULTS: dict[str, dict[str, float]] = {"zscore": {"window": 20, "entry": -2.0}, "rsi": {"window": 14, "entry": 30.0}}
@@ -71,6 +70,8 @@ class MeanReversion(SignalModel):
         return self.params.window if self.params.mode == "rsi" else self.params.window - 1
 
     def compute(self, bars: Bars) -> pd.DataFrame:
+        from qf_plugins.signals._indicators import hold, rsi, zscore  # numba: loaded when a signal is computed
+
         p = self.params
         ind = rsi(bars.close, p.window) if p.mode == "rsi" else zscore(bars.close, p.window)
         valid = ind.notna()

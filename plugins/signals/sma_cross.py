@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 from qf.bars import Bars
 from qf.components import Params as BaseParams
 from qf.components import SignalModel
-from qf_plugins.signals._indicators import sma
 
 
 class SmaCross(SignalModel):
@@ -46,6 +45,8 @@ class SmaCross(SignalModel):
         return self.params.slow - 1
 
     def compute(self, bars: Bars) -> pd.DataFrame:
+        from qf_plugins.signals._indicators import sma  # numba: loaded when a signal is computed
+
         fast = sma(bars.close, self.params.fast)
         slow = sma(bars.close, self.params.slow)
         below = -1.0 if self.params.short else 0.0

@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 from qf.bars import Bars
 from qf.components import Params as BaseParams
 from qf.components import SignalModel
-from qf_plugins.signals._indicators import hold, rsi, sma
 
 
 class Swing(SignalModel):
@@ -73,6 +72,8 @@ class Swing(SignalModel):
         return max(p.trend - 1, p.lookback, p.rsi_window, short)
 
     def compute(self, bars: Bars) -> pd.DataFrame:
+        from qf_plugins.signals._indicators import hold, rsi, sma  # numba: loaded when a signal is computed
+
         p = self.params
         close = bars.close
         trend_sma = sma(close, p.trend)

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars
-from qf.engines.risk import trailing_vol as engine_trailing_vol
 
 
 def aligned_signal(
@@ -35,6 +34,8 @@ def trailing_vol(bars: Bars, window: int) -> pd.DataFrame:
 
     The same estimate the risk kernel's volatility stops use, so "volatility" means one thing in qf.
     """
+    from qf.engines.risk import trailing_vol as engine_trailing_vol  # numba: not at import time
+
     vol = engine_trailing_vol(bars.close.to_numpy(dtype=float), window)
     return pd.DataFrame(vol, index=bars.close.index, columns=bars.close.columns)
 

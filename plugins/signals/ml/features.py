@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars
-from qf_plugins.signals._indicators import zscore
 
 GROUPS: tuple[str, ...] = ("returns", "volatility", "ma_zscore", "rsi", "drawdown", "volume", "rank", "relative")
 
@@ -129,6 +128,8 @@ def _rolling_rsi(close: pd.DataFrame, window: int) -> pd.DataFrame:
 
 def _base_features(bars: Bars, cfg: FeatureConfig) -> dict[str, pd.DataFrame]:
     """Per-symbol (time-series) features as wide frames, before the warm-up mask."""
+    from qf_plugins.signals._indicators import zscore  # numba: loaded when features are built
+
     close = bars.close
     log_close = np.log(close)
     daily = log_close.diff()
