@@ -58,8 +58,8 @@ BROKEN: dict[str, list[str]] = {
         "did you mean 'drawdown_halt'?"],
     "22_env_missing.yaml": [
         "22_env_missing.yaml:5: data.params.path: environment variable QF_TEST_SURELY_UNSET_VAR is not set"],
-    "23_bad_name.yaml": ["23_bad_name.yaml:1: name: String should match pattern '^[A-Za-z0-9_.-]+$' "
-                         "(got 'my experiment')"],
+    "23_bad_name.yaml": ["23_bad_name.yaml:1: name: 'my experiment' is not a safe folder name: use letters, "
+                         "digits, '_', '.' and '-', starting with a letter or digit"],
     "24_zero_cash.yaml": ["24_zero_cash.yaml:6: execution.initial_cash: Input should be greater than 0 (got 0)"],
     "25_unknown_dataset.yaml": [
         "25_unknown_dataset.yaml:5: data.params.dataset: Input should be 'sp500_20', 'sp500_index', 'arch_sp500' "
