@@ -181,7 +181,7 @@ def run_paper(exp: LoadedExperiment, options: PaperOptions | None = None,
     else:
         raise QfError(f"broker {name!r} created a {type(broker).__name__}, which is neither backtrader's "
                       "BackBroker nor a qf.paper.broker.LiveBroker; it cannot run a paper session")
-    if registry is not None:
+    if registry is not None and outcome.status != "finished":  # nothing ran: no after-run hooks
         registry.call_after_run(exp, outcome, outcome.report_dir)
     return outcome
 

@@ -16,12 +16,24 @@ import sys
 import time
 from pathlib import Path
 
+import typer
+from typer.testing import CliRunner
+
 import qf.paper.feed as feed
 import qf.report.tearsheet as tearsheet
+from qf.cli.paper import paper
 from qf.config.loader import load_experiment
 from qf.paper.session import PaperOptions, run_paper
 
 SHORT = ["--set", "data.params.end=2016-04-29"]  # ~40 replayed bars after the warm-up: fast to finish
+
+
+def cli() -> typer.Typer:
+    """``qf`` with its paper command, in process (the SIGTERM test runs the real ``qf`` in a subprocess)."""
+    app = typer.Typer()
+    app.command("paper")(paper)
+    app.command("noop")(lambda: None)  # two commands, so "paper" is a sub-command as in qf
+    return app
 
 
 def _reports(folder: Path) -> list[Path]:
@@ -72,19 +84,13 @@ def test_cli_flat_account_exits_0_with_a_report(sample_experiment, tmp_path):
     bars = 2
     path = sample_experiment(report={"dir": str(tmp_path / "reports"), "tearsheet": True},
                              execution={"engine": "backtrader", "fill": "next_close", "min_order_value": 1e9})
-    proc = _qf(["paper", str(path), "--broker", "sim", "--max-bars", str(bars), "--state-dir",
-                str(tmp_path / "state")], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+    result = CliRunner().invoke(cli(), ["paper", str(path), "--broker", "sim", "--max-bars", str(bars),
+                                        "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0 and result.exception is None, result.output
     (run,) = _reports(tmp_path / "reports")
     assert _files(run) >= REPORT_FILES
     assert json.loads((run / "paper.json").read_text())["bars"] == bars
     assert json.loads((run / "metrics.json").read_text())["n_orders"] == 0
-
-
-def _qf(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qf.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
 def _bars_done(state_dir: Path) -> int:
@@ -128,15 +134,16 @@ def test_sigterm_stops_like_ctrl_c_and_a_finished_replay_is_not_reported_twice(s
     info = json.loads((first / "paper.json").read_text())
     assert info["status"] == "interrupted" and info["bars"] >= 1
 
-    done = _qf([*args, "--speed", "0"], tmp_path)
-    assert done.returncode == 0, done.stderr
+    runner = CliRunner()
+    done = runner.invoke(cli(), [*args, "--speed", "0"])
+    assert done.exit_code == 0, done.output
     assert "replay finished" in done.stdout and "(the replay is finished)" in done.stdout
     assert "resume" not in done.stdout
     final = [r for r in _reports(tmp_path / "reports") if r != first]
     assert len(final) == 1
 
-    again = _qf([*args, "--speed", "0"], tmp_path)
-    assert again.returncode == 0, again.stderr
+    again = runner.invoke(cli(), [*args, "--speed", "0"])
+    assert again.exit_code == 0, again.output
     assert "already finished" in again.stdout and str(final[0].resolve()) in again.stdout.replace("\n", "")
     assert "resume" not in again.stdout
     assert len(_reports(tmp_path / "reports")) == 2  # no duplicate report

@@ -626,8 +626,14 @@ class AlpacaSession:
         with self._lock:
             order_id = str(order.get("id") or "")
             cid = str(order.get("client_order_id") or "")
-            key = cid if cid in self._orders else self._by_order_id.get(order_id)
+            key = self._by_order_id.get(order_id) or (cid if cid in self._orders else None)
             tracked = self._orders.get(key) if key is not None else None
+            if tracked is not None and tracked.order_id and order_id and tracked.order_id != order_id \
+                    and tracked.parent_client_order_id is None:
+                # a second order under one of our ids: a server that does not enforce unique client order
+                # ids accepted a re-send as well as a late first send; book it apart, never mixed in
+                tracked = self._track_twin(tracked, order, source)
+                key = tracked.client_order_id
             signature = (str(order.get("status")), str(order.get("filled_qty")), str(order.get("updated_at")))
             # Every stream event is journaled; a REST snapshot only when it says something new, or a
             # 30 s reconcile of many open orders would grow the journal without bound.
@@ -652,6 +658,24 @@ class AlpacaSession:
                 if isinstance(leg, Mapping) and leg.get("id"):
                     self._link_leg(tracked, leg, source)
             self._apply_tracked(tracked, order, source, execution_id)
+
+    def _track_twin(self, original: _Tracked, order: Mapping[str, Any], source: str) -> _Tracked:
+        """Journal and track a second broker order carrying ``original``'s client order id."""
+        order_id = str(order.get("id"))
+        key = f"{original.client_order_id}~{order_id[:8]}"
+        if key not in self._orders:
+            reason = (f"the broker holds a second order {order_id} under client_order_id "
+                      f"{original.client_order_id} (first: {original.order_id}); it does not enforce unique ids")
+            log.error("%s", reason)
+            self.journal.record_intent(key, ref=original.ref, attempt=0, symbol=original.symbol,
+                                       request={"twin_of": original.client_order_id}, state="submitted",
+                                       order_id=order_id, durable=False)
+            self.journal.record_event(source=source, client_order_id=key, order_id=order_id, event="duplicate",
+                                      payload={"reason": reason})
+            self._track(_Tracked(key, original.ref, original.symbol, order_id=order_id))
+            self._emit(BrokerEvent(EventKind.ERROR, key, original.ref, order_id=order_id, source=source,
+                                   message=reason))
+        return self._orders[key]
 
     def _revive(self, tracked: _Tracked, order_id: str, source: str) -> None:
         """The broker shows an order for an intent we abandoned: it landed after all; follow it from here."""

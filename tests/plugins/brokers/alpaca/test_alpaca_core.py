@@ -66,9 +66,13 @@ def test_client_order_ids_are_deterministic_parseable_and_short() -> None:
     assert len(longest) <= MAX_CLIENT_ORDER_ID
     with pytest.raises(ValueError, match="longer than 48"):
         make_client_order_id("a" * 12, "b" * 20, "c" * 12, 99)
-    for bad in (("q-f", run, 1, 1), ("qf", "r-un1", 1, 1), ("qf", run, "a-b", 1), ("qf", run, 1, 0)):
+    for bad in (("q-f", run, 1, 1), ("qf", "r-un1", 1, 1), ("qf", run, "-ab", 1), ("qf", run, "ab-", 1),
+                ("qf", run, "a b", 1), ("qf", run, "a" * 31, 1), ("qf", run, 1, 0)):
         with pytest.raises(ValueError):
             make_client_order_id(*bad)
+    # the kill switch's and a flatten's refs hold inner dashes and still parse back
+    kill = make_client_order_id("qf", run, "kill-20240105-BRK_B", 1)
+    assert parse_client_order_id(kill) == ClientOrderId("qf", run, "kill-20240105-BRK_B", 1)
     assert parse_client_order_id("3f1c0d4e-uuid-from-a-bracket-leg") is None
     assert parse_client_order_id(None) is None
 

@@ -49,6 +49,13 @@ time.sleep(120)
 """
 
 
+def state_of(session: AlpacaSession, cid: str) -> str:
+    """The journal state of ``cid`` after draining the session's events, as a broker adapter does."""
+    session.poll()
+    rec = session.order_state(cid)
+    return rec.state if rec is not None else ""
+
+
 def posts(emu: AlpacaEmulator) -> list[Any]:
     return [r for r in emu.requests if r.method == "POST" and r.path == "/v2/orders"]
 
@@ -118,11 +125,11 @@ def test_killed_during_a_late_acceptance_then_restarted_gives_one_order(
     assert again.status == SubmitStatus.AMBIGUOUS and again.client_order_id == cid and again.posts == 0
 
     # the late acceptance reaches the restarted session (stream), which adopts it
-    assert wait_for(lambda: session.order_state(cid).state == "submitted", timeout=delay + 10)
+    assert wait_for(lambda: state_of(session, cid) == "submitted", timeout=delay + 10)
     order = emu.orders()[0]
     assert session.order_state(cid).order_id == order["id"]
     emu.fill(order["id"], 10, 100)
-    assert wait_for(lambda: session.order_state(cid).state == "done", timeout=10)
+    assert wait_for(lambda: state_of(session, cid) == "done", timeout=10)
     assert [o["client_order_id"] for o in emu.orders()] == [cid]
     assert [p.body["client_order_id"] for p in posts(emu)] == [cid]
     # the journal says why the restart did not give up on it
@@ -171,3 +178,29 @@ def test_an_abandoned_intent_that_lands_and_fills_is_followed_to_done(make_emula
     kinds = [e.kind for e in session.poll(0.2) if e.client_order_id == cid]
     assert EventKind.FILL in kinds and kinds[-1] == EventKind.COMPLETED
     assert "revived" in [e["event"] for e in session.journal.events(cid)]
+
+
+def test_server_without_unique_ids_slower_than_the_window_books_the_twin_apart(make_emulator, make_session) -> None:
+    # The limit of any client: a server that neither enforces unique ids nor accepts within the window
+    # ends with two orders. qf says so loudly and books the second one apart, never mixed into the first.
+    emu = make_emulator(unique=False)
+    emu.faults.accept_after("POST", "/v2/orders", 2.0)
+    dying = make_session(emu, window=0.8)
+    cid = dying.submit(INTENT).client_order_id
+    assert cid is not None
+    time.sleep(max(0.0, dying.journal.intent(cid).posted_at + 0.9 - time.time()))
+    session = make_session(emu, window=0.8)
+    assert session.submit(INTENT).client_order_id == cid  # the same id again: all a client can do
+    assert wait_for(lambda: len(emu.orders()) == 2, timeout=10)
+    first, twin = emu.orders()
+    session.reconcile()
+    assert session.order_state(cid).order_id == first["id"]
+    twins = [r for r in session.journal.intents() if r.request.get("twin_of") == cid]
+    assert [r.order_id for r in twins] == [twin["id"]]
+    emu.fill(twin["id"], 10, 100)
+    emu.fill(first["id"], 10, 101)
+    session.reconcile()
+    assert [f.price for f in session.journal.fills(cid)] == [101]
+    assert [f.price for f in session.journal.fills(twins[0].client_order_id)] == [100]
+    errors = [e for e in session.poll(0.2) if e.kind == EventKind.ERROR]
+    assert any("does not enforce unique ids" in (e.message or "") for e in errors)
