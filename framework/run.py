@@ -137,7 +137,7 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
             rets = eval_returns(res.equity, cash, pd.Timestamp(start) if start is not None else None)
             write_tearsheet(rets, benchmark_returns(exp, outcome.bars), tmp / "tearsheet.html",
                             exp.spec.report.title or exp.name,
-                            subtitle=" · ".join(filter(None, [f"{kind}, {engine}", tearsheet_note])),
+                            subtitle=f"{kind}, {engine}", warning=tearsheet_note,
                             metrics=metrics)
         if extra_files is not None:
             extra_files(tmp)

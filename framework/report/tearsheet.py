@@ -78,12 +78,13 @@ def _page(title: str, heading: str, body: str) -> str:
 """
 
 
-def _heading(title: str, subtitle: str | None, period: str) -> str:
-    sub = f"<h4 class=\"note\">{html.escape(subtitle)}</h4>" if subtitle else ""
-    return f"<h1>{html.escape(title)} <small>{period}</small></h1>\n{sub}"
+def _heading(title: str, subtitle: str | None, period: str, warning: str | None = None) -> str:
+    sub = f"<h4>{html.escape(subtitle)}</h4>" if subtitle else ""
+    note = f"<h4 class=\"note\">{html.escape(warning)}</h4>" if warning else ""
+    return f"<h1>{html.escape(title)} <small>{period}</small></h1>\n{sub}{note}"
 
 
-def _template(title: str, subtitle: str | None, eoy_table: str, eoy_chart: str) -> str:
+def _template(title: str, subtitle: str | None, warning: str | None, eoy_table: str, eoy_chart: str) -> str:
     figures = "\n".join(f'<div id="{k}">{{{{{k}}}}}</div>' for k in _FIGURES)
     figures = figures.replace("{{eoy_returns}}", eoy_chart)
     body = f"""<h4>{{{{params}}}} qf tear sheet, statistics by
@@ -101,7 +102,7 @@ def _template(title: str, subtitle: str | None, eoy_table: str, eoy_chart: str) 
 {{{{dd_info}}}}</div>
 </div>
 """
-    return _page(title, _heading(title, subtitle, "{{date_range}}"), body)
+    return _page(title, _heading(title, subtitle, "{{date_range}}", warning), body)
 
 
 def _year_returns(returns: pd.Series) -> pd.Series:
@@ -217,14 +218,14 @@ def _period(returns: pd.Series) -> str:
     return f"{returns.index[0]:%d %b %Y} - {returns.index[-1]:%d %b %Y}"
 
 
-def _simple(returns: pd.Series, path: Path, title: str, subtitle: str | None, reason: str,
+def _simple(returns: pd.Series, path: Path, title: str, subtitle: str | None, warning: str | None, reason: str,
             metrics: dict[str, Any] | None) -> None:
     """A page without quantstats: the period, why there are no charts, and the metrics."""
     rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_cell(v))}</td></tr>"
                    for k, v in (metrics or {}).items())
     table = f"<table><tbody>{rows}</tbody></table>" if rows else ""
     body = (f"<hr><p>No charts: {html.escape(reason)}. The run's figures (metrics.json):</p>{table}")
-    path.write_text(_page(title, _heading(title, subtitle, _period(returns)), body), encoding="utf-8")
+    path.write_text(_page(title, _heading(title, subtitle, _period(returns), warning), body), encoding="utf-8")
 
 
 def _cell(v: Any) -> str:
@@ -241,12 +242,13 @@ def _clean(page: str) -> str:
 
 
 def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path, title: str, *,
-                    subtitle: str | None = None, metrics: dict[str, Any] | None = None) -> None:
+                    subtitle: str | None = None, warning: str | None = None,
+                    metrics: dict[str, Any] | None = None) -> None:
     """Write the tear sheet of the evaluation period's ``returns`` (with ``benchmark``) to ``path``.
 
     ``title`` is the page's heading and browser-tab title; ``subtitle`` is shown under it (e.g. "paper,
-    backtrader · interrupted paper session"); ``metrics`` fill the simpler page written when the
-    returns are too short or flat for charts, or quantstats fails.
+    backtrader") and ``warning`` under that, highlighted (e.g. "interrupted paper session"); ``metrics``
+    fill the simpler page written when the returns are too short or flat for charts, or quantstats fails.
 
     Example::
 
@@ -257,18 +259,18 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
     reason = _full_report_possible(rets)
     if reason is None:
         try:
-            page = _quantstats_page(rets, bench, path, title, subtitle)
+            page = _quantstats_page(rets, bench, path, title, subtitle, warning)
         except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
             log.warning("tear sheet: quantstats failed (%s: %s); writing a simpler page", type(exc).__name__, exc)
             reason = f"quantstats could not draw this curve ({type(exc).__name__}: {exc})"
         else:
             path.write_text(page, encoding="utf-8")
             return
-    _simple(rets, path, title, subtitle, reason, metrics)
+    _simple(rets, path, title, subtitle, warning, reason, metrics)
 
 
-def _quantstats_page(rets: pd.Series, bench: pd.Series | None, path: Path, title: str,
-                     subtitle: str | None) -> str:
+def _quantstats_page(rets: pd.Series, bench: pd.Series | None, path: Path, title: str, subtitle: str | None,
+                     warning: str | None) -> str:
     import matplotlib.pyplot as plt
 
     tmp = path.with_name(f".{path.name}.qs.html")
@@ -278,7 +280,7 @@ def _quantstats_page(rets: pd.Series, bench: pd.Series | None, path: Path, title
             import quantstats as qs
 
             eoy_table, eoy_chart = _eoy(rets, bench)
-            tpl.write_text(_template(title, subtitle, eoy_table, eoy_chart), encoding="utf-8")
+            tpl.write_text(_template(title, subtitle, warning, eoy_table, eoy_chart), encoding="utf-8")
             qs.reports.html(rets, benchmark=bench, rf=RISK_FREE, title=title, output=str(tmp),
                             compounded=True, periods_per_year=PERIODS_PER_YEAR, match_dates=False,
                             template_path=str(tpl), benchmark_title=bench.name if bench is not None else None)

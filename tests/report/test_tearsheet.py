@@ -27,7 +27,7 @@ def full_page(tmp_path_factory) -> tuple[str, pd.Series]:
     bidx = pd.bdate_range("2010-01-04", "2013-06-28")
     bench = pd.Series(rng.normal(0.0003, 0.011, len(bidx)), index=bidx, name="SP500")
     path = tmp_path_factory.mktemp("ts") / "tearsheet.html"
-    write_tearsheet(rets, bench, path, "hrp_swing", subtitle="paper, backtrader · interrupted paper session")
+    write_tearsheet(rets, bench, path, "hrp_swing", subtitle="paper, backtrader", warning="interrupted paper session")
     return path.read_text(encoding="utf-8"), rets
 
 
@@ -70,7 +70,7 @@ def test_degenerate_curves_get_a_simple_page(tmp_path, case):
     rets = {"flat": pd.Series(0.0, index=idx), "empty": pd.Series([], index=pd.DatetimeIndex([]), dtype=float),
             "one_bar": pd.Series([0.004], index=idx[:1])}[case]
     path = tmp_path / "tearsheet.html"
-    write_tearsheet(rets, None, path, "paper_demo", subtitle="interrupted paper session", metrics=METRICS)
+    write_tearsheet(rets, None, path, "paper_demo", warning="interrupted paper session", metrics=METRICS)
     page = path.read_text()
     assert "<title>paper_demo</title>" in page and "interrupted paper session" in page
     assert "No charts" in page and "eval_bars" in page
@@ -132,4 +132,5 @@ def test_write_report_marks_an_interrupted_paper_session(tmp_path):
     folder = write_report(exp, outcome, tmp_path / "reports" / "paper_demo" / "p", "p", "backtrader", kind="paper",
                           tearsheet_note="interrupted paper session")
     page = (folder / "tearsheet.html").read_text()
-    assert "paper, backtrader · interrupted paper session" in page and "<title>paper_demo</title>" in page
+    assert "<h4>paper, backtrader</h4>" in page and "<title>paper_demo</title>" in page
+    assert '<h4 class="note">interrupted paper session</h4>' in page
