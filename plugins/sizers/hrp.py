@@ -162,20 +162,24 @@ class Hrp(Sizer):
         selected = (aligned_signal(signal, bars, dates) > 0).to_numpy()
         ret = daily_returns(bars)
         values = ret.to_numpy()
+        # per-window frames are built hundreds of times: index plain strings, and give the kernel no dates
+        names = pd.Index(ret.columns.to_numpy(dtype=object), dtype=object)
+        dated = self.path == "riskfolio"
         w_out = np.zeros(selected.shape)
         for k, i in enumerate(positions(bars, dates)):
             if i < p.window or not selected[k].any():
                 continue
             window = values[i - p.window + 1 : i + 1]
             # eligible: selected, a full window of returns, and some variance to measure risk with
-            full = ~np.isnan(window).any(axis=0)
-            cols = np.flatnonzero(selected[k] & full & (np.nan_to_num(window).std(axis=0) > 0))
+            cols = np.flatnonzero(selected[k] & ~np.isnan(window).any(axis=0))
+            cols = cols[window[:, cols].std(axis=0) > 0]
             if len(cols) == 0:
                 continue
             if len(cols) < p.min_assets:
                 w_out[k, cols] = 1.0 / len(cols)
                 continue
-            frame = pd.DataFrame(window[:, cols], index=ret.index[i - p.window + 1 : i + 1], columns=ret.columns[cols])
+            frame = pd.DataFrame(window[:, cols], columns=names[cols], copy=False,
+                                 index=ret.index[i - p.window + 1 : i + 1] if dated else None)
             w = hrp_weights(frame, p.codependence, p.linkage, p.rm, p.backend).to_numpy()
             if not np.isfinite(w).all() or w.sum() <= 0:
                 # riskfolio's output is not trusted blindly: a degenerate window must not leak NaN into orders
