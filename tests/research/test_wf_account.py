@@ -46,7 +46,7 @@ BASE = {
     "walk_forward": WF,
     "report": {"tearsheet": False},
 }
-SWEEP = {"params": {"signal.params.fast": [5, 10, 20], "signal.params.slow": [30, 60]}, "metric": "sharpe"}
+SWEEP = {"params": {"signal.params.fast": [5, 20], "signal.params.slow": [30, 60]}, "metric": "sharpe"}
 
 
 def _write(folder: Path, doc: dict) -> Path:
