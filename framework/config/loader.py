@@ -63,12 +63,13 @@ class Source:
             p = tuple(path[:i])
             if p in self.overridden:
                 return f"--set {self.overridden[p]}"
-            if i == len(path) and path:
-                # a section an override changed (risk.5.type=x makes 'risk' invalid) is the override's fault
-                below = [item for q, item in self.overridden.items() if q[: len(path)] == path]
+            if p in self.lines:
+                # the file has p, but an override changed or created what lies under it (risk.1.params.x=1
+                # appends a rule without a type): that is the override's fault
+                child = tuple(path[: i + 1])
+                below = [item for q, item in self.overridden.items() if child and q[: len(child)] == child]
                 if below:
                     return f"--set {below[-1]}"
-            if p in self.lines:
                 return f"{self.file}:{self.lines[p]}"
         return f"{self.file}:1"
 

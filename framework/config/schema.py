@@ -107,6 +107,10 @@ class ExecutionSpec(Strict):
 class RangeSpec(Strict):
     """``{range: [start, stop, step]}``, inclusive of ``stop`` when the step lands on it."""
 
+    # non-finite bounds are refused by qf.research.grid at the sweep key's line, as one error rather than
+    # one per member of the list-or-range union
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
+
     range: tuple[float, float, float]
 
 

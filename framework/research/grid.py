@@ -104,9 +104,10 @@ def _check_range(key: str, bounds: Any) -> _Range:
         # stop is included when it lands on the grid: [5, 50, 1] -> 5..50
         n = (int(stop) - int(start)) // int(step) + 1
     else:
-        # Floats: a relative slack so that [0.1, 0.3, 0.1] includes 0.3 despite binary rounding.
+        # Floats: a slack so that [0.1, 0.3, 0.1] includes 0.3 despite binary rounding; relative for long
+        # ranges, but far below one step (1e-9 of a span of 1e10 would add 10 values)
         span = (float(stop) - float(start)) / float(step)
-        n = int(math.floor(span + 1e-9 * max(1.0, abs(span)))) + 1
+        n = int(math.floor(span + max(1e-9, 1e-12 * abs(span)))) + 1
     return _Range(start, step, n, integral)
 
 
