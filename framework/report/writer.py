@@ -71,6 +71,12 @@ def process_alive(pid: int, start: int = 0) -> bool:
         if fields[0] in ("Z", "X"):  # a killed process not yet reaped by its parent is gone for our purpose
             return False
         return not start or len(fields) <= 19 or int(fields[19]) == start
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        try:
+            import psutil
+        except ImportError:
+            return True  # cannot tell: keep its files
+        return bool(psutil.pid_exists(pid))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
