@@ -45,14 +45,19 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux ``/proc``), or None where unknown."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None (no such process)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
-    return int(fields[19]) if len(fields) > 19 else None
+    return stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux ``/proc``), or None where unknown."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
 
 
 def process_alive(pid: int, start: int = 0) -> bool:
@@ -63,11 +68,9 @@ def process_alive(pid: int, start: int = 0) -> bool:
         True
     """
     if Path("/proc/self/stat").exists():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+        fields = _proc_stat(pid)
+        if fields is None:
             return False
-        fields = stat[stat.rindex(")") + 2:].split()
         if fields[0] in ("Z", "X"):  # a killed process not yet reaped by its parent is gone for our purpose
             return False
         return not start or len(fields) <= 19 or int(fields[19]) == start

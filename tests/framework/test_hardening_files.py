@@ -76,14 +76,9 @@ def _children() -> dict[int, list[int]]:
     """Parent pid -> child pids, from /proc."""
     tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
+        fields = writer._proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None:
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
     return tree
 
 
