@@ -60,7 +60,7 @@ class FileParams(SourceParams):
       ``"ISO8601"`` / ``"mixed"``); by default the format is inferred from the first date.
     - ``date_unit``: ``s``, ``ms``, ``us`` or ``ns`` for dates stored as integer epoch times. Without it
       the unit is inferred from the size of the numbers (seconds ~1.7e9, milliseconds ~1.7e12, ...);
-      eight-digit integers such as ``20200131`` are read as ``YYYYMMDD``.
+      integers such as ``20200131`` are read as ``YYYYMMDD`` and ``2020`` as a year.
 
     Example (YAML)::
 
@@ -403,10 +403,11 @@ def _integers(values: pd.Series) -> pd.Series | None:
 
 
 def _parse_epochs(table: Table, ints: pd.Series, unit: str | None) -> tuple[pd.Series, str]:
-    """Integer dates as timestamps: YYYYMMDD, or epoch times in the declared or inferred unit."""
+    """Integer dates as timestamps: years, YYYYMMDD, or epoch times in the declared or inferred unit."""
     if unit is None:
-        if ints.between(1800_01_01, 2200_12_31).all():
-            return pd.to_datetime(ints.astype(str), format="%Y%m%d", errors="coerce"), "format %Y%m%d"
+        for low, high, fmt in ((1800, 2200, "%Y"), (1800_01_01, 2200_12_31, "%Y%m%d")):
+            if ints.between(low, high).all():
+                return pd.to_datetime(ints.astype(str), format=fmt, errors="coerce"), f"as {fmt}"
         top = int(ints.abs().max())
         unit = next(u for u, limit in _EPOCH_UNITS if top < limit)
         low = ints.loc[ints.abs() < max(_EPOCH_MIN, top / 1000)]
@@ -418,9 +419,9 @@ def _parse_epochs(table: Table, ints: pd.Series, unit: str | None) -> tuple[pd.S
                 "ns) or date_format"
             )
     try:
-        return pd.to_datetime(ints, unit=unit, errors="coerce"), f"date_unit {unit!r}"
+        return pd.to_datetime(ints, unit=unit, errors="coerce"), f"as epoch {unit}"
     except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
-        return pd.Series(pd.NaT, index=ints.index), f"date_unit {unit!r}"
+        return pd.Series(pd.NaT, index=ints.index), f"as epoch {unit}"
 
 
 def _parse_dates(table: Table, values: pd.Series, date_format: str | None, date_unit: str | None = None) -> pd.Series:

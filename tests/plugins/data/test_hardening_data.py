@@ -51,6 +51,13 @@ def test_yyyymmdd_integers_are_dates(write, source):
     assert source(path=str(path)).load().index.equals(DAYS)
 
 
+def test_year_integers_are_dates_and_impossible_yyyymmdd_is_refused(write, source):
+    path = write("years", "date,close\n2019,10\n2020,11\n")
+    assert source(path=str(path)).load().index.tolist() == [pd.Timestamp("2019-01-01"), pd.Timestamp("2020-01-01")]
+    path = write("prices", "date,close\n20200102,10\n20200230,11\n")
+    assert error(source, path=str(path)) == f"{path}: {write.where(3)}: cannot parse date '20200230' as %Y%m%d"
+
+
 def test_integers_too_small_for_epochs_are_refused(write, source):
     path = write("prices", "date,close\n1,10\n2,11\n")
     assert error(source, path=str(path)) == (
