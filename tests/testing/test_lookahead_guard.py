@@ -206,7 +206,7 @@ def test_a_path_dependent_signal_breaks_the_warmup_contract() -> None:
 
 
 def test_check_signal_warns_or_raises_on_a_broken_warmup_contract() -> None:
-    bars = trial_bars(1)
+    bars = sample_bars(n_symbols=3, n_bars=200, seed=1)
     with pytest.warns(WarmupContractWarning, match="signal 'sticky_trend' breaks its warmup contract: on "):
         check_signal(StickyTrend(), bars)
     with pytest.raises(AssertionError, match="breaks its warmup contract"):
@@ -329,7 +329,7 @@ def _project(tmp_path: Path, signal: str, extra: str = "") -> Path:
     path = tmp_path / "experiments" / "guard.yaml"
     path.write_text(textwrap.dedent(f"""\
         name: guard
-        data: {{type: sample, params: {{dataset: sp500_20, symbols: [AAPL, MSFT, JPM, XOM], start: "2019-01-01",
+        data: {{type: sample, params: {{dataset: sp500_20, symbols: [AAPL, MSFT, JPM, XOM], start: "2020-01-01",
                                         end: "2020-12-31"}}}}
         signal: {{type: "strategies/guard.py:{signal}"}}
         sizer: {{type: equal}}
@@ -390,8 +390,7 @@ def test_run_with_check_lookahead_refuses_a_leaking_signal(tmp_path: Path) -> No
     assert result.exit_code == 1, result.output
     assert "error: signal 'guard_peek' looks ahead: on " in result.output
     assert not (tmp_path / "reports").exists()  # nothing was simulated or written
-    # without the switch the same run goes through (the check is opt-in)
-    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
+    assert load_experiment(path).spec.execution.check_lookahead is False  # the check is opt-in
 
 
 def test_run_with_check_lookahead_warns_on_a_broken_warmup_contract(tmp_path: Path) -> None:
@@ -408,14 +407,14 @@ def test_a_component_that_crashes_on_a_short_history_is_named(tmp_path: Path) ->
         name = "fragile"
 
         def compute(self, bars):
-            if len(bars.index) < 300:
-                raise ValueError("needs 300 bars")
+            if len(bars.index) < 150:
+                raise ValueError("needs 150 bars")
             return bars.close * 0.0
 
     exp = load_experiment(_project(tmp_path, "Trend"))
     exp.signal = Fragile()
     with pytest.raises(LookaheadError, match=r"look-ahead: signal 'fragile': the probe on \S+ failed: ValueError: "
-                                             "needs 300 bars"):
+                                             "needs 150 bars"):
         check_experiment(exp)
 
 
