@@ -6,6 +6,7 @@ close, its market orders fill at the next open, and a driver thread plays the tr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -186,6 +187,48 @@ def test_crash_between_submit_and_journal_update_then_restart(alpaca, alpaca_exp
     assert all(o["status"] == "filled" for o in alpaca.ours() if o["client_order_id"].split("-")[2].startswith(
         "20240304"))
     assert net_fills(out.orders) == rounded(alpaca.positions()) and set(alpaca.positions()) == set(SYMBOLS)
+
+
+def test_late_acceptance_after_the_process_died_is_one_order(alpaca, alpaca_experiment, tmp_path, monkeypatch):
+    # Issue 12: the broker accepts the first order only after the client timed out and the process died; the
+    # restart's lookup says 404. It used to abandon the order and send the decision again as attempt 2.
+    import qf_plugins.brokers.alpaca.bt_broker as bt_broker
+
+    path = alpaca_experiment(broker={"type": "alpaca", "params": {"reconcile_interval": 30,
+                                                                  "acceptance_window": 20}})
+    state_dir = tmp_path / "state"
+    real_env = bt_broker.config_from_env
+    monkeypatch.setattr(bt_broker, "config_from_env", lambda **kw: dataclasses.replace(real_env(**kw), timeout=0.3))
+    alpaca.emu.faults.accept_after("POST", "/v2/orders", 4.0)
+    real_submit = AlpacaSession.submit
+
+    def dies_after_a_timeout(self, intent):
+        result = real_submit(self, intent)
+        if result.status == "ambiguous":
+            raise Crash  # killed while the broker still holds the POST
+        return result
+
+    monkeypatch.setattr(AlpacaSession, "submit", dies_after_a_timeout)
+    with pytest.raises(Crash):
+        run(path, state_dir)
+    monkeypatch.setattr(AlpacaSession, "submit", real_submit)
+    assert alpaca.ours() == []
+    journal = Journal(state_dir / JOURNAL_FILE)
+    (late,) = journal.intents()
+    journal.close()
+    assert late.state == "ambiguous"
+
+    with alpaca.driver(state_dir, days=1):
+        out = run(path, state_dir, max_bars=2)
+    assert out.status == "stopped"
+    refs = refs_at_broker(alpaca)
+    assert all(attempt == 1 for _, attempt in refs) and len(refs) == len(set(refs))
+    assert (parse_client_order_id(late.client_order_id).ref, 1) in refs
+    assert [o["client_order_id"] for o in alpaca.ours()].count(late.client_order_id) == 1
+    # it landed after the next decision had started: that decision canceled it as soon as it showed up
+    (landed,) = [o for o in alpaca.ours() if o["client_order_id"] == late.client_order_id]
+    assert landed["status"] == "canceled"
+    assert net_fills(out.orders) == rounded(alpaca.positions())
 
 
 def test_ctrl_c_mid_decision_then_restart(alpaca, alpaca_experiment, tmp_path, monkeypatch):

@@ -270,6 +270,7 @@ class _Tracked:
     leg_role: str | None = None
     request: OrderRequest | None = None
     intent: dict[str, Any] = field(default_factory=dict)
+    cancel_requested: bool = False  # canceled while its submit outcome was unknown: cancel it once it shows up
     signature: tuple[str, str, str] | None = None
 
 
@@ -427,6 +428,7 @@ class AlpacaSession:
         self._unmatched: dict[str, list[tuple[Mapping[str, Any], str, str | None, str | None]]] = {}
         self._inflight: set[str] = set()
         self._sent_here: set[str] = set()  # client ids this process POSTed (others came from the journal)
+        self._cancel_queue: list[str] = []  # broker order ids to cancel (cancel_requested orders that appeared)
         self._stop = threading.Event()
         self._reconcile_now = threading.Event()
         self._background: threading.Thread | None = None
@@ -559,6 +561,7 @@ class AlpacaSession:
         deadline = time.monotonic() + timeout
         while True:
             self._pump()
+            self._send_queued_cancels()
             out: list[BrokerEvent] = []
             with contextlib.suppress(queue.Empty):
                 while True:
@@ -569,6 +572,15 @@ class AlpacaSession:
             # Wake on stream traffic, or every 50 ms for events published by the reconcile thread.
             self._inbox_ready.wait(min(0.05, remaining))
             self._inbox_ready.clear()
+
+    def _send_queued_cancels(self) -> None:
+        """Cancel orders that were canceled while their submit outcome was unknown and have now appeared."""
+        with self._lock:
+            due, self._cancel_queue = self._cancel_queue, []
+        for order_id in due:
+            log.info("canceling %s: it was canceled before the broker showed it", order_id)
+            with contextlib.suppress(APIError, requests.RequestException):
+                self.trading.cancel_order_by_id(order_id)
 
     def _emit(self, event: BrokerEvent) -> None:
         self.events.put(event)
@@ -654,6 +666,8 @@ class AlpacaSession:
                 tracked.order_id = order_id
                 self._by_order_id[order_id] = key
                 self.journal.update_intent(key, order_id=order_id, state="submitted")
+                if tracked.cancel_requested and str(order.get("status")) not in TERMINAL_STATUSES:
+                    self._cancel_queue.append(order_id)  # sent by the next poll, outside this lock
             for leg in order.get("legs") or []:
                 if isinstance(leg, Mapping) and leg.get("id"):
                     self._link_leg(tracked, leg, source)
@@ -1003,6 +1017,13 @@ class AlpacaSession:
         if tracked.order_id is None:
             found, order = self._lookup(client_order_id)
             if found != "found" or order is None:
+                if rec is not None and rec.state in ("pending", "ambiguous"):
+                    # its submit outcome is unknown: if the broker shows it later, it is canceled then, and it
+                    # is never re-sent (reconciliation abandons it once the acceptance window has passed)
+                    with self._lock:
+                        tracked.cancel_requested = True
+                    log.info("order %s: cancel requested while its submit outcome is unknown", client_order_id)
+                    return CancelResult("requested", client_order_id, "canceled as soon as the broker shows it")
                 return CancelResult("error", client_order_id, "order id unknown; reconcile first")
             self._apply(order, source="rest")
         if tracked.terminal:
@@ -1167,6 +1188,7 @@ class AlpacaSession:
                 report.errors.append(f"{type(exc).__name__}: {api_error_info(exc)[2]}")
                 log.warning("reconciliation incomplete: %s", report.errors[-1])
             self._pump()
+            self._send_queued_cancels()
         self.last_report = report
         return report
 
@@ -1245,7 +1267,9 @@ class AlpacaSession:
                     self._wait_for_late_acceptance(rec, checked, source)
                     report.unresolved.append(rec.client_order_id)
                     continue
-                if restart or rec.client_order_id not in self._sent_here:
+                tracked = self._orders.get(rec.client_order_id)
+                if restart or rec.client_order_id not in self._sent_here or \
+                        (tracked is not None and tracked.cancel_requested):
                     # certain, but the decision behind an earlier process's order may be stale: the caller
                     # decides whether to send it again (a new send of the same ref reuses this id)
                     posted = self._posted_at(rec.client_order_id) or checked
@@ -1296,19 +1320,28 @@ class AlpacaSession:
             if found == "found" and order is not None:
                 self._apply(order, source="rest")
 
-    def _unknown_due(self) -> bool:
-        """Whether an unknown-outcome intent's acceptance window has passed (time to look it up again)."""
-        now = time.time()
+    def _unknown_intents(self) -> list[IntentRecord]:
+        """Top-level intents whose submit outcome is unknown and that no submit call is working on."""
         with self._lock:
             inflight = set(self._inflight)
-        for rec in self.journal.intents(("ambiguous",)):
-            if rec.client_order_id in inflight or rec.parent_client_order_id is not None or \
-                    (rec.error or "").startswith(_DUPLICATE):
-                continue  # a duplicate is never re-sent: the periodic pass looks it up
+        return [r for r in self.journal.intents(("ambiguous",))
+                if r.client_order_id not in inflight and r.parent_client_order_id is None]
+
+    def _poll_unknown(self, unknown: list[IntentRecord]) -> bool:
+        """Look each unknown-outcome intent up once (adopting what appeared); True if a window has passed."""
+        now = time.time()
+        due = False
+        for rec in unknown:
+            found, order = self._lookup(rec.client_order_id, attempts=1)
+            if found == "found" and order is not None:
+                with self._reconcile_lock:
+                    self._accepted(self._orders[rec.client_order_id], order, 0, adopted=True)
+                self._send_queued_cancels()
+                continue
             posted = rec.posted_at if rec.posted_at is not None else rec.created_at
-            if now >= posted + self.acceptance_window:
-                return True
-        return False
+            # a duplicate is never re-sent: the periodic pass keeps looking it up
+            due = due or (now >= posted + self.acceptance_window and not (rec.error or "").startswith(_DUPLICATE))
+        return due
 
     def page_orders(self, after: datetime, until: datetime | None = None,
                     status: QueryOrderStatus = QueryOrderStatus.ALL) -> tuple[list[dict[str, Any]], int]:
@@ -1385,10 +1418,13 @@ class AlpacaSession:
                 self.last_stream_activity = now  # at most one health pass per silence period
             elif any((r.retry_at or 0) <= time.time() for r in self.journal.intents(("requeued",))):
                 reason = "requeue due"
-            elif now >= self._unknown_next and self._unknown_due():
-                reason = "unknown outcome due"
-                # while the broker's answer stays unknown (transport errors), at most one such pass in 5 s
-                self._unknown_next = now + 5.0
+            elif now >= self._unknown_next:
+                unknown = self._unknown_intents()
+                # one by-client-id lookup per unknown intent and second at most (a market that is closed
+                # sends no stream event for a late acceptance), and a full pass once a window has passed
+                self._unknown_next = now + max(1.0, float(len(unknown)))
+                if unknown and self._poll_unknown(unknown):
+                    reason = "unknown outcome due"
             if reason is None:
                 continue
             try:

@@ -99,7 +99,7 @@ def make_session(tmp_path: Path) -> Iterator[Callable[..., AlpacaSession]]:
 def test_killed_during_a_late_acceptance_then_restarted_gives_one_order(
         make_emulator, make_session, tmp_path: Path, unique: bool) -> None:
     emu = make_emulator(unique)
-    delay, window = 2.5, 6.0
+    delay, window = 3.0, 6.0
     emu.faults.accept_after("POST", "/v2/orders", delay)
     journal = tmp_path / "journal.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", DOOMED, emu.rest_url, str(journal), str(window), KEY, SECRET,
