@@ -368,6 +368,20 @@ def test_a_bad_out_is_one_line_exit_2_before_the_run(tmp_path, case, no_simulati
     assert sorted(tmp_path.rglob("*")) == before
 
 
+def test_a_read_only_mount_is_one_line_exit_2_before_the_run(tmp_path, no_simulation):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a read-only file system here")
+    try:
+        result = _run("--out", str(ro / "run"))
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+    assert result.exit_code == 2, result.output
+    assert _lines(result.stderr) == [f"error: --out {ro / 'run'}: cannot write there: Read-only file system"]
+
+
 def test_a_full_disk_found_before_the_run_is_exit_2(tmp_path, monkeypatch, no_simulation):
     def full(folder):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
