@@ -23,6 +23,7 @@ from qf.pipeline import Targets, compute_targets
 from qf.report import writer
 from qf.report.index import write_index
 from qf.report.metrics import compute_metrics, eval_returns, evaluation_start
+from qf.report.trades import run_trades
 
 Step = Callable[[str], None]
 
@@ -104,10 +105,12 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
     "interrupted paper session").
     """
     res = outcome.result
+    trades = run_trades(outcome)  # also adds the trade summary to outcome.metrics["trades"]
     with writer.atomic_dir(out) as tmp:
         writer.write_json(tmp / "metrics.json", outcome.metrics)
         res.equity.to_frame("equity").to_parquet(tmp / "equity.parquet")
         res.orders.to_csv(tmp / "orders.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
+        trades.to_csv(tmp / "trades.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
         res.events.to_csv(tmp / "risk_events.csv", index=False)
         outcome.targets.targets.to_parquet(tmp / "weights.parquet")
         cfg = exp.redacted()
