@@ -272,7 +272,7 @@ def _project(tmp_path: Path, signal: str, extra: str = "") -> Path:
         import numpy as np
         import pandas as pd
 
-        from qf.components import Sizer, SignalModel
+        from qf.components import RiskRule, SignalModel, Sizer
 
 
         class Trend(SignalModel):
@@ -324,6 +324,27 @@ def _project(tmp_path: Path, signal: str, extra: str = "") -> Path:
                 s = (signal.reindex(dates).fillna(0.0) > 0).astype(float)
                 w = s.div(s.sum(axis=1).where(lambda n: n > 0), axis=0).fillna(0.0)
                 return (0.5 * w + 0.5 * w.shift(1).fillna(0.0))
+
+
+        class NextBarVol(Sizer):
+            """Inverse volatility that includes the next bar's return: a sizer that looks ahead."""
+
+            name = "guard_next_vol"
+
+            def size(self, signal, bars, dates):
+                ret = bars.close.pct_change(fill_method=None).shift(-1)
+                inv = 1 / ret.rolling(10, min_periods=2).std()
+                w = inv.where(signal > 0, 0.0).fillna(0.0)
+                return w.div(w.sum(axis=1).where(lambda n: n > 0), axis=0).fillna(0.0).reindex(dates)
+
+
+        class AverageGross(RiskRule):
+            """Scales every date by the average gross exposure over all the dates it is given: the future."""
+
+            name = "guard_average_gross"
+
+            def apply(self, weights, bars):
+                return weights / max(float(weights.abs().sum(axis=1).mean()), 0.1)
     '''))
     (tmp_path / "experiments").mkdir()
     path = tmp_path / "experiments" / "guard.yaml"
@@ -382,6 +403,15 @@ def test_a_sizer_depending_on_earlier_rebalance_dates_is_named(tmp_path: Path) -
     report = check_experiment(exp)
     assert [f.kind for f in report.findings] == ["path"]
     assert report.findings[0].message().startswith("sizer 'guard_blend' depends on earlier rebalance dates: on ")
+
+
+def test_the_experiment_check_names_a_leaking_sizer_and_risk_rule(tmp_path: Path) -> None:
+    path = _project(tmp_path, "Trend", "risk: [{type: \"strategies/guard.py:AverageGross\"}]\n")
+    exp = load_experiment(path, ["sizer.type=strategies/guard.py:NextBarVol"])
+    messages = sorted(f.message() for f in check_experiment(exp).findings)
+    assert len(messages) == 2, messages
+    assert re.match(r"risk 'guard_average_gross' looks ahead: on \S+ \w+ is ", messages[0])
+    assert re.match(r"sizer 'guard_next_vol' looks ahead: on \S+ \w+ is ", messages[1])
 
 
 def test_run_with_check_lookahead_refuses_a_leaking_signal(tmp_path: Path) -> None:
