@@ -301,7 +301,8 @@ def substitute_env(data: Any, src: Source, path: Path_ = (), secrets: set[Path_]
 
 
 def _split(key: str) -> list[str | int]:
-    return [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    """``risk.0.params.limit`` -> ['risk', 0, 'params', 'limit'], as :func:`set_paths` reads it."""
+    return [int(p) if p.isdigit() else p for p in key.split(".")]
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], src: Source) -> dict[str, Any]:
@@ -317,7 +318,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], src: Source) -> 
         if not sep or not key.strip() or any(not p.strip() for p in key.split(".")):
             raise ConfigError(f"{where}: expected dotted.path=value")
         value = parse_value(raw, f"{where}: {key.strip()}")
-        parts = _split(key)
+        parts = _split(key.strip())
         node: Any = out
         for i, p in enumerate(parts):
             here = dotted(tuple(parts[: i + 1]))
@@ -720,7 +721,7 @@ def set_paths(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``raw`` with each dotted path set to its value (paths must be valid)."""
     out = copy.deepcopy(raw)
     for key, value in values.items():
-        parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
+        parts = _split(key)
         node: Any = out
         for p in parts[:-1]:
             node = node.setdefault(p, {}) if isinstance(node, dict) else node[p]
