@@ -60,9 +60,11 @@ class Source:
     def where(self, path: Path_) -> str:
         """``file:line`` of the value at ``path``, or ``--set ...`` when an override set it or changed it."""
         for i in range(len(path), -1, -1):
+            # an override of the value or of a section holding it wins over the (replaced) line of the file
+            if tuple(path[:i]) in self.overridden:
+                return f"--set {self.overridden[tuple(path[:i])]}"
+        for i in range(len(path), -1, -1):
             p = tuple(path[:i])
-            if p in self.overridden:
-                return f"--set {self.overridden[p]}"
             if p in self.lines:
                 # the file has p, but an override changed or created what lies under it (risk.1.params.x=1
                 # appends a rule without a type): that is the override's fault

@@ -233,6 +233,8 @@ CASES: dict[str, Case] = {
     "set_rebalance_both": s("rebalance.every=5", "--set rebalance.every=5: rebalance: give exactly one of"),
     "set_date_in_list": s("data.params.symbols=[2020-02-30]", "--set data.params.symbols=[2020-02-30]: "
                                                                "data.params.symbols: '2020-02-30' is not a valid date"),
+    "set_section_over_file_line": s("signal.params={fast: true, slow: 50}", "--set signal.params={fast: true, "
+                                                                            "slow: 50}: signal.params.fast: expected"),
     "set_case_hint": s("signal.params.FAST=3", "--set signal.params.FAST=3: signal.params.FAST: unknown field; "
                                                "did you mean 'fast'?"),
     "case_hint_single_letter": Case(["validate", "exp.yaml"], "exp.yaml:3: signal.params.n: unknown field; did you "
