@@ -31,6 +31,21 @@ MaxCombosOpt = Annotated[int | None, typer.Option(
     "--max-combos", min=1, help="Refuse a sweep of more combinations (before constraints) than this; default 100000.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from qf import __version__
+
+        out.print(f"qf {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print qf's version and exit.")] = False) -> None:
+    # no docstring: it would replace the app's help text
+    return None
+
+
 def fail(exc: QfError) -> None:
     for line in exc.problems:
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -75,6 +90,10 @@ def print_summary(title: str, metrics: dict) -> None:
         if k in metrics:
             table.add_row(k, _fmt_metric(k, metrics[k]))
     out.print(table)
+    if isinstance(metrics.get("trades"), dict):
+        from qf.report.trades import summary_line
+
+        out.print(summary_line(metrics["trades"]), highlight=False)
     if metrics.get("excluded_bars"):
         out.print(f"{metrics['excluded_bars']} warm-up bars before the period are excluded; "
                   f"{metrics.get('periods_per_year', 252)} bars a year, risk-free rate {metrics.get('risk_free', 0):g}")
