@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import Field
 
 from qf.errors import DataError
+from qf_plugins.data.common import printable
 from qf_plugins.data.files import FileParams, FileSource, Table
 
 
@@ -47,9 +48,9 @@ class CsvSource(FileSource):
         except pd.errors.EmptyDataError:
             raise DataError(f"{path}: the file is empty") from None
         except pd.errors.ParserError as exc:
-            raise DataError(f"{path}: not a readable CSV file: {str(exc).strip()}") from None
+            raise DataError(f"{path}: not a readable CSV file: {printable(str(exc).strip())}") from None
         except (UnicodeDecodeError, OSError, EOFError) as exc:
-            raise DataError(f"{path}: cannot read the file: {exc}") from None
+            raise DataError(f"{path}: cannot read the file: {printable(str(exc))}") from None
 
     def read_header(self, path: Path) -> list[str]:
         return [str(c) for c in self._read(path, nrows=0).columns]

@@ -8,6 +8,7 @@ from typing import ClassVar
 import pandas as pd
 
 from qf.errors import DataError
+from qf_plugins.data.common import printable
 from qf_plugins.data.files import FileParams, FileSource, Table
 
 
@@ -43,7 +44,7 @@ class ParquetSource(FileSource):
         try:
             schema = pq.read_schema(path)
         except Exception as exc:  # pyarrow raises several types for a file that is not parquet
-            raise DataError(f"{path}: not a readable parquet file: {exc}") from None
+            raise DataError(f"{path}: not a readable parquet file: {printable(str(exc))}") from None
         # an unnamed index is stored as __index_level_0__ and comes back from reset_index() as "index"
         return ["index" if c.startswith("__index_level_") else c for c in schema.names]
 
@@ -51,7 +52,7 @@ class ParquetSource(FileSource):
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # as above: ArrowInvalid, OSError, ...
-            raise DataError(f"{path}: not a readable parquet file: {exc}") from None
+            raise DataError(f"{path}: not a readable parquet file: {printable(str(exc))}") from None
         if not isinstance(frame.index, pd.RangeIndex):
             frame = frame.reset_index()
         frame.columns = [str(c) for c in frame.columns]
