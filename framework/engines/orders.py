@@ -3,7 +3,9 @@
 Both engines call :func:`plan_orders_nb` with the same inputs, so they send the same orders. Sizes are
 computed from the fill price (not the decision price), buys are scaled down together when fees and
 slippage would make them unaffordable, integer mode truncates toward zero, and orders below the
-minimum value (or below a billionth of the portfolio) are skipped unless they close a position.
+minimum value (or below a billionth of the portfolio) are skipped unless they close a position, and so
+are orders that trade less than their fixed fee (even a closing sell: a position worth less than one fixed
+fee is left in place rather than sold at a loss of cash).
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ def plan_orders_nb(
         # invested position keeps because buys are scaled a hair under what is affordable)
         if not closing and (abs(delta) * p < min_value or abs(delta) * p <= 1e-9 * abs(value)):
             continue
+        # an order whose proceeds (a sell) or value (a buy) does not cover its fixed fee only loses money,
+        # and a sell that nets less than nothing can leave a fully invested account short of cash
+        if not closing and fixed_fees > 0.0:
+            traded = abs(delta) * p
+            if delta < 0.0:
+                traded *= (1.0 - slippage) * (1.0 - fees)
+            if traded <= fixed_fees:
+                continue
         out[k] = delta
     # cash after the sells, then what the buys would cost
     avail = cash
@@ -57,7 +67,13 @@ def plan_orders_nb(
     for k in range(n):
         d = out[k]
         if d < 0.0:
-            avail += -d * price[k] * (1.0 - slippage) * (1.0 - fees) - fixed_fees
+            net = -d * price[k] * (1.0 - slippage) * (1.0 - fees) - fixed_fees
+            if net < 0.0:
+                # a sell whose fixed fee exceeds its proceeds is refused by vectorbt (and would only cost
+                # money): such a dust position, worth less than one fee, is left in place
+                out[k] = 0.0
+                continue
+            avail += net
         elif d > 0.0:
             cost += d * price[k] * (1.0 + slippage) * (1.0 + fees)
             nbuys += 1
@@ -73,7 +89,7 @@ def plan_orders_nb(
             d *= scale
             if integer:
                 d = np.floor(d)
-            if d * price[k] < min_value or d <= 0.0:
+            if d * price[k] < min_value or d * price[k] <= fixed_fees or d <= 0.0:
                 d = 0.0
             out[k] = d
 
