@@ -440,14 +440,15 @@ def params_from_options(model: type[BaseModel], items: list[str], flag: str) -> 
             raise ConfigError(f"{flag} {item}: expected key=value")
         raw[key] = parse_value(text, f"{flag} {item}")
         origin[key] = item
-    problems = number_problems(raw)
+    problems = number_problems(raw, ("params",))
     if not problems:
         try:
             return model(**raw)
         except ValidationError as exc:
-            problems = validation_problems(exc, model)
+            problems = validation_problems(exc, model, ("params",))
     everything = " ".join(f"{flag} {item}" for item in items)
-    lines = [f"{flag + ' ' + origin[str(path[0])] if path and str(path[0]) in origin else everything}: "
+    # paths read params.<key>, as in an experiment file; the item that set <key> is named
+    lines = [f"{flag + ' ' + origin[str(path[1])] if len(path) > 1 and str(path[1]) in origin else everything}: "
              f"{dotted(path)}: {msg}" for path, msg in problems]
     raise ConfigError(lines[0], lines)
 
