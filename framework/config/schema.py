@@ -18,6 +18,7 @@ from qf.components import NumbersNotBools
 # typo such as 1e400 (read as infinity) would run without a word
 MAX_CASH = 1e15
 
+
 # experiment names: the report folder's name (see Experiment.name)
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
