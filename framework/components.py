@@ -32,10 +32,11 @@ def _flat_types(annotation: Any) -> list[Any]:
 
 
 def refuse_bool_for_number(value: Any, annotation: Any) -> None:
-    """Raise ``ValueError`` when ``value`` holds a boolean where ``annotation`` wants a number.
+    """Raise ``ValueError`` when ``value`` holds a boolean where ``annotation`` wants a number, or a number
+    too big for the C int64 an integer field ends up in (numpy, numba).
 
-    pydantic's lax mode reads ``fast: true`` as 1; that is always a typo in a config file. Lists and
-    tuples of numbers are checked item by item.
+    pydantic's lax mode reads ``fast: true`` as 1 and ``fast: 1.0e+19`` as an integer no array can hold;
+    both are typos in a config file. Lists and tuples of numbers are checked item by item.
 
     Example::
 
@@ -47,6 +48,8 @@ def refuse_bool_for_number(value: Any, annotation: Any) -> None:
         if bool not in flat and any(t in (int, float) for t in flat):
             raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
         return
+    if isinstance(value, int | float) and int in flat and float not in flat and not -(2**63) <= value < 2**63:
+        raise ValueError(f"{value:g} does not fit a 64-bit integer")
     if isinstance(value, (list, tuple)):
         for t in flat:
             if typing.get_origin(t) in (list, tuple, set, frozenset):
