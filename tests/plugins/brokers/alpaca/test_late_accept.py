@@ -138,17 +138,21 @@ def test_killed_during_a_late_acceptance_then_restarted_gives_one_order(
     assert any("ReadTimeout" in r for r in reasons) and any("acceptance window" in r for r in reasons)
 
 
+def restarted_after_the_window(make_session: Callable[..., AlpacaSession], emu: AlpacaEmulator,
+                               window: float = 0.8) -> tuple[AlpacaSession, str]:
+    """Submit into a late-accepting broker, let the process "die" (no stop, no reconciliation) and restart
+    once the acceptance window has passed: a broker slower than its window. Returns (restarted session, id)."""
+    dying = make_session(emu, window=window)
+    first = dying.submit(INTENT)
+    assert first.status == SubmitStatus.AMBIGUOUS and first.client_order_id is not None
+    time.sleep(max(0.0, dying.journal.intent(first.client_order_id).posted_at + window + 0.1 - time.time()))
+    return make_session(emu, window=window), first.client_order_id
+
+
 def test_broker_slower_than_its_window_the_resend_reuses_the_id(make_emulator, make_session) -> None:
     emu = make_emulator(unique=True)
     emu.faults.accept_after("POST", "/v2/orders", 2.5)
-    dying = make_session(emu, window=0.8)
-    first = dying.submit(INTENT)
-    assert first.status == SubmitStatus.AMBIGUOUS and first.client_order_id is not None
-    cid = first.client_order_id
-    # the process dies here (no stop, no reconciliation); it restarts once the window has passed
-    posted = dying.journal.intent(cid).posted_at
-    time.sleep(max(0.0, posted + 0.9 - time.time()))
-    session = make_session(emu, window=0.8)
+    session, cid = restarted_after_the_window(make_session, emu)
     assert session.last_report is not None and session.last_report.abandoned == [cid]
     assert "acceptance window" in (session.order_state(cid).error or "")
 
@@ -164,11 +168,7 @@ def test_broker_slower_than_its_window_the_resend_reuses_the_id(make_emulator, m
 def test_an_abandoned_intent_that_lands_and_fills_is_followed_to_done(make_emulator, make_session) -> None:
     emu = make_emulator(unique=True)
     emu.faults.accept_after("POST", "/v2/orders", 2.0)
-    dying = make_session(emu, window=0.8)
-    cid = dying.submit(INTENT).client_order_id
-    assert cid is not None
-    time.sleep(max(0.0, dying.journal.intent(cid).posted_at + 0.9 - time.time()))
-    session = make_session(emu, window=0.8)  # REST only: no stream to deliver the late order's events
+    session, cid = restarted_after_the_window(make_session, emu)  # REST only: no stream delivers the late order
     assert session.order_state(cid).state == "abandoned"
     order = wait_for(lambda: emu.orders() and emu.orders()[0], timeout=10)
     emu.fill(order["id"], 10, 100)
@@ -185,11 +185,7 @@ def test_server_without_unique_ids_slower_than_the_window_books_the_twin_apart(m
     # ends with two orders. qf says so loudly and books the second one apart, never mixed into the first.
     emu = make_emulator(unique=False)
     emu.faults.accept_after("POST", "/v2/orders", 2.0)
-    dying = make_session(emu, window=0.8)
-    cid = dying.submit(INTENT).client_order_id
-    assert cid is not None
-    time.sleep(max(0.0, dying.journal.intent(cid).posted_at + 0.9 - time.time()))
-    session = make_session(emu, window=0.8)
+    session, cid = restarted_after_the_window(make_session, emu)
     assert session.submit(INTENT).client_order_id == cid  # the same id again: all a client can do
     assert wait_for(lambda: len(emu.orders()) == 2, timeout=10)
     first, twin = emu.orders()
