@@ -295,6 +295,11 @@ def emu() -> Iterator[AlpacaEmulator]:
         yield emulator
 
 
+def held(emu: AlpacaEmulator) -> dict[str, float]:
+    """The emulated account's positions, read directly (polling over REST would spend the rate limit)."""
+    return {p["symbol"]: float(p["qty"]) for p in emu.state.list_positions()}
+
+
 def session_for(emu: AlpacaEmulator, journal: Journal, **kw: Any) -> AlpacaSession:
     cfg = AlpacaConfig(KEY, SECRET, trading_url=emu.rest_url, stream_url=emu.ws_url, timeout=1.0)
     return AlpacaSession.from_config(cfg, journal, reconnect_min_backoff=0.05, lookup_backoff=0.01, **kw)
@@ -347,7 +352,8 @@ def test_kill_switch_cancels_flattens_and_stays_halted(emu: AlpacaEmulator, tmp_
 
 def test_kill_switch_and_flatten_orders_carry_our_ids_and_are_journaled(emu: AlpacaEmulator, tmp_path: Path) -> None:
     # Issue 12: DELETE /v2/positions gave the closing orders the broker's ids, invisible to the journal
-    session = session_for(emu, Journal(tmp_path / "j.sqlite"), stream=False)
+    # a fast client-side limit: the test sends in seconds what the 200/min budget spreads over a minute
+    session = session_for(emu, Journal(tmp_path / "j.sqlite"), stream=False, limiter=RateLimiter(100_000, 60.0, 1_000))
     session.start(background=False)
     run = session.run_id
     decision = datetime(2024, 1, 5, 21, 0, tzinfo=UTC)
@@ -356,7 +362,7 @@ def test_kill_switch_and_flatten_orders_carry_our_ids_and_are_journaled(emu: Alp
         for symbol, qty in (("AAPL", 10), ("BRK.A", 1)):
             result = session.submit(OrderIntent(ref=f"{ref}_{symbol[:3]}", symbol=symbol, side="buy", qty=qty))
             assert result.status == SubmitStatus.ACCEPTED
-        assert wait_for(lambda: {s: p.qty for s, p in session.fetch_positions().items()} == {"AAPL": 10, "BRK.A": 1})
+        assert wait_for(lambda: held(emu) == {"AAPL": 10, "BRK.A": 1})
 
     try:
         emu.set_quote("BRK.A", 600_00, 600_01)
@@ -367,7 +373,7 @@ def test_kill_switch_and_flatten_orders_carry_our_ids_and_are_journaled(emu: Alp
         kill = sorted(r["client_order_id"] for r in report.close_results)
         assert kill == [f"qf-{run}-kill-20240105-AAPL-1", f"qf-{run}-kill-20240105-BRK_A-1"]
         assert parse_client_order_id(kill[0]) == ClientOrderId("qf", run, "kill-20240105-AAPL", 1)
-        assert wait_for(lambda: session.fetch_positions() == {})
+        assert wait_for(lambda: held(emu) == {})
         session.reconcile()
         for cid in kill:
             rec = session.order_state(cid)
@@ -380,7 +386,7 @@ def test_kill_switch_and_flatten_orders_carry_our_ids_and_are_journaled(emu: Alp
             flat = session.close_everything("flatten", decision)
             assert sorted(r["client_order_id"] for r in flat.close_results) == \
                 [f"qf-{run}-flatten-20240105-AAPL-{attempt}", f"qf-{run}-flatten-20240105-BRK_A-{attempt}"]
-            assert wait_for(lambda: session.fetch_positions() == {})
+            assert wait_for(lambda: held(emu) == {})
             if attempt == 1:
                 buy_and_fill("20240109")
         # the journal accounts for every order qf ever sent on this account
