@@ -147,3 +147,19 @@ def test_cli_summary_shows_one_trade_line(capsys):
     out = capsys.readouterr().out
     assert ("trades: 12 closed, 1 open; win rate 50.0%, profit factor 1.25, expectancy 3.50, held 4.0 bars on "
             "average") in out
+
+
+def test_sweep_writes_its_report_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default report folder would land here
+    s = {"data.params.start": "2016-01-01", "report.tearsheet": False,
+         "sweep": {"params": {"signal.params.fast": [10, 20]}, "metric": "sharpe"}}
+    quiet = qf.sweep(SMA, set=s)
+    assert list(tmp_path.iterdir()) == []
+    table = qf.sweep(SMA, set=s, out=tmp_path / "sw")
+    names = {p.name for p in (tmp_path / "sw").iterdir()}
+    assert {"sweep.parquet", "best.json", "trades.csv", "metrics.json"} <= names
+    pd.testing.assert_frame_equal(table, quiet)
+    best = json.loads((tmp_path / "sw" / "best.json").read_text())
+    assert best["params"]["signal.params.fast"] == table["signal.params.fast"].iloc[0]
+    with pytest.raises(QfError, match="not empty"):
+        qf.sweep(SMA, set=s, out=tmp_path / "sw")
