@@ -41,14 +41,17 @@ def _fail(exc: QfError) -> NoReturn:
 def _sigterm_as_interrupt() -> Iterator[list[int]]:
     """Turn the first SIGTERM into a KeyboardInterrupt in the main thread, so it stops like Ctrl-C.
 
-    Yields the list of signals received (empty unless SIGTERM came). Later SIGTERMs are ignored while the
-    session stops and writes its report (a supervisor's SIGKILL still ends it; the state stays resumable).
+    Yields the list of signals received (empty unless SIGTERM came). Later SIGTERMs, and one that arrives
+    while the report is being written (the session is already stopping), only get recorded: the report is
+    finished first (a supervisor's SIGKILL still ends it; the state stays resumable).
     """
+    from qf.paper.session import REPORTING
+
     received: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
         received.append(signum)
-        if len(received) == 1:
+        if len(received) == 1 and not REPORTING.is_set():
             raise KeyboardInterrupt
 
     try:
@@ -113,7 +116,7 @@ def paper(
         out.print(f"state: {outcome.state_dir} (the replay is finished)")
     else:
         out.print(f"state: {outcome.state_dir} (run the same command to resume)")
-    if outcome.status == "interrupted":
+    if outcome.status == "interrupted" or terminated:
         raise typer.Exit(143 if terminated else 130)
 
 

@@ -29,6 +29,7 @@ import dataclasses
 import inspect
 import logging
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ _NEUTRAL_KEYS = ("description", "report", "sweep", "walk_forward")
 _NEUTRAL_DATA_PARAMS = ("end", "poll_interval", "bar_delay")
 # state meta: the report of a replay that reached its end
 _REPORT_META = "final_report"
+# set while a session writes its report: the CLI's SIGTERM handler lets it finish instead of interrupting it
+REPORTING = threading.Event()
 
 
 @dataclass
@@ -380,8 +383,12 @@ def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: 
     outcome = PaperOutcome(status, name, state_dir, state.get_meta("run_id") or "", done, len(equity), equity,
                            orders, events, _halted(state))
     if opts.write_report and bars is not None and (len(equity) > 0 or origin is not None):
-        outcome.metrics, outcome.report_dir = write_paper_report(exp, state, name, status, bars, equity, orders,
-                                                                 events, opts.out, origin)
+        REPORTING.set()  # a SIGTERM now waits for the report (see qf.cli.paper): stopping is what it asks for
+        try:
+            outcome.metrics, outcome.report_dir = write_paper_report(exp, state, name, status, bars, equity,
+                                                                     orders, events, opts.out, origin)
+        finally:
+            REPORTING.clear()
         if status == "done":
             # a later run of the same command says the replay is over instead of reporting it again
             state.set_meta(_REPORT_META, str(outcome.report_dir.resolve()))

@@ -163,3 +163,21 @@ def test_a_finished_replay_whose_report_is_missing_writes_it(sample_experiment, 
     first.report_dir.rmdir()
     third = run_paper(exp, opts)
     assert third.status == "done" and third.report_dir is not None and third.report_dir.is_dir()
+
+
+def test_sigterm_while_the_report_is_written_lets_it_finish(sample_experiment, tmp_path, monkeypatch):
+    import qf.paper.session as session
+
+    path = sample_experiment()
+    real = session.write_paper_report
+
+    def terminated_meanwhile(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # systemd stops the service while the report is being written
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session, "write_paper_report", terminated_meanwhile)
+    result = CliRunner().invoke(cli(), ["paper", str(path), "--broker", "sim", "--max-bars", "3", "--state-dir",
+                                        str(tmp_path / "state")])
+    assert result.exit_code == 143, result.output
+    (run,) = _reports(tmp_path / "reports")
+    assert _files(run) >= REPORT_FILES and f"report: {run}" in result.stdout.replace("\n", "")
