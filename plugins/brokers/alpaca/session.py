@@ -427,7 +427,10 @@ class AlpacaSession:
         self._by_order_id: dict[str, str] = {}
         self._unmatched: dict[str, list[tuple[Mapping[str, Any], str, str | None, str | None]]] = {}
         self._inflight: set[str] = set()
-        self._sent_here: set[str] = set()  # client ids this process POSTed (others came from the journal)
+        # Intents this process may re-send under their own id once their acceptance window has passed: the
+        # ones it POSTed, and the ones a restart found still inside their window (a decision that young is
+        # still current). Anything older is abandoned instead and its caller decides whether to send again.
+        self._resendable: set[str] = set()
         self._cancel_queue: list[str] = []  # broker order ids to cancel (cancel_requested orders that appeared)
         self._stop = threading.Event()
         self._reconcile_now = threading.Event()
@@ -823,7 +826,7 @@ class AlpacaSession:
                 self.journal.record_intent(cid, ref=ref, attempt=attempt, symbol=intent.symbol, request=payload)
             self._track(_Tracked(cid, ref, intent.symbol, request=request, intent=payload))
             self._inflight.add(cid)
-            self._sent_here.add(cid)
+            self._resendable.add(cid)
         self._emit(BrokerEvent(EventKind.SUBMITTED, cid, ref, source="submit"))
         try:
             return self._send(cid, request)
@@ -981,7 +984,7 @@ class AlpacaSession:
             if rec.client_order_id in self._inflight:
                 return None
             self._inflight.add(rec.client_order_id)
-            self._sent_here.add(rec.client_order_id)
+            self._resendable.add(rec.client_order_id)
             tracked = self._orders.get(rec.client_order_id)
             if tracked is None:
                 tracked = _Tracked(rec.client_order_id, rec.ref, rec.symbol, intent=rec.request)
@@ -1266,9 +1269,11 @@ class AlpacaSession:
                 if not self._certainly_missing(rec.client_order_id, checked):
                     self._wait_for_late_acceptance(rec, checked, source)
                     report.unresolved.append(rec.client_order_id)
+                    with self._lock:
+                        self._resendable.add(rec.client_order_id)
                     continue
                 tracked = self._orders.get(rec.client_order_id)
-                if restart or rec.client_order_id not in self._sent_here or \
+                if restart or rec.client_order_id not in self._resendable or \
                         (tracked is not None and tracked.cancel_requested):
                     # certain, but the decision behind an earlier process's order may be stale: the caller
                     # decides whether to send it again (a new send of the same ref reuses this id)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 from qf.emulators.alpaca import AlpacaEmulator
 from qf.testing.waiting import wait_for
 from qf_plugins.brokers.alpaca.client import AlpacaConfig
+from qf_plugins.brokers.alpaca.ids import make_client_order_id
 from qf_plugins.brokers.alpaca.journal import Journal
 from qf_plugins.brokers.alpaca.session import AlpacaSession, EventKind, OrderIntent, SubmitStatus
 
@@ -36,6 +38,7 @@ INTENT = OrderIntent(ref=REF, symbol="AAPL", side="buy", qty=10)
 DOOMED = """
 import json, sys, time
 from qf_plugins.brokers.alpaca.client import AlpacaConfig
+from qf_plugins.brokers.alpaca.ids import make_client_order_id
 from qf_plugins.brokers.alpaca.journal import Journal
 from qf_plugins.brokers.alpaca.session import AlpacaSession, OrderIntent
 url, journal, window = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -200,3 +203,20 @@ def test_server_without_unique_ids_slower_than_the_window_books_the_twin_apart(m
     assert [f.price for f in session.journal.fills(twins[0].client_order_id)] == [100]
     errors = [e for e in session.poll(0.2) if e.kind == EventKind.ERROR]
     assert any("does not enforce unique ids" in (e.message or "") for e in errors)
+
+
+def test_died_before_its_post_then_restarted_within_the_window_sends_it_once_under_its_id(
+        make_emulator, make_session, tmp_path: Path) -> None:
+    emu = make_emulator(unique=False)  # even a server without unique ids ends with one order
+    journal = Journal(tmp_path / "journal.sqlite")
+    cid = make_client_order_id("qf", journal.run_id, REF, 1)
+    # the process journaled the intent and died before (or while) its POST left: nobody knows which
+    journal.record_intent(cid, ref=REF, attempt=1, symbol="AAPL", request=asdict(INTENT))
+    journal.close()
+    session = make_session(emu, background=True, window=0.8)
+    assert session.last_report is not None and session.last_report.unresolved == [cid]
+    # nothing arrives within the window: the restarted session sends it, once, under the same id
+    assert wait_for(lambda: state_of(session, cid) == "submitted", timeout=10)
+    assert [p.body["client_order_id"] for p in posts(emu)] == [cid]
+    time.sleep(0.5)
+    assert [o["client_order_id"] for o in emu.orders()] == [cid]
