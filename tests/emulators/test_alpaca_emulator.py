@@ -463,6 +463,42 @@ def test_faults_hang_drop_non_json_and_skip(emu: AlpacaEmulator) -> None:
     assert [r.fault for r in emu.requests if r.fault] == ["delay 1.0", "drop after apply", "status 502"]
 
 
+@pytest.mark.parametrize("unique", [True, False])
+def test_accept_after_delay_and_servers_without_unique_ids(unique: bool) -> None:
+    with AlpacaEmulator(api_key=KEY, secret_key=SECRET, fill_mode="scripted",
+                        unique_client_order_ids=unique) as emu:
+        client = TradingClient(KEY, SECRET, url_override=emu.rest_url)
+        client._retry = 0
+        client._session.mount("http://", TimeoutAdapter(0.2))
+        emu.faults.accept_after("POST", "/v2/orders", 1.0)
+        started = time.monotonic()
+        with pytest.raises(requests.ReadTimeout):  # the client gives up ...
+            client.submit_order(market(client_order_id="late-1"))
+        with pytest.raises(APIError) as missing:  # ... and the broker does not know the order yet
+            client.get_order_by_client_id("late-1")
+        assert missing.value.status_code == 404 and emu.orders() == []
+        second = client.submit_order(market(client_order_id="late-1"))  # not a duplicate yet: nothing there
+        first = wait_for(lambda: [r for r in emu.requests if r.method == "POST"][0].status, timeout=5)
+        assert time.monotonic() - started >= 1.0
+        # the late POST lands: refused as a duplicate by Alpaca, a second order on a lax server
+        assert first == (422 if unique else 200)
+        assert len(emu.orders()) == (1 if unique else 2)
+        assert client.get_order_by_client_id("late-1").id == second.id  # a lookup returns the first order
+        assert emu.faults.faults[0].hits == 1
+
+
+class TimeoutAdapter(requests.adapters.HTTPAdapter):
+    """A default timeout for the raw SDK client (the plugin's own adapter does this for qf)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__()
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        kwargs["timeout"] = self.timeout
+        return super().send(request, **kwargs)
+
+
 def test_bars_paging_modes_and_sip(emu: AlpacaEmulator) -> None:
     emu.state.bars.page_size = 4
     client = StockHistoricalDataClient(KEY, SECRET, url_override=emu.rest_url)
