@@ -121,7 +121,7 @@ def test_data_show():
     assert result.exit_code == 0, result.output
     assert "AAPL" in result.stdout and "8313 bars" in result.stdout
     bad = runner.invoke(app, ["data", "show", "--source", "sample", "--dataset", "sp500_21"])
-    assert bad.exit_code == 2 and "params.dataset" in bad.stderr
+    assert bad.exit_code == 2 and "dataset=sp500_21: params.dataset" in bad.stderr
     unknown = runner.invoke(app, ["data", "show", "--source", "sampel"])
     assert unknown.exit_code == 2 and "did you mean 'sample'" in unknown.stderr
 

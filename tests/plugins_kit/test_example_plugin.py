@@ -95,7 +95,7 @@ def test_qf_run_writes_a_report_sized_by_the_plugin(background_run):
     out: Path = background_run.out
     assert f"report: {out}" in " ".join(stdout.split())
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "equity.parquet", "manifest.json", "metrics.json",
-                                                     "orders.csv", "risk_events.csv", "weights.parquet"]
+                                                     "orders.csv", "risk_events.csv", "trades.csv", "weights.parquet"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_orders"] > 0 and metrics["final_equity"] > 0
     config = yaml.safe_load((out / "config.yaml").read_text())
