@@ -13,7 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from qf.cli import help_style
 from qf.errors import QfError
+
+help_style.apply()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="qf: plugin-based backtesting and paper trading.")
