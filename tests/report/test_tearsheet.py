@@ -60,8 +60,8 @@ def test_end_of_year_table_and_chart_cover_the_period_only(full_page):
     first = (1 + rets[rets.index.year == 2011]).prod() - 1
     assert f"<td>{first:.2%}</td>" in eoy
     chart = page[page.index('<div id="eoy_returns">'):page.index('<div id="monthly_dist">')]
-    for y in years:  # one label per year, on its own bar pair
-        assert chart.count(f"<!-- {y} -->") == 1
+    for y in years:  # one label per year, on its own bar pair (SVG text is kept as text)
+        assert chart.count(f">{y}</text>") == 1
 
 
 @pytest.mark.parametrize("case", ["flat", "empty", "one_bar"])
@@ -83,7 +83,7 @@ def test_a_quantstats_failure_gives_a_simple_page(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise ValueError("r_squared: all x values are identical")
 
-    monkeypatch.setattr(qs.reports, "html", broken)
+    monkeypatch.setattr(qs.reports, "metrics", broken)
     idx = pd.bdate_range("2024-01-02", periods=60)
     rets = pd.Series(np.linspace(-0.01, 0.01, 60), index=idx)
     path = tmp_path / "tearsheet.html"
@@ -134,3 +134,49 @@ def test_write_report_marks_an_interrupted_paper_session(tmp_path):
     page = (folder / "tearsheet.html").read_text()
     assert "<h4>paper, backtrader</h4>" in page and "<title>paper_demo</title>" in page
     assert '<h4 class="note">interrupted paper session</h4>' in page
+
+
+def _curves() -> dict[str, pd.Series]:
+    idx = pd.bdate_range("2010-01-04", periods=1500)
+    rng = np.random.default_rng(11)
+    noisy = pd.Series(rng.normal(0.0004, 0.012, len(idx)), index=idx, name="Strategy")
+    starts_down = noisy.copy()
+    starts_down.iloc[0] = -0.05  # under water from the first bar
+    ends_down = noisy.copy()
+    ends_down.iloc[-60:] = -0.004  # still under water at the last bar
+    steps = pd.Series(np.where(np.arange(len(idx)) % 7 == 3, -0.01, 0.002), index=idx, name="Strategy")
+    return {"noisy": noisy, "starts_down": starts_down, "ends_down": ends_down, "steps": steps,
+            "rising": pd.Series(0.001, index=idx, name="Strategy")}
+
+
+@pytest.mark.parametrize("case", ["noisy", "starts_down", "ends_down", "steps", "rising"])
+def test_fast_quantstats_helpers_equal_quantstats_own(case):
+    import quantstats as qs
+    from quantstats._compat import safe_resample
+
+    from qf.report.tearsheet import _drawdown_details, _group_returns, _safe_resample
+
+    rets = _curves()[case]
+    dd = qs.stats.to_drawdown_series(rets)
+    pd.testing.assert_frame_equal(_drawdown_details(dd), qs.stats.drawdown_details(dd), check_exact=True)
+    frame = pd.DataFrame({"returns": rets, "benchmark": _curves()["noisy"].shift(3).fillna(0.0)})
+    both = qs.stats.to_drawdown_series(frame)
+    pd.testing.assert_frame_equal(_drawdown_details(both), qs.stats.drawdown_details(both), check_exact=True)
+    for keys in (rets.index.year, rets.index.month, [rets.index.year, rets.index.month]):
+        for compounded in (True, False):
+            pd.testing.assert_series_equal(_group_returns(rets, keys, compounded),
+                                           qs.utils.group_returns(rets, keys, compounded), rtol=1e-14, atol=0)
+    for freq in ("W", "ME", "QE", "YE"):
+        pd.testing.assert_series_equal(_safe_resample(rets, freq, qs.stats.comp),
+                                       safe_resample(rets, freq, qs.stats.comp), rtol=1e-14, atol=0)
+
+
+def test_fast_quantstats_helpers_are_only_in_place_while_the_page_is_drawn(tmp_path):
+    import quantstats as qs
+
+    own = (qs.stats.drawdown_details, qs.utils.group_returns)
+    idx = pd.bdate_range("2020-01-02", periods=300)
+    rets = pd.Series(np.random.default_rng(5).normal(0.0005, 0.01, len(idx)), index=idx)
+    write_tearsheet(rets, None, tmp_path / "t.html", "exp")
+    assert (qs.stats.drawdown_details, qs.utils.group_returns) == own
+    assert "<title>exp</title>" in (tmp_path / "t.html").read_text()
