@@ -324,6 +324,7 @@ def _register_commands() -> None:
     app.command("parity")(parity)
     app.command("paper")(paper)
     app.command("new-plugin")(new_plugin)
+    app.command("watch")(__import__("qf.cli.watch", fromlist=["watch"]).watch)
 
 
 _register_commands()
