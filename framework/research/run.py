@@ -32,7 +32,8 @@ from qf.config.loader import LoadedExperiment, Source, build, set_paths
 from qf.config.schema import RangeSpec
 from qf.engines.result import EngineResult
 from qf.errors import ConfigError, QfError
-from qf.pipeline import Targets, compute_targets
+from qf.pipeline import Targets, apply_weights, compute_signal, compute_targets, risk_config
+from qf.rebalance import rebalance_dates
 from qf.report import writer
 from qf.report.metrics import PERIODS_PER_YEAR, compute_metrics, eval_returns, evaluation_start
 from qf.research.grid import expand_grid
@@ -81,26 +82,74 @@ def combo_experiment(raw: dict[str, Any], path: Path | None, combo: dict[str, An
         raise ConfigError(f"sweep combination {label}: {exc.problems[0]}", exc.problems) from None
 
 
-def simulate(exp: LoadedExperiment, bars: Bars, trade_from: int = 0) -> tuple[Targets, EngineResult, dict]:
+SignalCache = dict[tuple[str, str], pd.DataFrame]
+# signals kept per worker chunk: combinations arrive grouped by their signal params, so one is enough
+# for the hits and a few more only cost memory
+_SIGNAL_CACHE_SIZE = 4
+
+
+def _signal_key(exp: LoadedExperiment) -> tuple[str, str] | None:
+    """What a signal's output depends on besides the bars: its class and params (None: don't cache,
+    a trainable model's output also depends on its fit)."""
+    model = exp.signal
+    if callable(getattr(model, "fit", None)):
+        return None
+    params = getattr(model, "params", None)
+    dumped = params.model_dump_json() if hasattr(params, "model_dump_json") else repr(params)
+    cls = type(model)
+    return (f"{cls.__module__}.{cls.__qualname__}", dumped)
+
+
+def _targets(exp: LoadedExperiment, bars: Bars, cache: SignalCache | None) -> Targets:
+    """:func:`qf.pipeline.compute_targets`, reusing the signal of an earlier combination with the same
+    signal params (a sweep over sizer or risk params computes each signal once)."""
+    key = _signal_key(exp) if cache is not None else None
+    if cache is None or key is None:
+        return compute_targets(exp, bars)
+    signal = cache.get(key)
+    if signal is None:
+        signal = compute_signal(exp, bars)
+        if len(cache) >= _SIGNAL_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = signal
+    dates = rebalance_dates(bars.index, exp.spec.rebalance)
+    weights, targets = apply_weights(exp, signal, bars, dates)
+    return Targets(signal, weights, targets, risk_config(exp))
+
+
+def _engine_result(exp: LoadedExperiment, bars: Bars, targets: Targets, light: bool) -> EngineResult:
+    engine = exp.spec.execution.engine
+    if light and engine == "vectorbt":
+        # the same simulation and equity, without building a vbt.Portfolio (see qf.engines.batch)
+        from qf.engines.batch import run_vectorbt_light
+
+        return run_vectorbt_light(bars, targets.targets, targets.risk, exp.spec.execution)
+    from qf.run import run_engine
+
+    return run_engine(exp, bars, targets, engine)
+
+
+def simulate(exp: LoadedExperiment, bars: Bars, trade_from: int = 0, *, light: bool = False,
+             signal_cache: SignalCache | None = None) -> tuple[Targets, EngineResult, dict]:
     """Targets, engine result and metrics of one combination: the same engine (``execution.engine``),
     evaluation period and metrics as ``qf run`` of that combination.
 
     With ``trade_from`` orders fill only from that bar on (the pipeline still sees the history before
-    it) and the evaluation period starts there at the earliest.
+    it) and the evaluation period starts there at the earliest. ``light`` skips what only a report needs
+    (the vectorbt engine then builds no ``vbt.Portfolio``; equity, orders and metrics are identical), and
+    ``signal_cache`` reuses signals across combinations with the same signal params.
 
     Example::
 
         targets, result, m = simulate(combo_experiment(exp.raw, exp.path, {"signal.params.fast": 20}), bars)
     """
-    from qf.run import run_engine
-
-    targets = compute_targets(exp, bars)
+    targets = _targets(exp, bars, signal_cache)
     start = evaluation_start(exp, bars.index, targets.targets, trade_from)
     if trade_from:
         t = targets.targets
         targets = replace(targets, targets=t.loc[t.index >= bars.index[trade_from]])
         bars = bars.iloc(slice(trade_from, None))
-    result = run_engine(exp, bars, targets, exp.spec.execution.engine)
+    result = _engine_result(exp, bars, targets, light)
     result.extra["targets"] = targets.targets
     result.extra.pop("portfolio", None)  # large, and not needed once metrics are computed
     return targets, result, compute_metrics(result, exp.spec.execution.initial_cash, eval_start=start)
@@ -116,8 +165,14 @@ class ComboTask:
 
 
 def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
-    """Metrics of each combination in a chunk (runs in a worker process)."""
+    """Metrics of each combination in a chunk (runs in a worker process).
+
+    Each combination goes through the full pipeline and engine (:func:`simulate`), without what only a
+    report needs; combinations sharing signal params (consecutive in a chunk, see :func:`evaluate_grid`)
+    compute their signal once.
+    """
     rows = []
+    cache: SignalCache = {}
     for combo in task.combos:
         exp = combo_experiment(task.raw, task.path, combo)
         trade_from = task.trade_from
@@ -126,9 +181,19 @@ def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
             # the rest (its fit drops labels that would reach past the fitting part)
             trade_from = max(trade_from, int(len(task.bars.index) * HOLDOUT_SPLIT))
             exp.signal.fit(task.bars.iloc(slice(0, trade_from)))
-        _, _, m = simulate(exp, task.bars, trade_from)
+        _, _, m = simulate(exp, task.bars, trade_from, light=True, signal_cache=cache)
         rows.append({k: m[k] for k in (*METRICS, *PERIOD)})
     return rows
+
+
+def _by_signal(combos: list[dict[str, Any]]) -> list[int]:
+    """Positions of ``combos`` with those of equal ``signal.*`` values next to each other (first appearance
+    order), so that a chunk's signal cache hits."""
+    groups: dict[str, list[int]] = {}
+    for i, combo in enumerate(combos):
+        key = repr(sorted((k, repr(v)) for k, v in combo.items() if k.startswith("signal.")))
+        groups.setdefault(key, []).append(i)
+    return [i for members in groups.values() for i in members]
 
 
 def _executor(exp: LoadedExperiment, n_tasks: int):
@@ -160,8 +225,11 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
         combo_experiment(exp.raw, exp.path, combo)
     ex = _executor(exp, len(combos))
     n_chunks = max(1, min(len(combos), ex.n_workers * 16))
-    parts = [combos[i::n_chunks] for i in range(n_chunks)]
-    tasks = [ComboTask(exp.raw, exp.path, bars, part, trade_from) for part in parts]
+    order = _by_signal(combos)
+    # contiguous runs of the signal-grouped order: a chunk holds whole groups where it can
+    bounds = np.linspace(0, len(order), n_chunks + 1).round().astype(int)
+    positions = [order[bounds[i]:bounds[i + 1]] for i in range(n_chunks)]
+    tasks = [ComboTask(exp.raw, exp.path, bars, [combos[j] for j in pos], trade_from) for pos in positions]
     results: list[list[dict[str, Any]]] = []
     wave = max(1, ex.n_workers * 2)
     done = 0
@@ -175,9 +243,9 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     finally:
         ex.close()
     rows: list[dict | None] = [None] * len(combos)
-    for i, part in enumerate(results):
-        for j, row in enumerate(part):
-            rows[i + j * n_chunks] = row
+    for pos, part in zip(positions, results, strict=True):
+        for j, row in zip(pos, part, strict=True):
+            rows[j] = row
     table = pd.concat([grid.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
     return table
 
@@ -294,6 +362,10 @@ def run_research(exp: LoadedExperiment, out: Path | None, console: Console) -> P
         from qf.research.wf_run import run_walk_forward
 
         return run_walk_forward(exp, out, console)
+    if exp.spec.validation is not None:
+        from qf.research.cpcv import run_cpcv
+
+        return run_cpcv(exp, out, console)
     return run_sweep(exp, out, console)
 
 
@@ -316,11 +388,15 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     returns = eval_returns(result.equity, best_exp.spec.execution.initial_cash, start)
     inference = sharpe_inference(returns, table["sharpe"].to_numpy(dtype=float), len(table))
     metrics.update({"dsr": inference["dsr"], "psr": inference["psr"], "n_trials": len(table)})
+    from qf.research.cpcv import pbo_text, sweep_pbo
+
+    pbo_res, pbo_reason = sweep_pbo(exp, bars, grid)
+    inference.update(pbo_res.summary() if pbo_res is not None else {"pbo": None, "pbo_note": pbo_reason})
     print_top(console, table, params, sweep.metric, sweep.top)
     console.print(f"best by {sweep.metric}: " + ", ".join(f"{k}={v}" for k, v in best_combo.items())
                   + f"  sharpe {metrics['sharpe']:.3f}  PSR {inference['psr']:.3f}  "
                     f"DSR {inference['dsr']:.3f} ({len(table)} trials, {metrics['eval_bars']} bars from "
-                    f"{metrics['eval_start']})")
+                    f"{metrics['eval_start']})  " + pbo_text(pbo_res, pbo_reason))
     run_id = writer.new_run_id()
     out = Path(out) if out is not None else default_report_dir(exp, run_id)
     outcome = RunOutcome(best_exp, bars, targets, result, metrics, None)

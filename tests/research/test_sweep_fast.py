@@ -1,0 +1,149 @@
+"""The fast sweep path: every row equals ``qf run`` of its combination, for every built-in signal and sizer.
+
+Sweeps evaluate combinations without building a ``vbt.Portfolio`` (:mod:`qf.engines.batch`) and reuse a
+signal across combinations with the same signal params; neither may change a single number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from qf.config.loader import load_experiment
+from qf.engines.batch import run_vectorbt_light
+from qf.engines.vbt import run_vectorbt
+from qf.pipeline import compute_targets
+from qf.research import run as research_run
+from qf.research.run import METRICS, PERIOD, combo_experiment, evaluate_grid, grid_of, simulate
+from qf.run import run_experiment
+
+BASE = {
+    "name": "fast_sweep",
+    # six symbols, two years: small, but with trades, warm-ups and a full equal-weight book
+    "data": {"type": "sample", "params": {"dataset": "sp500_20", "start": "2019-01-01", "end": "2020-12-31",
+                                          "symbols": ["AAPL", "KO", "MSFT", "PFE", "WMT", "XOM"]}},
+    "signal": {"type": "sma_cross", "params": {"fast": 10, "slow": 40}},
+    "sizer": {"type": "equal"},
+    "rebalance": {"freq": "daily"},
+    "execution": {"fill": "next_close", "fees": 0.0005, "slippage": 0.0002, "initial_cash": 100000},
+}
+
+
+def _exp(tmp_path: Path, sweep: dict, **sections):
+    doc = {**BASE, **sections, "sweep": {"metric": "sharpe", **sweep}}
+    p = tmp_path / "exp.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return load_experiment(p)
+
+
+def _assert_rows_equal_single_runs(exp) -> pd.DataFrame:
+    bars = exp.data.load()
+    grid = grid_of(exp)
+    table = evaluate_grid(exp, bars, grid)
+    assert len(table) == len(grid)
+    for i, combo in enumerate(grid.to_dict("records")):
+        single = run_experiment(combo_experiment(exp.raw, exp.path, combo), write=False).metrics
+        row = table.iloc[i]
+        for k in METRICS:
+            assert abs(float(row[k]) - float(single[k])) <= 1e-12 * max(1.0, abs(float(single[k]))), (combo, k)
+        for k in PERIOD:
+            assert row[k] == single[k], (combo, k)
+    return table
+
+
+SIGNALS = [
+    ("sma_cross", {"signal.params.fast": [5, 10], "signal.params.slow": [30]}),
+    ("constant", {"signal.params.value": [0.5, 1.0]}),
+    ("breakout", {"signal.params.window": [10, 20]}),
+    ("mean_reversion", {"signal.params.window": [10, 20]}),
+    ("momentum", {"signal.params.lookback": [20, 60], "signal.params.skip": [5]}),
+    ("swing", {"signal.params.trend": [50, 100], "signal.params.lookback": [20]}),
+]
+
+
+@pytest.mark.parametrize(("kind", "params"), SIGNALS, ids=[s[0] for s in SIGNALS])
+def test_rows_equal_single_runs_for_each_signal(tmp_path, kind, params):
+    fixed = {"sma_cross": {"fast": 10, "slow": 40}}.get(kind, {})
+    extra = {}
+    if kind == "breakout":  # needs highs and lows: the OHLC sample
+        extra["data"] = {"type": "sample", "params": {"dataset": "arch_sp500", "start": "2015-01-01",
+                                                      "end": "2017-12-31"}}
+    _assert_rows_equal_single_runs(_exp(tmp_path, {"params": params}, signal={"type": kind, "params": fixed},
+                                        **extra))
+
+
+SIZERS = [
+    ("equal", {"sizer.params.gross": [0.5, 1.0]}),
+    ("inverse_vol", {"sizer.params.window": [20, 40]}),
+    ("kelly", {"sizer.params.window": [20, 60]}),
+    ("vol_target", {"sizer.params.target": [0.1, 0.2]}),
+    ("hrp", {"sizer.params.window": [20, 40]}),
+]
+
+
+@pytest.mark.parametrize(("kind", "params"), SIZERS, ids=[s[0] for s in SIZERS])
+def test_rows_equal_single_runs_for_each_sizer(tmp_path, kind, params):
+    # monthly rebalancing keeps HRP's per-date solves few; the sizer sweep also exercises the signal cache
+    _assert_rows_equal_single_runs(_exp(tmp_path, {"params": params}, sizer={"type": kind},
+                                        rebalance={"freq": "month_end"}))
+
+
+def test_stateful_risk_and_integer_shares(tmp_path):
+    # stops and halts run inside the kernel; integer shares and a minimum order value change the sizing
+    exp = _exp(tmp_path, {"params": {"risk.0.params.pct": [0.03, 0.08]}},
+               risk=[{"type": "stop_loss", "params": {"pct": 0.05}}],
+               execution={**BASE["execution"], "fractional": False, "min_order_value": 500, "fill": "close"})
+    table = _assert_rows_equal_single_runs(exp)
+    assert table["n_orders"].nunique() == 2  # the stop distance mattered
+
+
+def test_light_result_is_the_portfolio_result(tmp_path):
+    # the equity without vbt.Portfolio is vectorbt's own, bit for bit, and so are the fills
+    exp = _exp(tmp_path, {"params": {"signal.params.fast": [5]}},
+               risk=[{"type": "stop_loss", "params": {"pct": 0.04}}])
+    bars = exp.data.load()
+    t = compute_targets(exp, bars)
+    full = run_vectorbt(bars, t.targets, t.risk, exp.spec.execution)
+    light = run_vectorbt_light(bars, t.targets, t.risk, exp.spec.execution)
+    assert "portfolio" not in light.extra
+    np.testing.assert_array_equal(light.equity.to_numpy(), full.equity.to_numpy())
+    assert light.equity.index.equals(full.equity.index)
+    pd.testing.assert_frame_equal(light.orders.astype({"symbol": str, "side": str}), full.orders, check_dtype=False)
+    pd.testing.assert_frame_equal(light.events, full.events)
+    assert (light.events["event"] == "stop").any()
+
+
+def test_signal_cache_hits_do_not_change_results(tmp_path, monkeypatch):
+    # a sizer sweep: every combination has the same signal, so all but the first reuse it
+    exp = _exp(tmp_path, {"params": {"sizer.params.gross": [0.5, 0.8, 1.0]}})
+    bars = exp.data.load()
+    calls = []
+    real = research_run.compute_signal
+    monkeypatch.setattr(research_run, "compute_signal", lambda e, b: calls.append(1) or real(e, b))
+    combos = grid_of(exp).to_dict("records")
+    cache: research_run.SignalCache = {}
+    cached = [simulate(combo_experiment(exp.raw, exp.path, c), bars, light=True, signal_cache=cache)[2]
+              for c in combos]
+    assert len(calls) == 1
+    fresh = [simulate(combo_experiment(exp.raw, exp.path, c), bars)[2] for c in combos]
+    for a, b in zip(cached, fresh, strict=True):
+        assert {k: a[k] for k in (*METRICS, *PERIOD)} == {k: b[k] for k in (*METRICS, *PERIOD)}
+
+
+def test_chunks_group_combinations_by_signal():
+    combos = [{"signal.params.fast": f, "sizer.params.gross": g} for g in (0.5, 1.0) for f in (5, 10)]
+    order = research_run._by_signal(combos)
+    assert sorted(order) == list(range(4))
+    assert [combos[i]["signal.params.fast"] for i in order] == [5, 5, 10, 10]
+
+
+def test_backtrader_sweep_still_equals_single_runs(tmp_path):
+    exp = _exp(tmp_path, {"params": {"signal.params.fast": [5, 10]}},
+               execution={**BASE["execution"], "engine": "backtrader"},
+               data={"type": "sample", "params": {"dataset": "sp500_20", "start": "2020-01-01",
+                                                  "end": "2020-12-31", "symbols": ["AAPL", "KO", "MSFT"]}})
+    _assert_rows_equal_single_runs(exp)
