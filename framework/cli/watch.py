@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -29,8 +30,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from qf.cli import main as cli
 from qf.errors import QfError
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a value: dotted.path=value (repeatable).")]
+
+
+def _cli() -> ModuleType:
+    # qf.cli.main imports this module to register the command: import it back only when used
+    import qf.cli.main
+
+    return qf.cli.main
 
 # a local component in the YAML: "path/to/file.py:Class" (see qf.registry.load_local)
 _LOCAL_TYPE = re.compile(r"([^\s'\"{}\[\],:#]+\.py):[A-Za-z_]\w*")
@@ -76,7 +85,7 @@ def _delta(key: str, before: float | int, after: float | int) -> str:
     sign = "+" if d > 0 else ""
     if key in ("cagr", "total_return", "max_drawdown", "volatility"):
         return f"{sign}{d * 100:.2f} pp"
-    return sign + cli._fmt_metric(key, d)
+    return sign + _cli()._fmt_metric(key, d)
 
 
 def changed_metrics(before: dict, after: dict) -> list[tuple[str, str, str, str]]:
@@ -86,6 +95,7 @@ def changed_metrics(before: dict, after: dict) -> list[tuple[str, str, str, str]
 
         changed_metrics({"sharpe": 1.0}, {"sharpe": 1.25})  # [("sharpe", "1.000", "1.250", "+0.250")]
     """
+    cli = _cli()
     rows = []
     for key in cli.SUMMARY:
         a, b = before.get(key), after.get(key)
@@ -115,8 +125,8 @@ class Watcher:
     out_root: Path | None = None
     tearsheet: bool = True
     poll: float = 0.2
-    out: Console = field(default_factory=lambda: cli.out)
-    err: Console = field(default_factory=lambda: cli.err)
+    out: Console = field(default_factory=lambda: _cli().out)
+    err: Console = field(default_factory=lambda: _cli().err)
     max_runs: int | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     after_run: Callable[[int], None] | None = None
@@ -155,9 +165,10 @@ class Watcher:
             if self.stop.is_set():
                 break
             if snap != seen:
-                changed = {p for p, s in snap.items() if seen.get(p, s) != s and p.suffix == ".py"}
+                edited = {p: s for p, s in snap.items() if seen and seen.get(p) != s}
                 seen = snap
-                self.run_once(changed)
+                saved = max((s[0] for s in edited.values() if s is not None), default=None)
+                self.run_once({p for p in edited if p.suffix == ".py"}, saved / 1e9 if saved else None)
                 if self.max_runs is not None and self.runs >= self.max_runs:
                     break
                 self.out.print(f"watching {self.experiment} for changes (Ctrl-C to stop)", style="dim",
@@ -169,8 +180,12 @@ class Watcher:
         for line in lines:
             self.err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
-    def run_once(self, changed_modules: set[Path] | None = None) -> dict | None:
-        """Load, run, print the summary and the changes, write the report; the metrics, or None on an error."""
+    def run_once(self, changed_modules: set[Path] | None = None, saved_at: float | None = None) -> dict | None:
+        """Load, run, print the summary and the changes, write the report; the metrics, or None on an error.
+
+        ``saved_at`` (epoch seconds, the edited file's mtime) makes the summary say how long after the save
+        it was printed.
+        """
         from qf.config.loader import load_experiment
         from qf.registry import get_registry
         from qf.run import default_report_dir, run_experiment, write_report
@@ -199,9 +214,11 @@ class Watcher:
             self._error([f"{self.experiment}: the run failed: {type(exc).__name__}: {exc}"])
             self._done()
             return None
-        elapsed = time.perf_counter() - t0
+        when = f"summary in {time.perf_counter() - t0:.2f} s"
+        if saved_at is not None:  # the poll's delay included
+            when = f"summary {max(time.perf_counter() - t0, time.time() - saved_at):.2f} s after the save"
         metrics = outcome.metrics
-        self._print(exp, metrics, elapsed)
+        self._print(exp, metrics, when)
         try:
             from qf.report import writer
 
@@ -218,15 +235,15 @@ class Watcher:
         self._done()
         return metrics
 
-    def _print(self, exp, metrics: dict, elapsed: float) -> None:
+    def _print(self, exp, metrics: dict, when: str) -> None:
         title = f"{exp.name} ({exp.spec.execution.engine}), run {self.runs}"
-        print_to(self.out, lambda: cli.print_summary(title, metrics))
+        print_to(self.out, lambda: _cli().print_summary(title, metrics))
         if self.previous is None:
-            self.out.print(f"summary in {elapsed:.2f} s", highlight=False)
+            self.out.print(when, highlight=False)
             return
         rows = changed_metrics(self.previous, metrics)
         if not rows:
-            self.out.print(f"summary in {elapsed:.2f} s; no metric changed since the previous run", highlight=False)
+            self.out.print(f"{when}; no metric changed since the previous run", highlight=False)
             return
         table = Table(title="changed since the previous run")
         for col in ("metric", "before", "after", "change"):
@@ -234,7 +251,7 @@ class Watcher:
         for row in rows:
             table.add_row(*row)
         self.out.print(table)
-        self.out.print(f"summary in {elapsed:.2f} s", highlight=False)
+        self.out.print(when, highlight=False)
 
     def _done(self) -> None:
         if self.after_run is not None:
@@ -243,6 +260,7 @@ class Watcher:
 
 def print_to(console: Console, fn: Callable[[], None]) -> None:
     """Run ``fn`` (which prints to qf's stdout console) with ``console`` standing in for it."""
+    cli = _cli()
     saved = cli.out
     cli.out = console
     try:
@@ -258,13 +276,14 @@ def watch(
     ] = None,
     no_tearsheet: Annotated[bool, typer.Option(
         "--no-tearsheet", help="Write the report without the tear sheet (faster).")] = False,
-    set_: cli.SetOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Re-run an experiment on every save of its file (or of a local strategies/*.py it uses), in one warm process.
 
     Prints the summary table and the metrics that changed against the previous run, then writes the report.
     A bad edit prints the error and the watch goes on. Ctrl-C stops it.
     """
+    cli = _cli()
     if not experiment.is_file():
         cli.fail(QfError(f"{experiment}: no such file"))
     watcher = Watcher(experiment, list(set_ or []), out_dir, tearsheet=not no_tearsheet)
