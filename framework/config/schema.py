@@ -143,6 +143,22 @@ class WalkForwardSpec(Strict):
     metric: str = "sharpe"
 
 
+class ValidationSpec(Strict):
+    """Combinatorial purged cross-validation of a sweep's choice (see :mod:`qf.research.overfitting`)."""
+
+    method: Literal["cpcv"] = "cpcv"
+    n_groups: int = Field(default=6, ge=2, description="contiguous groups the evaluation period is cut into")
+    n_test_groups: int = Field(default=2, ge=1, description="groups tested by each split (< n_groups)")
+    purge: int = Field(default=0, ge=0, description="train bars dropped before every test group")
+    embargo: int = Field(default=0, ge=0, description="train bars dropped after every test group")
+
+    @model_validator(mode="after")
+    def _fewer_test_groups(self) -> ValidationSpec:
+        if self.n_test_groups >= self.n_groups:
+            raise ValueError(f"n_test_groups ({self.n_test_groups}) must be smaller than n_groups ({self.n_groups})")
+        return self
+
+
 class ReportSpec(Strict):
     """Where and what to write. ``dir`` is relative to the working directory."""
 
@@ -178,6 +194,7 @@ class Experiment(Strict):
     broker: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="sim"))
     sweep: SweepSpec | None = None
     walk_forward: WalkForwardSpec | None = None
+    validation: ValidationSpec | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
 
     @field_validator("name")
