@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import logging
 import math
 import threading
@@ -395,14 +396,42 @@ def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: 
     return outcome
 
 
+# what the report says about a session that did not reach the end of its bars
+_STATUS_NOTES = {
+    "interrupted": "interrupted paper session (Ctrl-C or SIGTERM): the figures stop at its last processed bar",
+    "stopped": "paper session stopped after --max-bars: the figures stop at its last processed bar",
+    "flattened": "paper session flattened by the operator (--flatten)",
+}
+
+
+def session_note(status: str, last_bar: pd.Timestamp | None = None) -> str | None:
+    """The line a report of a session with ``status`` shows under its title (None for a finished one).
+
+    Example::
+
+        session_note("interrupted", pd.Timestamp("2024-01-05"))
+        # 'interrupted paper session (Ctrl-C or SIGTERM): the figures stop at its last processed bar, 2024-01-05'
+    """
+    note = _STATUS_NOTES.get(status)
+    if note is None or last_bar is None:
+        return note
+    return f"{note}, {last_bar.date()}"
+
+
 def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, status: str, bars: Bars,
                        equity: pd.Series, orders: pd.DataFrame, events: pd.DataFrame,
                        out: Path | None = None, origin: pd.Timestamp | None = None) -> tuple[dict[str, Any], Path]:
     """Write ``reports/<name>/<run-id>/`` for the whole session so far, like a backtest's (``kind: paper``).
 
+    The metrics and the tear sheet cover the same evaluation period a backtest's do
+    (:func:`qf.report.metrics.evaluation_start` on the session's decisions: from the fill of its first
+    decision after the warm-up), so a replay whose equity equals the backtest's reports the same figures.
+    A session that did not run to its end (interrupted, stopped, flattened) says so under the tear
+    sheet's title, in ``metrics.json`` (``session_status``) and in ``manifest.json`` (``paper_status``).
+
     Any equity series gets a report: an empty one (stopped before its first bar) is reported as the initial
-    equity at ``origin``; a one-bar or flat one gets every file, and the tear sheet only when quantstats can
-    draw it (a tear sheet failure is logged and noted in ``paper.json``, never fatal).
+    equity at ``origin``; a one-bar or flat one gets every file (a simpler tear sheet when quantstats
+    cannot draw it).
 
     Example::
 
@@ -410,35 +439,42 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
                                              state.events())
     """
     from qf.pipeline import Targets
-    from qf.report.metrics import compute_metrics
+    from qf.report.metrics import compute_metrics, evaluation_start
     from qf.run import RunOutcome, benchmark_returns, default_report_dir, write_report
 
     initial = float(state.get_meta("initial_equity") or (equity.iloc[0] if len(equity) else "nan"))
     processed = int(len(equity))
+    targets = state.targets(bars.symbols)
+    eval_start = None
     if processed == 0:
         # stopped before its first bar: the account has not moved, so the report is the starting equity at
         # the session's origin (its last history bar); paper.json says no bar was processed
         if origin is None or math.isnan(initial):
             raise QfError("the session processed no bar and has no starting point to report")
         equity = pd.Series([initial], index=pd.DatetimeIndex([origin]), dtype=float)
+    elif len(bars.index):
+        # nothing can fill before the session's first bar: the backtest's period rule from there on
+        first = int(bars.index.searchsorted(equity.index[0], side="left"))
+        eval_start = evaluation_start(exp, bars.index, targets, trade_from=first)
     result = EngineResult("backtrader", equity, orders, events, {"mode": "paper", "broker": broker})
-    metrics = compute_metrics(result, initial)
+    metrics = compute_metrics(result, initial, eval_start=eval_start)
+    note = session_note(status, equity.index[-1] if processed else None)
+    metrics["session_status"] = status
     window = bars.slice(equity.index[0], equity.index[-1])
     if len(window.index) == 0:
         window = bars.iloc(slice(-1, None))
-    targets = state.targets(bars.symbols)
     empty = pd.DataFrame(columns=bars.symbols, dtype=float)
     spec = exp.spec
-    tearsheet = spec.report.tearsheet and len(equity) >= 2  # quantstats needs at least one return
-    if tearsheet:
+    if spec.report.tearsheet:
         try:
             benchmark_returns(exp, window)
         except QfError as exc:
             log.warning("tear sheet benchmark unavailable (%s); using the equal-weight universe", exc)
             spec = spec.model_copy(update={"benchmark": None})
-    # write_report renders the tear sheet inside its atomic folder, so a quantstats failure (a flat account:
-    # "all x values are identical") would take metrics, equity and orders down with it; the tear sheet is
-    # rendered below instead, where its failure costs only the tear sheet
+    tearsheet = spec.report.tearsheet
+    # write_report renders the tear sheet inside its atomic folder, where any failure would take metrics,
+    # equity and orders down with it; the session's tear sheet is rendered in extra() instead, from the
+    # same evaluation-period returns and with the same page arguments, where a failure costs only itself
     spec = spec.model_copy(update={"report": spec.report.model_copy(update={"tearsheet": False})})
     report_exp = dataclasses.replace(exp, spec=spec, benchmark_source=None if spec.benchmark is None
                                      else exp.benchmark_source)
@@ -447,31 +483,37 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
     outcome = RunOutcome(report_exp, window, Targets(empty, empty, targets, _risk(exp)), result, metrics, None)
 
     def extra(tmp: Path) -> None:
-        note = None
-        if tearsheet:
-            note = _write_tearsheet(report_exp, equity, window, tmp / "tearsheet.html")
+        error = _write_tearsheet(report_exp, outcome, initial, note, tmp / "tearsheet.html") if tearsheet else None
         writer.write_json(tmp / "paper.json", {
             "session": state.get_meta("run_id"), "broker": broker, "status": status,
             "state_dir": str(state.path.parent), "bars": processed,
             "first_bar": str(equity.index[0].date()), "last_bar": str(equity.index[-1].date()),
-            "initial_equity": initial, "fills": int(len(orders)),
-            **({"tearsheet_error": note} if note else {}),
+            "initial_equity": initial, "fills": int(len(orders)), **({"note": note} if note else {}),
+            **({"tearsheet_error": error} if error else {}),
         })
+        manifest = json.loads((tmp / "manifest.json").read_text())
+        manifest["paper_status"] = status
+        writer.write_json(tmp / "manifest.json", manifest)
 
     write_report(report_exp, outcome, folder, folder.name, "backtrader", kind="paper", extra_files=extra)
     return metrics, folder
 
 
-def _write_tearsheet(exp: LoadedExperiment, equity: pd.Series, window: Bars, path: Path) -> str | None:
-    """Render the tear sheet; on failure log a warning and return why (the other report files stay)."""
-    from qf.report.metrics import returns_of
+def _write_tearsheet(exp: LoadedExperiment, outcome: Any, initial: float, note: str | None,
+                     path: Path) -> str | None:
+    """The tear sheet :func:`qf.run.write_report` would draw (the metrics' evaluation period, the same
+    title and subtitle, ``note`` as its warning); on failure log a warning and return why."""
+    from qf.report.metrics import eval_returns
     from qf.report.tearsheet import write_tearsheet
     from qf.run import benchmark_returns
 
+    metrics = outcome.metrics
+    start = metrics.get("eval_start") if metrics.get("eval_bars") else None
     try:
-        write_tearsheet(returns_of(equity), benchmark_returns(exp, window), path,
-                        exp.spec.report.title or f"{exp.name} (backtrader, paper)")
-    except Exception as exc:  # quantstats on a degenerate series; the session's numbers are still written
+        rets = eval_returns(outcome.result.equity, initial, pd.Timestamp(start) if start is not None else None)
+        write_tearsheet(rets, benchmark_returns(exp, outcome.bars), path, exp.spec.report.title or exp.name,
+                        subtitle="paper, backtrader", warning=note, metrics=metrics)
+    except Exception as exc:  # the session's numbers are written whatever the page does
         path.unlink(missing_ok=True)
         why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         log.warning("no tear sheet for this paper report (%s); metrics, equity and orders are written", why)
