@@ -28,6 +28,7 @@ from qf.research.overfitting import CpcvResult, PboResult, cpcv, n_paths, pbo
 from qf.research.run import (
     HOLDOUT_SPLIT,
     ComboTask,
+    SignalCache,
     _executor,
     _python,
     combo_experiment,
@@ -53,13 +54,14 @@ def returns_chunk(task: ComboTask) -> list[pd.Series]:
     A trainable model is fitted and traded as the sweep scores it (fitted on the first part of the data).
     """
     out = []
+    cache: SignalCache = {}
     for combo in task.combos:
         exp = combo_experiment(task.raw, task.path, combo)
         trade_from = task.trade_from
         if callable(getattr(exp.signal, "fit", None)):
             trade_from = max(trade_from, int(len(task.bars.index) * HOLDOUT_SPLIT))
             exp.signal.fit(task.bars.iloc(slice(0, trade_from)))
-        _, result, m = simulate(exp, task.bars, trade_from)
+        _, result, m = simulate(exp, task.bars, trade_from, light=True, signal_cache=cache)
         start = pd.Timestamp(m["eval_start"]) if m["eval_start"] is not None else None
         out.append(eval_returns(result.equity, exp.spec.execution.initial_cash, start))
     return out
