@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
     from qf.bars import Bars
+    from qf.paper.broker import BrokerView
+    from qf.paper.feed import BarSource
 
 
 def _flat_types(annotation: Any) -> list[Any]:
@@ -277,3 +280,236 @@ KINDS: dict[str, type[Component]] = {
     "risk": RiskRule,
     "broker": Broker,
 }
+
+
+# -- optional capabilities ---------------------------------------------------------------------------------
+#
+# A component is a SignalModel, a DataSource, ... by inheritance; what it can do beyond its kind is one of the
+# Protocols below. The framework asks ``isinstance(component, TrainableSignal)`` and so on, and a plugin
+# author gets a capability by implementing its methods (inheriting the Protocol as well is allowed and lets a
+# type checker verify the signatures). ``runtime_checkable`` checks that every member exists, not their
+# signatures: tests/framework/test_capabilities.py holds each built-in to the signatures below.
+
+RefStatus = Literal["none", "open", "done", "lost", "rejected"]
+"""What became of the order(s) a live broker sent for a decision reference (see :meth:`LiveBroker.ref_status`)."""
+
+
+@runtime_checkable
+class PathResolving(Protocol):
+    """A component whose params hold file paths that are relative to the experiment file.
+
+    The loader calls ``resolve_paths(folder of the YAML file)`` right after building the component, so
+    ``path: prices.csv`` means the file next to the experiment, whatever the working directory. The
+    return value is ignored (built-ins return ``self`` for chaining).
+
+    Example::
+
+        class Csv(DataSource):
+            name = "csv"
+
+            class Params(Params):
+                path: str
+
+            def resolve_paths(self, base_dir: Path) -> Csv:
+                self.base_dir = Path(base_dir)
+                return self
+
+        isinstance(Csv({"path": "x.csv"}), PathResolving)   # True
+    """
+
+    def resolve_paths(self, base_dir: str | Path) -> object:
+        """Anchor relative paths of the params at ``base_dir`` (the experiment file's folder)."""
+        ...
+
+
+@runtime_checkable
+class TrainableSignal(Protocol):
+    """A signal model that is fitted before it scores: walk-forward fits it on each fold's training window.
+
+    The framework (``qf walk-forward``, sweeps, cpcv) calls, for a model that is an instance of this protocol:
+
+    - ``fit(train_bars)`` on the training bars only (labels must not reach past them), returning ``self``;
+    - ``evaluate(bars, test)`` after ``compute`` on a fold: model metrics (accuracy, log loss, ...) on the
+      rows ``bars.index[test]``, written to the fold's row of ``folds.csv``;
+    - ``save(directory)`` to keep each fold's fitted model in the report (``models/fold_<k>``, ``models/final``),
+      returning the folder written;
+    - the classmethod ``summarize(models, directory)`` once with every fold's fitted model, to write summary
+      files (feature importance across folds, ...) into the report folder.
+
+    A model without a use for one of them implements it as a no-op (``evaluate`` returning ``{}``).
+
+    Example::
+
+        class MeanReverter(SignalModel):
+            name = "mean_reverter"
+
+            def fit(self, train_bars):
+                self.mean = train_bars.close.mean()
+                return self
+
+            def compute(self, bars):
+                return (self.mean - bars.close).clip(-1, 1)
+
+            def evaluate(self, bars, test):
+                return {}
+
+            def save(self, directory):
+                Path(directory).mkdir(parents=True, exist_ok=True)
+                self.mean.to_csv(Path(directory) / "mean.csv")
+                return Path(directory)
+
+            @classmethod
+            def summarize(cls, models, directory):
+                pass
+
+        isinstance(MeanReverter({}), TrainableSignal)   # True
+    """
+
+    def fit(self, train_bars: Bars) -> Any:
+        """Fit on ``train_bars`` (and only on them); returns ``self``."""
+        ...
+
+    def evaluate(self, bars: Bars, test: slice) -> dict[str, float]:
+        """Model metrics on the rows ``bars.index[test]`` (a fitted model, out of sample)."""
+        ...
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted model into ``directory``; returns the folder."""
+        ...
+
+    @classmethod
+    def summarize(cls, models: list[Any], directory: str | Path) -> None:
+        """Write summary files of every fold's fitted model into the report folder ``directory``."""
+        ...
+
+
+@runtime_checkable
+class LiveDataSource(Protocol):
+    """A data source that can also stream completed bars to a live paper session (``qf paper`` with a live broker).
+
+    ``live_source(min_history=n)`` returns a :class:`qf.paper.feed.BarSource`: ``history()`` with at least
+    ``n`` completed bars (the pipeline's warm-up), then ``poll(timeout)`` for each new completed bar,
+    ``is_decision(t, rebalance, anchor)`` from the market's calendar and ``close()``. The source's params
+    must list the ``symbols`` it trades (the session binds its state to them). Extra keyword arguments are
+    the source's own (e.g. injected API clients in tests).
+
+    Example::
+
+        class Replay(DataSource):
+            name = "replay"
+
+            def load(self):
+                return sample_bars()
+
+            def live_source(self, min_history: int = 1, **options):
+                return ReplaySource(self.load(), start=min_history, speed=1.0)
+
+        isinstance(Replay({}), LiveDataSource)   # True
+    """
+
+    def live_source(self, min_history: int = 1, **options: Any) -> BarSource:
+        """A bar source whose ``history()`` holds at least ``min_history`` completed bars."""
+        ...
+
+
+@runtime_checkable
+class LiveBroker(Protocol):
+    """The interface, beyond backtrader's ``BrokerBase``, of a broker that trades a real (paper) account.
+
+    A broker component supports live paper trading when its ``create(execution, *, state_dir=None)``
+    returns a ``bt.BrokerBase`` that is also a ``LiveBroker``; ``state_dir`` is the session's folder, where
+    the broker keeps what must survive a crash (its order journal). Backtrader's own ``buy``/``sell``/
+    ``cancel``/``getcash``/``getvalue``/``getposition``/``next`` trade; these members make it restart-safe:
+    reconcile before anything else, tell whether a decision's order already reached the broker, cancel
+    what is still working, the kill switch, a buying-power figure, and the broker's own fill log.
+
+    ``ref`` is a decision reference ``<YYYYMMDD>_<SYMBOL>`` that the paper strategy passes to
+    ``buy``/``sell`` as ``qf_ref=``; the broker derives a deterministic client order id from it, so the same
+    decision after a restart is recognised instead of sent twice. :class:`qf.testing.FakeLiveBroker` is an
+    in-memory implementation to test against.
+
+    Example::
+
+        broker = exp.broker.create(exp.spec.execution, state_dir=Path(".qf/paper/x"))
+        if isinstance(broker, LiveBroker):
+            broker.connect()                      # credentials, restart reconciliation
+            broker.sync()
+            broker.ref_status("20240105_AAPL")    # "none" | "open" | "done" | "lost" | "rejected"
+    """
+
+    name: str
+    listeners: list[Callable[[], None]]  # called from ``next()`` after fills or cancels of any order
+
+    def connect(self) -> None:
+        """Credentials from the environment, REST pre-check, restart reconciliation (before anything else)."""
+        ...
+
+    def disconnect(self, reconcile: bool = True) -> None:
+        """A last reconciliation (unless after a crash), then stop streams and threads."""
+        ...
+
+    def sync(self) -> None:
+        """Refresh cash, positions and buying power from the broker (the truth for a decision)."""
+        ...
+
+    def position_of(self, symbol: str) -> tuple[float, float]:
+        """(quantity, average entry price) of ``symbol`` after the last :meth:`sync`."""
+        ...
+
+    def cash_reserve(self, equity: float) -> float:
+        """Cash kept out of sizing so an order sized at the last close stays affordable at the open."""
+        ...
+
+    def buying_power(self) -> float:
+        """What new buys may spend now (after the last :meth:`sync`)."""
+        ...
+
+    def open_refs(self) -> list[str]:
+        """References of this session's orders still working at the broker."""
+        ...
+
+    def cancel_open(self, timeout: float) -> None:
+        """Cancel this session's working orders and wait (up to ``timeout``) until they are final."""
+        ...
+
+    def ref_status(self, ref: str) -> RefStatus:
+        """What became of the order(s) sent for ``ref`` (``lost``: journaled but never reached the broker)."""
+        ...
+
+    def kill_switch(self, reason: str, decision: pd.Timestamp | None = None) -> None:
+        """Persist a halt, cancel every open order and close every position.
+
+        ``decision`` is the bar whose decision fired it: the closing orders' ids name it, so the broker's
+        journal ties every order to a decision.
+        """
+        ...
+
+    def resume(self) -> None:
+        """Clear a persisted halt (the risk rule's cool-down is over)."""
+        ...
+
+    def halted(self) -> tuple[bool, str | None]:
+        """(halted?, reason) as persisted by the kill switch."""
+        ...
+
+    def flatten(self, timeout: float) -> int:
+        """Cancel everything and close every position with orders the broker's journal records (ids naming
+        the flatten); returns the number of closing orders."""
+        ...
+
+    def fills_frame(self) -> pd.DataFrame:
+        """Every fill of this session from the broker's journal, as ``orders.csv`` columns."""
+        ...
+
+    def view(self) -> BrokerView:
+        """A snapshot for the live view."""
+        ...
+
+
+CAPABILITIES: dict[str, type] = {
+    "path_resolving": PathResolving,
+    "trainable": TrainableSignal,
+    "live_data": LiveDataSource,
+    "live_broker": LiveBroker,
+}
+"""The optional capabilities by name (``qf plugins`` and the docs list them)."""

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from qf.bars import Bars
-from qf.components import Broker, DataSource, RiskRule, SignalModel, Sizer
+from qf.components import Broker, DataSource, PathResolving, RiskRule, SignalModel, Sizer
 from qf.config.schema import ComponentSpec, Experiment, RangeSpec
 from qf.errors import ConfigError, QfError
 from qf.registry import Registry, get_registry
@@ -469,7 +469,7 @@ def _build(kind: str, spec: ComponentSpec, path: Path_, registry: Registry, base
         problems.append(((*path, "params"), str(exc)))
         return None
     comp = reg.cls(params)
-    if base_dir is not None and hasattr(comp, "resolve_paths"):
+    if base_dir is not None and isinstance(comp, PathResolving):
         comp.resolve_paths(base_dir)
     return comp
 

@@ -50,6 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qf.bars import Bars
+from qf.components import TrainableSignal
 from qf.config.loader import LoadedExperiment, dotted, read_yaml
 from qf.engines.result import EngineResult
 from qf.errors import QfError
@@ -173,13 +174,13 @@ def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame
         combo = {p: _python(table[p].iloc[0]) for p in grid.columns}
         train_score = float(table[metric].iloc[0])
     fold_exp = combo_experiment(exp.raw, exp.path, combo)
-    trainable = callable(getattr(fold_exp.signal, "fit", None))
+    trainable = isinstance(fold_exp.signal, TrainableSignal)
     if trainable:
         fold_exp.signal.fit(train_bars)
         fitted.append((fold.index, fold_exp.signal))
     targets, history = fold_targets(fold_exp, bars, fold)
     model_metrics: dict[str, Any] = {}
-    if trainable and callable(getattr(fold_exp.signal, "evaluate", None)):
+    if trainable:
         model_metrics = fold_exp.signal.evaluate(history, fold.test)
     return FoldPlan(fold, fold_exp, combo, train_score, _describe(combo, fold_exp, trainable, fold.n_train), targets,
                     model_metrics)
@@ -267,11 +268,10 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
     def extra(tmp: Path) -> None:
         folds_table.to_csv(tmp / "folds.csv", index=False)
         for k, model in fitted:
-            if callable(getattr(model, "save", None)):
-                model.save(tmp / "models" / f"fold_{k}")
-        if final is not None and callable(getattr(final, "save", None)):
+            model.save(tmp / "models" / f"fold_{k}")
+        if final is not None:
             final.save(tmp / "models" / "final")
-        if fitted and callable(getattr(type(fitted[0][1]), "summarize", None)):
+        if fitted:
             type(fitted[0][1]).summarize([m for _, m in fitted], tmp)
 
     report_dir = write_report(exp, outcome, out, out.name, engine, kind="walk_forward", extra_files=extra)
