@@ -19,6 +19,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,11 @@ class Watcher:
                                highlight=False)
             self.stop.wait(self.poll)
 
+    def _where(self, exc: BaseException) -> str:
+        """``file:line`` of the innermost frame in a watched file (the component being edited), else the YAML."""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() in self._files]
+        return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else str(self.experiment)
+
     def _error(self, lines: list[str]) -> None:
         # the same lines as `qf validate` (qf.cli.main.fail), without exiting
         for line in lines:
@@ -211,7 +217,7 @@ class Watcher:
             self._done()
             return None
         except Exception as exc:  # noqa: BLE001 - a bug in a component being edited must not end the watch
-            self._error([f"{self.experiment}: the run failed: {type(exc).__name__}: {exc}"])
+            self._error([f"{self._where(exc)}: the run failed: {type(exc).__name__}: {exc}"])
             self._done()
             return None
         when = f"summary in {time.perf_counter() - t0:.2f} s"
@@ -229,6 +235,8 @@ class Watcher:
             registry.call_after_run(exp, outcome, outcome.report_dir)
         except QfError as exc:
             self._error(exc.problems)
+        except OSError as exc:  # e.g. an unwritable or full --out: said, and the watch goes on
+            self._error([f"{exc.filename or self.out_root}: cannot write the report: {exc.strerror or exc}"])
         else:
             self.out.print(f"report: {outcome.report_dir} ({time.perf_counter() - t0:.2f} s)", highlight=False)
         self.previous = metrics

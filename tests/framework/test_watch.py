@@ -45,6 +45,9 @@ class Mom(SignalModel):
         return (r > {threshold}).astype(float).where(r.notna())
 '''
 
+# the line that fails is line 18 of the file
+BUGGY = STRATEGY.format(threshold="0").replace("        r = ", "        1 / 0\n        r = ")
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
@@ -117,14 +120,18 @@ def test_a_bad_edit_prints_the_validate_error_and_the_next_good_edit_runs(projec
 
 def test_an_edit_of_a_local_strategy_file_reloads_it_and_reruns(project):
     strategy = project / "strategies" / "mom.py"
-    w, out, err = _watcher(project, {1: lambda: strategy.write_text("def broken(:\n"),
-                                        2: lambda: strategy.write_text(STRATEGY.format(threshold="0.05"))})
+    w, out, err = _watcher(project, {
+        1: lambda: strategy.write_text("def broken(:\n"),
+        2: lambda: strategy.write_text(BUGGY),
+        3: lambda: strategy.write_text(STRATEGY.format(threshold="0.05"))})
     w.loop()
-    assert w.runs == 3
-    errors = err.getvalue()
-    assert errors.count("error:") == 1 and "mom.py" in errors and "SyntaxError" in errors
+    assert w.runs == 4
+    syntax, runtime = err.getvalue().splitlines()
+    assert "mom.py" in syntax and "SyntaxError" in syntax
+    # a bug in the component names its line, and the watch goes on
+    assert re.fullmatch(r"error: .*strategies/mom\.py:18: the run failed: ZeroDivisionError: division by zero", runtime)
     text = out.getvalue()
-    assert "run 3" in text
+    assert "run 4" in text
     # the reloaded module's stricter threshold trades less
     before, after = (int(v) for v in _row(text, "n_orders")[1:3])
     assert after < before
