@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +47,8 @@ HOLDOUT_SPLIT = 0.7
 LOWER_IS_BETTER = {"volatility", "turnover", "fees_paid", "n_orders"}
 METRICS = ("sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "turnover", "fees_paid",
            "n_orders", "final_equity")
+# sweep workers are forked from the warm sweep process where fork is safe enough (Linux)
+FORK_WORKERS = sys.platform.startswith("linux")
 # each row's evaluation period (combinations with longer look-backs start later)
 PERIOD = ("eval_start", "eval_end", "eval_bars")
 
@@ -208,9 +211,12 @@ def _executor(exp: LoadedExperiment, n_tasks: int):
             raise QfError(f"execution.executor.kind: ray is not installed ({exc}); pip install 'qf[ray]'") from None
     from qf.research.executors import LocalExecutor
 
-    # every worker compiles the simulation once (seconds), so small sweeps stay in-process
+    # a fresh worker imports vectorbt and loads the compiled kernels (seconds), so small sweeps stay
+    # in-process; on Linux the workers are forked from this process once it is warm (see evaluate_grid),
+    # so they start with all of that done
     n = spec.n_jobs or (os.cpu_count() or 1)
-    return LocalExecutor(n_jobs=1 if n_tasks < 40 else n, mp_context="forkserver")
+    context = "fork" if FORK_WORKERS else "forkserver"
+    return LocalExecutor(n_jobs=1 if n_tasks < 40 else n, mp_context=context)
 
 
 def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_from: int = 0,
@@ -224,6 +230,8 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     # fail fast, in this process, on a combination whose params do not validate
     for combo in combos:
         combo_experiment(exp.raw, exp.path, combo)
+    from qf.research.executors import LocalExecutor
+
     ex = _executor(exp, len(combos))
     n_chunks = max(1, min(len(combos), ex.n_workers * 16))
     order = _by_signal(combos)
@@ -234,8 +242,17 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     results: list[list[dict[str, Any]]] = []
     wave = max(1, ex.n_workers * 2)
     done = 0
+    first = 0
     try:
-        for start in range(0, len(tasks), wave):
+        if FORK_WORKERS and ex.n_workers > 1 and isinstance(ex, LocalExecutor):
+            # the first chunk here: it warms this process up (imports, compiled kernels, data caches)
+            # before the pool forks its workers from it
+            results.append(evaluate_chunk(tasks[0]))
+            first = 1
+            done = len(tasks[0].combos)
+            if progress is not None:
+                progress(done, len(combos))
+        for start in range(first, len(tasks), wave):
             batch = tasks[start:start + wave]
             results.extend(ex.map(evaluate_chunk, batch))
             done += sum(len(t.combos) for t in batch)

@@ -147,3 +147,14 @@ def test_backtrader_sweep_still_equals_single_runs(tmp_path):
                data={"type": "sample", "params": {"dataset": "sp500_20", "start": "2020-01-01",
                                                   "end": "2020-12-31", "symbols": ["AAPL", "KO", "MSFT"]}})
     _assert_rows_equal_single_runs(exp)
+
+
+def test_pooled_sweep_equals_single_runs(tmp_path):
+    # 42 combinations go to two worker processes (forked from this warm one on Linux), the first chunk here
+    grid = {"signal.params.fast": list(range(3, 10)), "signal.params.slow": list(range(20, 32, 2))}
+    exp = _exp(tmp_path, {"params": grid},
+               execution={**BASE["execution"], "executor": {"kind": "local", "n_jobs": 2}},
+               data={"type": "sample", "params": {"dataset": "sp500_20", "start": "2020-01-01",
+                                                  "end": "2020-12-31", "symbols": ["AAPL", "KO", "MSFT"]}})
+    assert len(grid_of(exp)) == 42
+    _assert_rows_equal_single_runs(exp)
