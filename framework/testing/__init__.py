@@ -1,4 +1,5 @@
-"""Test helpers for qf and for plugin authors: contract checks, sample bars, a fake broker.
+"""Test helpers for qf and for plugin authors: contract checks, sample bars, fake brokers (a plain one and a
+backtrader :class:`~qf.components.LiveBroker`, :class:`FakeLiveBroker`, for paper trading without Alpaca).
 
 Everything a plugin's tests need is importable from here; the pytest fixtures (``qf_bars``,
 ``qf_register``, ``qf_fake_broker``, ...) come from :mod:`qf.testing.fixtures`, which pytest loads by
@@ -26,7 +27,11 @@ from typing import TYPE_CHECKING, Any
 # should not pay for pandas and pydantic.
 _EXPORTS: dict[str, str] = {
     "FakeBroker": "qf.testing.fake_broker",
+    "FakeData": "qf.testing.fake_broker",
+    "FakeLiveBroker": "qf.testing.fake_broker",
+    "FakeLiveBrokerComponent": "qf.testing.fake_broker",
     "FakeOrder": "qf.testing.fake_broker",
+    "LiveOrder": "qf.testing.fake_broker",
     "WarmupContractWarning": "qf.testing.checks",
     "assert_risk_rule_idempotent": "qf.testing.contracts",
     "assert_risk_rule_no_lookahead": "qf.testing.contracts",
@@ -51,7 +56,11 @@ _EXPORTS: dict[str, str] = {
 # a literal list, so that linters and type checkers see the re-exports of the TYPE_CHECKING block
 __all__ = [
     "FakeBroker",
+    "FakeData",
+    "FakeLiveBroker",
+    "FakeLiveBrokerComponent",
     "FakeOrder",
+    "LiveOrder",
     "WarmupContractWarning",
     "assert_risk_rule_idempotent",
     "assert_risk_rule_no_lookahead",
@@ -98,7 +107,14 @@ if TYPE_CHECKING:
         assert_weights_valid,
         sample_bars,
     )
-    from qf.testing.fake_broker import FakeBroker, FakeOrder
+    from qf.testing.fake_broker import (
+        FakeBroker,
+        FakeData,
+        FakeLiveBroker,
+        FakeLiveBrokerComponent,
+        FakeOrder,
+        LiveOrder,
+    )
     from qf.testing.waiting import wait_for
 
 
