@@ -264,7 +264,7 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
     reason = _full_report_possible(rets)
     if reason is None:
         try:
-            page = _quantstats_page(rets, bench, path, title, subtitle, warning)
+            page = _quantstats_page(rets, bench, title, subtitle, warning)
         except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
             log.warning("tear sheet: quantstats failed (%s: %s); writing a simpler page", type(exc).__name__, exc)
             reason = f"quantstats could not draw this curve ({type(exc).__name__}: {exc})"
@@ -274,7 +274,7 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
     _simple(rets, path, title, subtitle, warning, reason, metrics)
 
 
-def _quantstats_page(rets: pd.Series, bench: pd.Series | None, path: Path, title: str, subtitle: str | None,
+def _quantstats_page(rets: pd.Series, bench: pd.Series | None, title: str, subtitle: str | None,
                      warning: str | None) -> str:
     """The page, assembled here from quantstats' own metrics table, drawdown table and charts.
 
@@ -285,7 +285,6 @@ def _quantstats_page(rets: pd.Series, bench: pd.Series | None, path: Path, title
     """
     import matplotlib.pyplot as plt
 
-    del path  # kept in the signature for callers; nothing is written beside the page any more
     try:
         with _quiet(), _fast_quantstats():
             import quantstats as qs

@@ -151,11 +151,28 @@ def test_changed_metrics_lists_only_what_changed():
 def test_ctrl_c_stops_cleanly_and_a_missing_file_is_one_line(project, monkeypatch):
     from qf.cli.main import app
 
+    started: list[Watcher] = []
+
     def interrupted(self) -> None:
+        started.append(self)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Watcher, "loop", interrupted)
-    res = CliRunner().invoke(app, ["watch", str(project / "experiments" / "x.yaml")])
+    res = CliRunner().invoke(app, ["watch", str(project / "experiments" / "x.yaml"), "--no-tearsheet",
+                                   "--set", "signal.params.lookback=30", "--out", str(project / "r")])
     assert res.exit_code == 0 and "stopped" in res.output and "Traceback" not in res.output
+    (w,) = started
+    assert (w.overrides, w.out_root, w.tearsheet) == (["signal.params.lookback=30"], project / "r", False)
     res = CliRunner().invoke(app, ["watch", str(project / "nope.yaml")])
     assert res.exit_code == 2 and "nope.yaml: no such file" in res.output
+
+
+def test_the_tear_sheet_is_written_after_the_summary(project):
+    out = io.StringIO()
+    w = Watcher(project / "experiments" / "x.yaml", out_root=project / "reports", poll=0.02, max_runs=1,
+                out=Console(file=out, width=200), err=Console(file=io.StringIO()))
+    w.loop()
+    text = out.getvalue()
+    assert text.index("summary in") < text.index("report: ")
+    (run,) = (project / "reports" / "watched").iterdir()
+    assert "<title>watched</title>" in (run / "tearsheet.html").read_text()
