@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,6 +322,7 @@ class FakeBroker:
 # -- a live broker ------------------------------------------------------------------------------------------
 
 STATE_FILE = "fake-live-broker.json"
+_DECISION_REF = re.compile(r"\d{8}_[A-Za-z0-9_.]+")  # the paper strategy's order refs, as qf.paper.strategy makes them
 _WORKING = ("accepted", "partially_filled")
 
 
@@ -471,6 +473,7 @@ class FakeLiveBroker(bt.BrokerBase):
         self._synced_cash = self.cash
         self._synced_positions: dict[str, tuple[float, float]] = {}
         self._bt: dict[str, Any] = {}
+        self._seen: dict[str, float] = {}  # the last price seen per symbol (of its data), for closing orders
         self._changed = False
 
     def __repr__(self) -> str:
@@ -484,7 +487,7 @@ class FakeLiveBroker(bt.BrokerBase):
         payload = {
             "cash": self.cash, "startingcash": self.startingcash, "positions": self.positions,
             "orders": [vars(o) for o in self.orders.values()], "fills": self.fills, "halt": list(self.halt),
-            "prices": self.prices,
+            "last_prices": self._seen,
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
@@ -501,7 +504,7 @@ class FakeLiveBroker(bt.BrokerBase):
         self.orders = {o["client_order_id"]: LiveOrder(**o) for o in data["orders"]}
         self.fills = [tuple(f) for f in data["fills"]]  # type: ignore[misc]
         self.halt = (bool(data["halt"][0]), data["halt"][1])
-        self.prices = {**data["prices"], **self.prices}  # prices given to this instance win
+        self._seen = {**data["last_prices"], **self._seen}
 
     # -- test controls --------------------------------------------------------------------------------
 
@@ -542,7 +545,7 @@ class FakeLiveBroker(bt.BrokerBase):
     def getvalue(self, datas: Any = None) -> float:
         """Cash plus positions at their last known price (at the last :meth:`sync`)."""
         names = None if not datas else {d._name for d in datas}
-        value = sum(q * self.prices.get(s, p) for s, (q, p) in self._synced_positions.items()
+        value = sum(q * (self._price(s, required=False) or p) for s, (q, p) in self._synced_positions.items()
                     if names is None or s in names)
         return value if names is not None else self._synced_cash + value
 
@@ -615,12 +618,12 @@ class FakeLiveBroker(bt.BrokerBase):
 
     def buying_power(self) -> float:
         """Cash at the last sync less what working buys will spend (as a cash account's buying power)."""
-        committed = sum(o.remaining * self.prices.get(o.symbol, 0.0) for o in self.orders.values()
+        committed = sum(o.remaining * (self._price(o.symbol, required=False) or 0.0) for o in self.orders.values()
                         if o.working and o.side == "buy")
         return self._synced_cash - committed
 
     def open_refs(self) -> list[str]:
-        return sorted({o.ref for o in self.orders.values() if o.working and o.ref[:1].isdigit()})
+        return sorted({o.ref for o in self.orders.values() if o.working and _DECISION_REF.fullmatch(o.ref)})
 
     def cancel_open(self, timeout: float) -> None:
         for rec in [o for o in self.orders.values() if o.working]:
@@ -665,7 +668,8 @@ class FakeLiveBroker(bt.BrokerBase):
     def view(self) -> Any:
         from qf.paper.broker import BrokerView, FillView, OrderView, PositionView
 
-        positions = [PositionView(s, q, p, q * self.prices.get(s, p)) for s, (q, p) in sorted(self.positions.items())]
+        positions = [PositionView(s, q, p, q * (self._price(s, required=False) or p))
+                     for s, (q, p) in sorted(self.positions.items())]
         orders = [OrderView(o.ref, o.symbol, o.side, o.quantity, o.filled, o.status)
                   for o in self.orders.values() if o.working]
         fills = [FillView(pd.Timestamp(t), self.orders[cid].symbol, side, qty, price)
@@ -681,10 +685,14 @@ class FakeLiveBroker(bt.BrokerBase):
             raise QfError("the fake live broker is not connected (call connect() first)")
 
     def _price(self, symbol: str, required: bool = True) -> float | None:
+        """The fill price: :meth:`set_prices`' price, else the symbol's data close now, else the last one seen."""
         price = self.prices.get(symbol)
         if price is None:
             data = next((o.data for o in self._bt.values() if o.data._name == symbol), None)
-            price = float(data.close[0]) if data is not None else None
+            if data is not None:
+                price = self._seen[symbol] = float(data.close[0])
+            else:
+                price = self._seen.get(symbol)
         if price is None and required:
             raise ValueError(f"no price for {symbol}: call set_prices()")
         return price
@@ -701,7 +709,7 @@ class FakeLiveBroker(bt.BrokerBase):
         self.notifs.append(order.clone())
         ref = str(info.get("qf_ref") or f"bt{order.ref}")
         symbol = data._name
-        self.prices.setdefault(symbol, float(data.close[0]))
+        self._seen[symbol] = float(data.close[0])
         earlier = [o for o in self.orders.values() if o.ref == ref]
         live = next((o for o in earlier if o.working or o.filled > 0), None)
         if live is not None and not live.working:
@@ -736,7 +744,8 @@ class FakeLiveBroker(bt.BrokerBase):
             return f"invalid quantity {rec.quantity!r}"
         if self.halt[0] and not rec.ref.startswith(("kill-", "flatten-")):
             return f"trading is halted: {self.halt[1]}"
-        price = self.prices[rec.symbol]
+        price = self._price(rec.symbol)
+        assert price is not None
         if rec.side == "buy":
             cost = rec.quantity * price
             if cost > self.buying_power() + 1e-9:
