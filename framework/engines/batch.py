@@ -16,8 +16,21 @@ tear sheet (the best combination of a sweep is re-run on the full path for its r
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import pandas as pd
+from vectorbt.portfolio.nb import (
+    asset_flow_nb,
+    asset_value_grouped_nb,
+    asset_value_nb,
+    assets_nb,
+    cash_flow_grouped_nb,
+    cash_flow_nb,
+    cash_grouped_nb,
+    init_cash_grouped_nb,
+    value_nb,
+)
+from vectorbt.records.nb import col_map_nb
 
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
@@ -27,9 +40,37 @@ from qf.engines.risk import RiskConfig, new_state
 from qf.errors import QfError
 
 
+@nb.njit(cache=True)
+def _value_nb(close, order_records, init_cash):  # pragma: no cover - numba
+    # vectorbt's own numba kernels, in the order Portfolio.value() calls them for one cash-sharing group
+    T, N = close.shape
+    col_map = col_map_nb(order_records["col"], N)
+    group_lens = np.full(1, N, dtype=np.int64)
+    cash_flow = cash_flow_grouped_nb(cash_flow_nb((T, N), order_records, col_map, False), group_lens)
+    init = init_cash_grouped_nb(np.full(1, init_cash), group_lens, True)
+    cash = cash_grouped_nb((T, N), cash_flow, group_lens, init)
+    assets = assets_nb(asset_flow_nb((T, N), order_records, col_map, 0))  # Direction.Both
+    filled = close.copy()
+    for k in range(N):  # Portfolio.get_filled_close(): forward, then backward fill (close is ffilled)
+        first = 0
+        while first < T and np.isnan(filled[first, k]):
+            first += 1
+        for i in range(min(first, T)):
+            filled[i, k] = filled[first, k] if first < T else np.nan
+    for i in range(T):
+        for k in range(N):
+            if assets[i, k] == 0:  # for price being NaN, as vectorbt does
+                filled[i, k] = 0.0
+    asset_value = asset_value_grouped_nb(asset_value_nb(filled, assets), group_lens)
+    return value_nb(cash, asset_value)[:, 0]
+
+
 def portfolio_value(close: np.ndarray, order_records: np.ndarray, init_cash: float) -> np.ndarray:
     """The group's value at each bar's close, computed as ``vbt.Portfolio(...).value()`` computes it for one
-    cash-sharing group over all columns (``fillna_close`` on), through the same dispatch functions.
+    cash-sharing group over all columns (``fillna_close`` on), with the same kernels in the same order.
+
+    ``close`` must be forward-filled already (as :class:`~qf.engines.inputs.SimInputs` ``close`` is).
+    When vectorbt dispatches to its Rust engine the same steps go through its dispatch functions instead.
 
     Example::
 
@@ -40,6 +81,8 @@ def portfolio_value(close: np.ndarray, order_records: np.ndarray, init_cash: flo
     from vectorbt.portfolio.enums import Direction
     from vectorbt.records import dispatch as records_dispatch
 
+    if dispatch.resolve_engine(None) == "numba":
+        return _value_nb(np.ascontiguousarray(close, dtype=np.float64), order_records, float(init_cash))
     T, N = close.shape
     shape = (T, N)
     col_map = records_dispatch.col_map(order_records["col"], N)
@@ -68,7 +111,9 @@ def orders_frame(order_records: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
     # the rank of each symbol's name, so that sorting by it sorts by the name ("buy" < "sell" is side 0 < 1)
     name_rank = np.empty(len(symbols), dtype=np.int64)
     name_rank[np.argsort(symbols.astype(str), kind="mergesort")] = np.arange(len(symbols))
-    order = np.lexsort((name_rank[col], side, idx))
+    # one integer key (bar, side, name) sorts faster than a lexsort of three; fills are unique per key
+    key = (idx.astype(np.int64) * 2 + side) * len(symbols) + name_rank[col]
+    order = np.argsort(key, kind="stable")
     # categorical names: a column of tens of thousands of strings costs more to build than the simulation
     return pd.DataFrame({
         "time": inputs.index[idx[order]],
