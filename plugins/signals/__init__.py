@@ -4,6 +4,7 @@ from qf import hookimpl
 from qf.components import SignalModel
 from qf_plugins.signals.breakout import Breakout
 from qf_plugins.signals.constant import Constant
+from qf_plugins.signals.ensemble import Ensemble
 from qf_plugins.signals.mean_reversion import MeanReversion
 from qf_plugins.signals.momentum import Momentum
 from qf_plugins.signals.regime import Regime, RegimeSwitch
@@ -14,4 +15,4 @@ from qf_plugins.signals.xgb import XGBoostSignal
 
 @hookimpl
 def qf_signal_models() -> list[type[SignalModel]]:
-    return [Breakout, Constant, MeanReversion, Momentum, Regime, RegimeSwitch, SmaCross, Swing, XGBoostSignal]
+    return [Breakout, Constant, Ensemble, MeanReversion, Momentum, Regime, RegimeSwitch, SmaCross, Swing, XGBoostSignal]
