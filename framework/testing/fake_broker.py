@@ -345,6 +345,7 @@ class LiveOrder:
     avg_price: float = 0.0
     status: str = "accepted"
     reason: str | None = None
+    sent: float | None = None  # backtrader's date number of the bar the order was sent on
 
     @property
     def working(self) -> bool:
@@ -411,7 +412,8 @@ class FakeLiveBroker(bt.BrokerBase):
       (``order.info.qf_duplicate``);
     - ``fill="auto"``: every ``next()`` (cerebro calls it on every loop) fills a ``partial`` share of each
       working order's quantity, so ``partial=0.5`` gives two fills per order; ``fill="manual"``: orders work
-      until :meth:`fill` is called. The price is :meth:`set_prices`' for the symbol, else the data's close;
+      until :meth:`fill` is called. The price is :meth:`set_prices`' for the symbol, else the open of the
+      data's first bar after the order (a :class:`FakeData`, which has no opens: its close);
     - refusals are recorded as rejected orders: a symbol in ``rejections`` (with its reason), a buy above
       the buying power, a sell that would open a short (unless ``allow_short``);
     - with a ``state_dir`` every change is written to ``fake-live-broker.json`` there, and :meth:`connect`
@@ -582,7 +584,7 @@ class FakeLiveBroker(bt.BrokerBase):
         """Cerebro's loop: fill working orders (``fill="auto"``), then tell the listeners of any change."""
         if self.connected and self.fill_mode == "auto":
             for rec in [o for o in self.orders.values() if o.working]:
-                price = self._price(rec.symbol, required=False)
+                price = self._fill_price(rec)
                 if price is not None:
                     self._execute(rec, min(rec.remaining, rec.quantity * self.partial), price)
         if self._changed:
@@ -685,17 +687,45 @@ class FakeLiveBroker(bt.BrokerBase):
             raise QfError("the fake live broker is not connected (call connect() first)")
 
     def _price(self, symbol: str, required: bool = True) -> float | None:
-        """The fill price: :meth:`set_prices`' price, else the symbol's data close now, else the last one seen."""
+        """The current price: :meth:`set_prices`' price, else the symbol's data close now, else the last one seen."""
         price = self.prices.get(symbol)
         if price is None:
-            data = next((o.data for o in self._bt.values() if o.data._name == symbol), None)
-            if data is not None:
+            data = self._data(symbol)
+            if data is not None and len(data) > 0 and math.isfinite(float(data.close[0])):
                 price = self._seen[symbol] = float(data.close[0])
             else:
                 price = self._seen.get(symbol)
         if price is None and required:
             raise ValueError(f"no price for {symbol}: call set_prices()")
         return price
+
+    def _fill_price(self, rec: LiveOrder) -> float | None:
+        """Where an automatic fill happens now, or None to wait.
+
+        A market order sent after a bar's close fills at the open of the data's next bar, as at a real broker;
+        a data without open prices (:class:`FakeData`) fills at its close at once.
+        """
+        if rec.symbol in self.prices:
+            return self.prices[rec.symbol]
+        data = self._data(rec.symbol)
+        if data is None:
+            return self._seen.get(rec.symbol)  # an order of an earlier process, no data for it here
+        if not hasattr(data, "open"):
+            return float(data.close[0])
+        if len(data) == 0 or (rec.sent is not None and data.datetime[0] <= rec.sent):
+            return None  # no new bar since the order was sent
+        for price in (float(data.open[0]), float(data.close[0])):
+            if math.isfinite(price) and price > 0:
+                return price
+        return None
+
+    def _data(self, symbol: str) -> Any:
+        """The data feed of ``symbol``: cerebro's (it sets ``broker.cerebro``), else one an order was sent with."""
+        cerebro = getattr(self, "cerebro", None)
+        for data in getattr(cerebro, "datas", None) or []:
+            if data._name == symbol:
+                return data
+        return next((o.data for o in self._bt.values() if o.data._name == symbol), None)
 
     def _submit(self, cls: type, side: Side, owner: Any, data: Any, size: float, exectype: Any,
                 info: dict[str, Any]) -> Any:
@@ -722,7 +752,8 @@ class FakeLiveBroker(bt.BrokerBase):
             # the same decision again while its order works: the broker already has it, nothing new is sent
             rec = live
         else:
-            rec = LiveOrder(f"{self.prefix}-{ref}-{len(earlier) + 1}", ref, symbol, side, abs(float(size)))
+            rec = LiveOrder(f"{self.prefix}-{ref}-{len(earlier) + 1}", ref, symbol, side, abs(float(size)),
+                            sent=float(data.datetime[0]))
             rec.reason = self._refusal(rec)
             if rec.reason is not None:
                 rec.status = "rejected"
@@ -774,7 +805,8 @@ class FakeLiveBroker(bt.BrokerBase):
         order = self._bt.get(rec.client_order_id)
         when = self.time
         if when is None:
-            when = pd.Timestamp(bt.num2date(order.data.datetime[0])) if order is not None else pd.Timestamp.now()
+            data = self._data(rec.symbol)  # stamped with the bar it fills on, like the engines' orders
+            when = pd.Timestamp(bt.num2date(data.datetime[0])) if data is not None and len(data) else pd.Timestamp.now()
         self.fills.append((when.isoformat(), rec.client_order_id, rec.side, qty, price))
         self._save()
         self._changed = True

@@ -8,11 +8,16 @@ from pathlib import Path
 import backtrader as bt
 import pandas as pd
 import pytest
+import yaml
 
-from qf.components import LiveBroker
+from qf import hookimpl
+from qf.components import DataSource, LiveBroker, LiveDataSource, Params
+from qf.config.loader import load_experiment
 from qf.config.schema import ExecutionSpec
 from qf.errors import QfError
-from qf.testing import FakeData, FakeLiveBroker, FakeLiveBrokerComponent
+from qf.paper.feed import ReplaySource
+from qf.paper.session import PaperOptions, run_paper
+from qf.testing import FakeData, FakeLiveBroker, FakeLiveBrokerComponent, registry_with, sample_bars
 from qf.testing.fake_broker import STATE_FILE
 
 REF = "20240105_AAPL"
@@ -180,7 +185,8 @@ class _BuyOnce(bt.Strategy):
 
 def test_cerebro_drives_it():
     idx = pd.bdate_range("2024-01-01", periods=5)
-    frame = pd.DataFrame({"open": 10.0, "high": 11.0, "low": 9.0, "close": [10.0, 11.0, 12.0, 13.0, 14.0],
+    close = [10.0, 11.0, 12.0, 13.0, 14.0]
+    frame = pd.DataFrame({"open": [c - 0.5 for c in close], "high": 15.0, "low": 9.0, "close": close,
                           "volume": 1e6}, index=idx)
     broker = connected(1_000.0)
     cerebro = bt.Cerebro(stdstats=False)
@@ -189,6 +195,56 @@ def test_cerebro_drives_it():
     cerebro.addstrategy(_BuyOnce)
     cerebro.run()
     broker.sync()
-    # sent at the second bar's close (11), filled on the next loop at the price of the data then (12)
-    assert broker.position_of("X") == (5.0, 12.0) and broker.getcash() == pytest.approx(940.0)
+    # sent at the second bar's close (11), filled at the next bar's open (11.5), as a market order after the close
+    assert broker.position_of("X") == (5.0, 11.5) and broker.getcash() == pytest.approx(942.5)
     assert broker.fills_frame()["time"].tolist() == [pd.Timestamp("2024-01-03")]
+
+
+# -- a paper session on the fake ----------------------------------------------------------------------------
+
+class _ReplayLive(DataSource):
+    """Synthetic OHLC bars that stream through a ReplaySource: a live data source without a network."""
+
+    name = "replay_live"
+
+    class Params(Params):
+        symbols: list[str] = ["S0", "S1", "S2", "S3"]
+
+    def load(self):
+        return sample_bars(n_symbols=4, n_bars=90, seed=3)
+
+    def live_source(self, min_history: int = 1, **options):
+        return ReplaySource(self.load(), start=min_history, speed=0.0)
+
+
+class _Plugin:
+    @hookimpl
+    def qf_data_sources(self):
+        return [_ReplayLive]
+
+    @hookimpl
+    def qf_brokers(self):
+        return [FakeLiveBrokerComponent]
+
+
+def _paper(folder: Path, state: Path, max_bars: int):
+    doc = {"name": "fake_paper", "report": {"dir": str(folder / "reports"), "tearsheet": False},
+           "data": {"type": "replay_live"}, "signal": {"type": "sma_cross", "params": {"fast": 5, "slow": 20}},
+           "sizer": {"type": "inverse_vol", "params": {"window": 10}}, "rebalance": {"every": 3},
+           "broker": {"type": "fake_live"}, "execution": {"engine": "backtrader", "fill": "next_open"}}
+    path = folder / "fake_paper.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    exp = load_experiment(path, registry=registry_with(_Plugin()))
+    run_paper(exp, PaperOptions(state_dir=state, max_bars=max_bars, order_timeout=2.0, write_report=False))
+    return json.loads((state / STATE_FILE).read_text())
+
+
+def test_a_paper_session_trades_on_it_and_a_restart_changes_nothing(tmp_path):
+    assert isinstance(_ReplayLive({}), LiveDataSource)
+    whole = _paper(tmp_path, tmp_path / "whole", 40)
+    _paper(tmp_path, tmp_path / "split", 25)
+    split = _paper(tmp_path, tmp_path / "split", 15)  # a second process resumes the same session
+    refs = [o["ref"] for o in split["orders"]]
+    assert len(refs) > 4 and len(set(refs)) == len(refs)  # one order per decision and symbol, none sent twice
+    assert [o["client_order_id"] for o in split["orders"]] == [o["client_order_id"] for o in whole["orders"]]
+    assert split["positions"] == pytest.approx(whole["positions"]) and split["cash"] == pytest.approx(whole["cash"])
