@@ -3,7 +3,10 @@
 A sweep evaluates every combination of the swept parameters through the same pipeline, engine
 (``execution.engine``) and metrics as a single run: each combination is a full experiment (its params are
 validated by the component's own model), evaluated over its own evaluation period (its warm-up
-excluded, see :mod:`qf.report.metrics`), in chunks on the configured executor. Ranking, PSR and DSR use
+excluded, see :mod:`qf.report.metrics`), in chunks on the configured executor. Only what the metrics
+need is built per combination (the vectorbt engine runs through :mod:`qf.engines.batch`: the same kernel
+and equity, no ``vbt.Portfolio``), combinations with the same signal params share one signal
+computation, and local workers are forked from the already warm sweep process (Linux). Ranking, PSR and DSR use
 those post-warm-up returns. It writes ``sweep.parquet`` (params + metrics per
 combination), ``sweep.html`` (a heatmap for two parameters, parallel coordinates beyond), reports the
 best combination with its probabilistic and deflated Sharpe ratios (the number of trials is known), and
