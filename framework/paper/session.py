@@ -39,7 +39,7 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
-from qf.bars import Bars
+from qf.bars import Bars, valuation_bars
 from qf.components import Broker
 from qf.config.loader import LoadedExperiment
 from qf.engines.bt import configure_broker
@@ -247,15 +247,17 @@ def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackB
             raise QfError(f"the broker starts with {broker.getcash():,.2f} in cash but execution.initial_cash is "
                           f"{execution.initial_cash:,.2f}")
         configure_broker(broker, execution)
-        source = ReplaySource(bars, start, opts.speed)
-        history = source.history()
+        # the feeds carry the valuation prices (a gap or a delisted symbol at its last close), as the
+        # backtest's broker sees them; the strategy takes the bars and their calendar from ``replay``
+        source = ReplaySource(valuation_bars(bars), start, opts.speed)
+        history = bars.iloc(slice(0, start))
         hub = BarHub(source, bars.symbols, bars.fields)
         cerebro = _cerebro(broker, sim=True)
         for k, s in enumerate(bars.symbols):
             cerebro.adddata(LiveFeed(dataname=s, hub=hub, column=k, qcheck=opts.qcheck), name=s)
         plan = PaperPlan(exp, _risk(exp), history, source, hub, state, anchor=bars.index[0], restore=last,
                          max_bars=1 if opts.flatten else opts.max_bars, flatten=opts.flatten,
-                         order_timeout=opts.order_timeout, on_update=on_update)
+                         order_timeout=opts.order_timeout, on_update=on_update, replay=bars)
         before = state.bar_count()
         cerebro.addstrategy(SimPaperStrategy, paper=plan)
         status, _ = _run_cerebro(cerebro, hub, source)

@@ -84,10 +84,21 @@ def order_ref(decision: pd.Timestamp, symbol: str) -> str:
 class SessionArrays:
     """The per-bar arrays of :class:`qf.engines.inputs.SimInputs`, growing one bar at a time.
 
-    Rows are bars (history first); ``exec_price`` is the open (fill ``next_open``) or the close;
-    ``targets[i]`` is the rebalance row executed at fill bar ``i`` (NaN = none); ``vol`` the trailing
-    volatility the volatility stop uses. A symbol's missing value after its first price (a live feed
-    that skipped it) is carried forward from its last close, as :func:`qf.bars.validate` fills gaps.
+    Rows are bars (history first). ``data`` holds the bars the pipeline sees (:meth:`bars`); ``close`` is
+    the valuation close (carried forward through gaps and after a delisting); ``exec_price`` the open
+    (fill ``next_open``) or the close, NaN on a bar the symbol did not trade, so no order fills there (it
+    waits for the symbol's next real bar, see :func:`qf.engines.step.decide_nb`); ``targets[i]`` is the
+    rebalance row executed at fill bar ``i`` (NaN = none); ``vol`` the trailing volatility the
+    volatility stop uses.
+
+    The trading calendar (listing, gaps, delisting) is the engines' own (:func:`qf.engines.inputs.build_inputs`):
+
+    - a replay (``replay=`` the whole replayed bars) takes every row from the :class:`SimInputs` of those
+      bars, so it knows a symbol's last bar like the backtest does and delists it there
+      (``execution.on_delist``);
+    - a live session cannot know that a symbol will never trade again: a listed symbol missing from a bar
+      is a gap (filled for the pipeline as :func:`qf.bars.validate` fills one, never traded), never a
+      delisting.
 
     Example::
 
@@ -96,7 +107,10 @@ class SessionArrays:
         arrays.bars().close.index[-1]   # Timestamp('2024-01-08')
     """
 
-    def __init__(self, history: Bars, execution: ExecutionSpec, risk: RiskConfig, extra: int = 64) -> None:
+    def __init__(self, history: Bars, execution: ExecutionSpec, risk: RiskConfig, extra: int = 64,
+                 replay: Bars | None = None) -> None:
+        from qf.engines.inputs import build_inputs
+
         self.symbols = history.symbols
         self.fields = history.fields
         self.source = history.source
@@ -107,26 +121,57 @@ class SessionArrays:
             raise QfError(f"execution.fill: 'next_open' needs open prices, but {history.source} has only "
                           f"{', '.join(self.fields)}; use fill: next_close")
         self.risk = risk
+        self.replay = replay
         n0, width = len(history.index), len(self.symbols)
-        cap = n0 + extra + 2
+        cap = (len(replay.index) if replay is not None else n0 + extra) + 2
         self.index: list[pd.Timestamp] = list(history.index)
         self.rows: dict[pd.Timestamp, int] = {t: i for i, t in enumerate(self.index)}
+        no_targets = pd.DataFrame(index=pd.DatetimeIndex([]), columns=self.symbols, dtype=float)
+        # the engines' calendar: of the whole replay, or of the history a live session starts from
+        self.calendar = build_inputs(replay if replay is not None else history, no_targets, risk, execution)
+        if replay is None:
+            self.calendar.delisted_at[:] = -1  # history ending early for a symbol is a gap so far, not a delisting
+            # a symbol without a price yet is listed at its first live bar with one (set by append)
+            self.calendar.first_bar[self.calendar.first_bar >= n0] = np.iinfo(np.int64).max
+        elif list(replay.index[:n0]) != self.index:
+            raise QfError("the replay's history is not the start of the replayed bars")
+        self._gaps_of = replay.gaps.to_numpy(dtype=bool) if replay is not None and replay.gaps is not None else None
+        self._replay_data = {f: getattr(replay, f).to_numpy(dtype=float) for f in self.fields} if replay is not None \
+            else None
         self.data = {f: np.full((cap, width), np.nan) for f in self.fields}
         for f in self.fields:
             self.data[f][:n0] = getattr(history, f).to_numpy(dtype=float)
+        self.gaps = np.zeros((cap, width), dtype=bool)
+        if history.gaps is not None:
+            self.gaps[:n0] = history.gaps.to_numpy(dtype=bool)
+        self.value_close = np.full((cap, width), np.nan)
         self.exec_price = np.full((cap, width), np.nan)
-        self.exec_price[:n0] = self.data["open" if self.use_open else "close"][:n0]
-        self.targets = np.full((cap, width), np.nan)
         self.vol = np.full((cap, width), np.nan)
+        self.value_close[:n0] = self.calendar.close[:n0]
+        self.exec_price[:n0] = self.calendar.exec_price[:n0]
+        self.vol[:n0] = self.calendar.vol[:n0]
+        self.targets = np.full((cap, width), np.nan)
         self.events = np.zeros((cap, width), dtype=np.int8)
-        if risk.needs_vol and n0:
-            self.vol[:n0] = trailing_vol(self.data["close"][:n0], risk.stop_vol_window)
-        self.listed = ~np.isnan(self.data["close"][:n0]).all(axis=0) if n0 else np.zeros(width, dtype=bool)
         self.n = n0
 
     @property
     def close(self) -> np.ndarray:
-        return self.data["close"]
+        """The valuation close (a symbol's last real close through its gaps and after its delisting)."""
+        return self.value_close
+
+    @property
+    def first_bar(self) -> np.ndarray:
+        """Each symbol's first row with a price (a row past the end when it has none yet)."""
+        return self.calendar.first_bar
+
+    @property
+    def delisted_at(self) -> np.ndarray:
+        """Each symbol's delisting row (its last bar, a replay only), else -1."""
+        return self.calendar.delisted_at
+
+    def listed(self, i: int) -> np.ndarray:
+        """Bool per symbol: listed at row ``i`` (the broker is never asked about a symbol before it)."""
+        return i >= self.first_bar
 
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` rows (doubling, so appends stay amortised O(1))."""
@@ -135,12 +180,14 @@ class SessionArrays:
             return
         new = max(rows, 2 * cap)
 
-        def grow(a: np.ndarray, fill: float | int) -> np.ndarray:
+        def grow(a: np.ndarray, fill: float | int | bool) -> np.ndarray:
             out = np.full((new, a.shape[1]), fill, dtype=a.dtype)
             out[:cap] = a
             return out
 
         self.data = {f: grow(a, np.nan) for f, a in self.data.items()}
+        self.gaps = grow(self.gaps, False)
+        self.value_close = grow(self.value_close, np.nan)
         self.exec_price = grow(self.exec_price, np.nan)
         self.targets = grow(self.targets, np.nan)
         self.vol = grow(self.vol, np.nan)
@@ -152,40 +199,68 @@ class SessionArrays:
             raise QfError(f"bar {t} does not come after {self.index[-1]}")
         i = self.n
         self.reserve(i + 2)
-        close = np.asarray(values.get("close"), dtype=float).copy()
-        gap = self.listed & np.isnan(close)
-        if gap.any() and i > 0:
-            # carried forward like validate() fills a short gap; a live source may skip a symbol's bar
-            close[gap] = self.close[i - 1][gap]
-            log.warning("no bar for %s at %s: carrying the last close forward",
-                        ", ".join(s for s, g in zip(self.symbols, gap, strict=True) if g), t)
-        for f in self.fields:
-            row = close if f == "close" else np.asarray(values.get(f, np.full(len(close), np.nan)), dtype=float)
-            if f != "close" and gap.any():
-                row = row.copy()
-                row[gap] = 0.0 if f == "volume" else close[gap]
-            self.data[f][i] = row
-        self.exec_price[i] = self.data["open" if self.use_open else "close"][i]
-        self.listed |= ~np.isnan(close)
-        if self.risk.needs_vol:
-            self.vol[i] = trailing_vol(self.close[: i + 1], self.risk.stop_vol_window)[-1]
+        if self._replay_data is not None:
+            self._append_replay(i, t)
+        else:
+            self._append_live(i, t, values)
         self.index.append(t)
         self.rows[t] = i
         self.n = i + 1
-        self.hold_unpriced(i)
         return i
 
-    def hold_unpriced(self, i: int) -> None:
-        """As :func:`qf.engines.inputs.build_inputs`: a symbol without a price at fill bar ``i`` is held at 0."""
-        row = self.targets[i]
-        row[np.isnan(self.exec_price[i]) & ~np.isnan(row)] = 0.0
+    def _append_replay(self, i: int, t: pd.Timestamp) -> None:
+        # the feed carries valuation prices (what the simulated broker marks positions at); the row the
+        # pipeline sees and the calendar are the replayed bars', exactly as the backtest has them
+        assert self.replay is not None and self._replay_data is not None
+        if i >= len(self.replay.index) or self.replay.index[i] != t:
+            raise QfError(f"bar {t} is not row {i} of the replayed bars")
+        for f, a in self._replay_data.items():
+            self.data[f][i] = a[i]
+        if self._gaps_of is not None:
+            self.gaps[i] = self._gaps_of[i]
+        cal = self.calendar
+        self.value_close[i] = cal.close[i]
+        self.exec_price[i] = cal.exec_price[i]
+        self.vol[i] = cal.vol[i]
+        self.adjust(i)  # a delisting closes the position on its last bar even without a rebalance there
 
-    def bars(self, n: int | None = None) -> Bars:
-        """The first ``n`` rows (default: all) as :class:`Bars`, the window the pipeline sees."""
+    def _append_live(self, i: int, t: pd.Timestamp, values: dict[str, np.ndarray]) -> None:
+        close = np.asarray(values.get("close"), dtype=float).copy()
+        priced = ~np.isnan(close)
+        new = priced & (self.first_bar > i)
+        self.first_bar[new] = i  # listed from this bar on
+        gap = (self.first_bar < i) & ~priced
+        if gap.any() and i > 0:
+            # as validate() fills a gap: a flat bar at the last close with no volume, for the pipeline only;
+            # nothing trades on it
+            log.warning("no bar for %s at %s: no order fills on it, the position is valued at its last close",
+                        ", ".join(s for s, g in zip(self.symbols, gap, strict=True) if g), t)
+        for f in self.fields:
+            row = np.asarray(values.get(f, np.full(len(close), np.nan)), dtype=float).copy()
+            if gap.any() and i > 0:
+                row[gap] = 0.0 if f == "volume" else self.data["close"][i - 1][gap]
+            self.data[f][i] = row
+        self.gaps[i] = gap
+        self.value_close[i] = np.where(priced, close, self.value_close[i - 1] if i > 0 else np.nan)
+        fill = self.data["open" if self.use_open else "close"][i]
+        self.exec_price[i] = np.where(priced, fill, np.nan)
+        if self.risk.needs_vol:
+            self.vol[i] = trailing_vol(self.value_close[: i + 1], self.risk.stop_vol_window)[-1]
+
+    def adjust(self, i: int) -> None:
+        """Apply the engines' trading calendar to the target row of fill bar ``i`` (see
+        :meth:`qf.engines.inputs.SimInputs.adjust`): 0 before listing, ignored after a delisting."""
+        self.calendar.adjust(self.targets[i:i + 1], np.array([i]))
+
+    def bars(self, n: int | None = None, first: int = 0) -> Bars:
+        """Rows ``first`` to ``n`` (default: all) as :class:`Bars`, the window the pipeline sees."""
         n = self.n if n is None else n
-        idx = pd.DatetimeIndex(self.index[:n])
-        frames = {f: pd.DataFrame(self.data[f][:n].copy(), index=idx, columns=self.symbols) for f in self.fields}
-        return Bars(**frames, source=self.source, meta=dict(self.meta))
+        idx = pd.DatetimeIndex(self.index[first:n])
+        frames = {f: pd.DataFrame(self.data[f][first:n].copy(), index=idx, columns=self.symbols)
+                  for f in self.fields}
+        gaps = self.gaps[first:n]
+        mask = pd.DataFrame(gaps.copy(), index=idx, columns=self.symbols) if gaps.any() else None
+        return Bars(**frames, source=self.source, meta=dict(self.meta), gaps=mask)
 
 
 @dataclass
@@ -235,6 +310,7 @@ class PaperPlan:
     flatten: bool = False
     order_timeout: float = 30.0
     on_update: Callable[[SessionView], None] | None = None
+    replay: Bars | None = None  # a replay's whole bars: their calendar (gaps, delisting) is the backtest's
 
 
 class PaperStrategy(QfStrategy):
@@ -252,7 +328,7 @@ class PaperStrategy(QfStrategy):
         ex = exp.spec.execution
         self.paper = paper
         self.exp = exp
-        self.arrays = SessionArrays(paper.history, ex, paper.risk)
+        self.arrays = SessionArrays(paper.history, ex, paper.risk, replay=paper.replay)
         self.N = len(self.arrays.symbols)
         self.costs = (float(ex.fees), float(ex.fixed_fees), float(ex.slippage))
         self.integer = not ex.fractional
@@ -327,7 +403,9 @@ class PaperStrategy(QfStrategy):
 
     def _events_of(self, i: int) -> list[tuple[str, str]]:
         ev = self.arrays.events[i]
-        out = [("flatten", "")] if (ev == EVENT_FLATTEN).any() else []
+        # in the order of the backtest's risk_events.csv within a bar: delisted, flatten, stop
+        out = [("delisted", s) for s, at in zip(self.arrays.symbols, self.arrays.delisted_at, strict=True) if at == i]
+        out += [("flatten", "")] if (ev == EVENT_FLATTEN).any() else []
         out += [("stop", self.arrays.symbols[k]) for k in np.flatnonzero(ev == EVENT_STOP)]
         return out
 
@@ -441,19 +519,20 @@ class SimPaperStrategy(PaperStrategy):
         if a.lag == 0:
             row = self._targets_row(i)
             if row is not None:
-                a.targets[i] = row
-                a.hold_unpriced(i)
+                a.targets[i] = row  # a newer target replaces an order still waiting for its symbol's bar
+                a.adjust(i)
                 self._decision = DecisionRecord(a.index[i], "rebalance", [float(v) for v in row], {})
         if self.paper.flatten and self.bars_done == 0:
             a.targets[i] = 0.0  # the operator's close-out is a rebalance to nothing
+            a.adjust(i)
         self._place(i)
 
     def _place(self, i: int) -> None:
         """:meth:`QfStrategy._at_open` on the growing arrays: the same decide_nb call, the same orders."""
         a = self.arrays
-        if not self.paper.risk.active and np.isnan(a.targets[i, 0]):
+        if not self.paper.risk.active and np.isnan(a.targets[i]).all():
             return
-        self._place_orders(i, a.lag, a.exec_price, a.close, a.targets, a.vol, self.risk_array, a.listed, self.kernel,
+        self._place_orders(i, a.lag, a.exec_price, a.close, a.targets, a.vol, self.risk_array, a.listed(i), self.kernel,
                            a.events)
 
     def _at_close(self) -> None:
@@ -466,6 +545,7 @@ class SimPaperStrategy(PaperStrategy):
             if row is not None:
                 a.reserve(i + 2)
                 a.targets[i + 1] = row
+                a.adjust(i + 1)
                 self._decision = DecisionRecord(a.index[i], "rebalance", [float(v) for v in row], {})
         if self.refused:
             raise QfError(f"the simulated broker refused {len(self.refused)} planned order(s) (an engine bug): "
@@ -473,8 +553,11 @@ class SimPaperStrategy(PaperStrategy):
         positions = np.zeros(self.N)
         prices = np.zeros(self.N)
         for k, data in enumerate(self.datas):
-            p = b.getposition(data)
-            positions[k], prices[k] = p.size, p.price
+            # read without creating: the broker values every position it holds, and a symbol not listed yet
+            # (a NaN close) would make the account NaN
+            p = b.positions.get(data)
+            if p is not None:
+                positions[k], prices[k] = p.size, p.price
         pending = a.targets[i + 1] if a.lag == 1 and i + 1 < a.targets.shape[0] else None
         strategy = {
             "kernel": self._kernel_json(i), "avg_price": [float(v) for v in self.avg_price],
@@ -516,8 +599,8 @@ class SimPaperStrategy(PaperStrategy):
         b = self.broker
         positions = []
         for k, data in enumerate(self.datas):
-            p = b.getposition(data)
-            if p.size:
+            p = b.positions.get(data)  # without creating one (see _at_close)
+            if p is not None and p.size:
                 close = self.arrays.close[self.arrays.n - 1, k]
                 positions.append(PositionView(self.arrays.symbols[k], p.size, p.price, p.size * close))
         fills = [FillView(f.time, f.symbol, f.side, f.quantity, f.price) for f in self.paper.state.recent_fills()]
@@ -620,12 +703,13 @@ class LivePaperStrategy(PaperStrategy):
         broker.sync()
         i = d + 1
         a.reserve(i + 2)
-        a.exec_price[i] = a.close[d]  # sized at the decision's close: the next open is not known yet
-        a.targets[i] = np.nan
+        # sized at the decision's close (the next open is not known yet); a symbol that did not trade at
+        # that close gets no order: its target waits for a bar it trades on, as in the backtest
+        a.exec_price[i] = np.where(a.gaps[d] | np.isnan(a.data["close"][d]), np.nan, a.close[d])
         row = self._targets_row(d)
         if row is not None:
             a.targets[i] = row
-            a.hold_unpriced(i)
+            a.adjust(i)
         was_halted = self.kernel[S_HALTED] == 1.0
         before = self.kernel.copy()
         equity, pos = self._run_kernel(d)
