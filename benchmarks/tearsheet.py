@@ -4,7 +4,8 @@ The returns are the equal-weight daily returns of skfolio's 20 S&P 500 stocks (`
 ``sp500_20``) over the last ``--days`` bars, with the S&P 500 index (``sp500_index``) as benchmark: the size
 of hrp_swing's evaluation period. Both are given the same returns and settings (rf 0, 252 periods a year,
 compounded, no date matching). Imports and matplotlib's first figure happen before the timings; each side is
-timed ``--repeat`` times, alternating, and the best is printed (wall and CPU seconds) with the ratio.
+timed ``--repeat`` times, alternating, and the best is printed (wall and CPU seconds) with the ratio, then
+the CPU seconds of each part of qf's page (quantstats' metrics table and each chart) in its last run.
 
 Usage::
 
@@ -37,6 +38,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     import quantstats as qs
 
+    import qf.report.tearsheet as ts
     from qf.report.tearsheet import write_tearsheet
     from qf_plugins.data.sample import SampleSource
 
@@ -58,6 +60,7 @@ def main() -> None:
         def qf() -> None:
             write_tearsheet(rets, bench, out / "qf.html", "hrp_swing", subtitle="backtest, vectorbt")
 
+        parts = _time_parts(ts)
         write_tearsheet(rets.iloc[:300], bench.iloc[:300], out / "warm.html", "warm")  # imports, first figure
         best = {"quantstats html": (float("inf"), 0.0), "qf write_tearsheet": (float("inf"), 0.0)}
         for _ in range(args.repeat):
@@ -76,6 +79,27 @@ def main() -> None:
         print(f"{name:22s}{wall:8.2f}{cpu:8.2f}{sizes[name] / 1e6:9.2f}")
     ratio = best["qf write_tearsheet"][0] / best["quantstats html"][0]
     print(f"ratio qf / quantstats (wall): {ratio:.2f}x  (target: qf <= 3 s)")
+    print("qf page, CPU s per part: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+
+
+def _time_parts(ts) -> dict[str, float]:
+    """Wrap the tear sheet's metrics table, EOY part and each chart so their CPU time lands in the dict."""
+    parts: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        def run(*a, **k):
+            t = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                parts[name] = time.process_time() - t
+        return run
+
+    figures, metrics, eoy = ts._figures, ts._metrics_table, ts._eoy
+    ts._metrics_table = timed("metrics table", metrics)
+    ts._eoy = timed("eoy (qf)", eoy)
+    ts._figures = lambda *a: [(slot, timed(slot, draw)) for slot, draw in figures(*a)]
+    return parts
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import html
 import io
 import logging
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -446,6 +447,7 @@ def _safe_resample(data: Any, freq: str, func_name: Any = None, **kwargs: Any) -
 
 
 _ORIGINALS: dict[str, Any] = {}
+_PAGE_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -468,6 +470,7 @@ def _fast_quantstats():
         _ORIGINALS.setdefault(name, getattr(module, name))
     # pyplot.savefig ends with canvas.draw_idle(), which on the non-interactive Agg canvas draws the whole
     # figure once more, into nothing: a third of each chart's time
+    _PAGE_LOCK.acquire()  # pyplot's state and these patches are process-wide: one page at a time
     agg = FigureCanvasAgg.__dict__.get("draw_idle")
     try:
         for module, name, fast in patches:
@@ -481,6 +484,7 @@ def _fast_quantstats():
             del FigureCanvasAgg.draw_idle
         else:
             FigureCanvasAgg.draw_idle = agg  # type: ignore[method-assign]
+        _PAGE_LOCK.release()
 
 
 def _no_draw(*args: Any, **kwargs: Any) -> None:
