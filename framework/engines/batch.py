@@ -117,8 +117,9 @@ def orders_frame(order_records: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
     # categorical names: a column of tens of thousands of strings costs more to build than the simulation
     return pd.DataFrame({
         "time": inputs.index[idx[order]],
-        "symbol": pd.Categorical.from_codes(col[order], categories=pd.Index(symbols)),
-        "side": pd.Categorical.from_codes(side[order], categories=["buy", "sell"]),
+        # the codes are the kernel's own column and side numbers: nothing to validate
+        "symbol": pd.Categorical.from_codes(col[order], categories=pd.Index(symbols), validate=False),
+        "side": pd.Categorical.from_codes(side[order], categories=["buy", "sell"], validate=False),
         "quantity": order_records["size"][order].astype(float),
         "price": order_records["price"][order].astype(float),
         "fee": order_records["fees"][order].astype(float),
