@@ -2,6 +2,7 @@
 
 from qf import hookimpl
 from qf.components import RiskRule
+from qf_plugins.risk.correlation_cap import CorrelationCap
 from qf_plugins.risk.daily_loss_limit import DailyLossLimit
 from qf_plugins.risk.drawdown_halt import DrawdownHalt
 from qf_plugins.risk.long_only import LongOnly
@@ -13,4 +14,4 @@ from qf_plugins.risk.stop_loss import StopLoss
 
 @hookimpl
 def qf_risk_rules() -> list[type[RiskRule]]:
-    return [DailyLossLimit, DrawdownHalt, LongOnly, MaxGross, MaxWeight, MinWeight, StopLoss]
+    return [CorrelationCap, DailyLossLimit, DrawdownHalt, LongOnly, MaxGross, MaxWeight, MinWeight, StopLoss]

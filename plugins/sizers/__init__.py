@@ -2,6 +2,7 @@
 
 from qf import hookimpl
 from qf.components import Sizer
+from qf_plugins.sizers.black_litterman import BlackLitterman
 from qf_plugins.sizers.equal import EqualWeight
 from qf_plugins.sizers.hrp import Hrp
 from qf_plugins.sizers.inverse_vol import InverseVol
@@ -11,4 +12,4 @@ from qf_plugins.sizers.vol_target import VolTarget
 
 @hookimpl
 def qf_sizers() -> list[type[Sizer]]:
-    return [EqualWeight, Hrp, InverseVol, Kelly, VolTarget]
+    return [BlackLitterman, EqualWeight, Hrp, InverseVol, Kelly, VolTarget]
