@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -155,7 +156,11 @@ class SignalModel(Component):
     """Scores each symbol at each bar in [-1, 1]; row t may use bars up to and including t only.
 
     ``fields`` lists the bar fields the model needs (checked before computing). ``warmup`` is how many
-    bars the model needs before its first meaningful row (used by paper trading's trailing window).
+    bars the model needs before its first meaningful row. ``history`` is how many trailing bars (the
+    decision bar included) the live path must load for row t to equal the full-history row t: by
+    default ``warmup + 1``; a model whose row t depends on where the history starts (a holding state,
+    a recursive average) returns a larger bound, or ``None`` for "the whole available history" (see
+    :func:`history_of`).
 
     Example::
 
@@ -173,6 +178,10 @@ class SignalModel(Component):
     def warmup(self) -> int:
         return 0
 
+    @property
+    def history(self) -> int | None:
+        return int(self.warmup) + 1
+
     def compute(self, bars: Bars) -> pd.DataFrame:
         raise NotImplementedError
 
@@ -182,7 +191,8 @@ class Sizer(Component):
 
     ``size`` returns a frame indexed by ``dates`` (a subset of ``bars.index``), one column per symbol;
     the row for date t may use signal and bars up to t only. Weights are fractions of equity; a
-    negative weight is a short.
+    negative weight is a short. ``warmup`` and ``history`` mean what they mean for a :class:`SignalModel`
+    (the weights for date t computed from the trailing ``history`` bars equal the full-history weights).
 
     Example::
 
@@ -200,6 +210,31 @@ class Sizer(Component):
     @property
     def warmup(self) -> int:
         return 0
+
+    @property
+    def history(self) -> int | None:
+        return int(self.warmup) + 1
+
+
+def history_of(component: Any) -> int | None:
+    """Trailing bars (the decision bar included) a signal model or sizer needs on the live path for its
+    row t to equal the full-history row t; ``None`` when it needs the whole available history.
+
+    Reads the component's ``history`` (any object: third-party components need not subclass
+    :class:`SignalModel`), else ``warmup + 1``.
+
+    Example::
+
+        history_of(SmaCross({"fast": 5, "slow": 20}))   # 20: warmup 19 + the decision bar
+        history_of(Swing({}))                           # None: a path-dependent holding state
+    """
+    warmup = int(getattr(component, "warmup", 0) or 0)
+    h = getattr(component, "history", warmup + 1)
+    if h is None:
+        return None
+    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
+        raise ValueError(f"{type(component).__name__}.history must be a whole number of bars >= 1 or None, got {h!r}")
+    return int(h)
 
     def size(self, signal: pd.DataFrame, bars: Bars, dates: pd.DatetimeIndex) -> pd.DataFrame:
         raise NotImplementedError
@@ -333,7 +368,7 @@ class TrainableSignal(Protocol):
       rows ``bars.index[test]``, written to the fold's row of ``folds.csv``;
     - ``save(directory)`` to keep each fold's fitted model in the report (``models/fold_<k>``, ``models/final``),
       returning the folder written;
-    - the classmethod ``summarize(models, directory)`` once with every fold's fitted model, to write summary
+    - the classmethod ``summarize(fitted, directory)`` once with every fold's fitted model, to write summary
       files (feature importance across folds, ...) into the report folder.
 
     A model without a use for one of them implements it as a no-op (``evaluate`` returning ``{}``).
@@ -359,7 +394,7 @@ class TrainableSignal(Protocol):
                 return Path(directory)
 
             @classmethod
-            def summarize(cls, models, directory):
+            def summarize(cls, fitted, directory):
                 pass
 
         isinstance(MeanReverter({}), TrainableSignal)   # True
@@ -378,8 +413,8 @@ class TrainableSignal(Protocol):
         ...
 
     @classmethod
-    def summarize(cls, models: list[Any], directory: str | Path) -> None:
-        """Write summary files of every fold's fitted model into the report folder ``directory``."""
+    def summarize(cls, fitted: list[Any], directory: str | Path) -> None:
+        """Write summary files of every fold's fitted model (``fitted``, in fold order) into the report folder."""
         ...
 
 
@@ -504,12 +539,3 @@ class LiveBroker(Protocol):
     def view(self) -> BrokerView:
         """A snapshot for the live view."""
         ...
-
-
-CAPABILITIES: dict[str, type] = {
-    "path_resolving": PathResolving,
-    "trainable": TrainableSignal,
-    "live_data": LiveDataSource,
-    "live_broker": LiveBroker,
-}
-"""The optional capabilities by name (``qf plugins`` and the docs list them)."""
