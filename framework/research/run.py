@@ -317,35 +317,6 @@ def inference_html(inference: dict[str, Any]) -> str:
     )
 
 
-def sweep_html(table: pd.DataFrame, params: list[str], metric: str, path: Path, title: str,
-               inference: dict[str, Any] | None = None) -> None:
-    """A self-contained interactive page: heatmap (2 params), line (1) or parallel coordinates (3+), the
-    best combination's PSR and DSR (given ``inference``) and the top rows."""
-    import plotly.express as px
-    import plotly.graph_objects as go
-
-    if len(params) == 2:
-        piv = table.pivot_table(index=params[0], columns=params[1], values=metric, aggfunc="first")
-        fig = go.Figure(go.Heatmap(z=piv.to_numpy(), x=piv.columns.astype(str), y=piv.index.astype(str),
-                                   colorscale="RdYlGn", colorbar={"title": metric},
-                                   hovertemplate=f"{params[1]}=%{{x}}<br>{params[0]}=%{{y}}<br>{metric}=%{{z:.3f}}"
-                                                 "<extra></extra>"))
-        fig.update_layout(xaxis_title=params[1], yaxis_title=params[0])
-    elif len(params) == 1:
-        fig = px.line(table.sort_values(params[0]), x=params[0], y=metric, markers=True)
-    else:
-        numeric = [p for p in params if pd.api.types.is_numeric_dtype(table[p])]
-        fig = px.parallel_coordinates(table, dimensions=[*numeric, metric], color=metric,
-                                      color_continuous_scale="RdYlGn")
-    fig.update_layout(title=title)
-    top = rank(table, metric).head(50)
-    html_table = top.to_html(index=False, float_format=lambda v: f"{v:.4g}", classes="sweep", border=0)
-    page = fig.to_html(include_plotlyjs=True, full_html=True)
-    stats = inference_html(inference) if inference is not None else ""
-    page = page.replace("</body>", f"{stats}<h2>Top {len(top)} by {metric}</h2>{html_table}</body>")
-    path.write_text(page, encoding="utf-8")
-
-
 def print_top(console: Console, table: pd.DataFrame, params: list[str], metric: str, top: int) -> None:
     t = Table(title=f"top {min(top, len(table))} of {len(table)} by {metric}")
     cols = [*params, "sharpe", "cagr", "max_drawdown", "n_orders"]
@@ -423,6 +394,8 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     outcome = RunOutcome(best_exp, bars, targets, result, metrics, None)
 
     def extra(tmp: Path) -> None:
+        from qf.report.sweep_page import sweep_html  # the page imports this module: imported on use
+
         table.to_parquet(tmp / "sweep.parquet", index=False)
         sweep_html(table, params, sweep.metric, tmp / "sweep.html", f"{exp.name}: {sweep.metric} by parameters",
                    inference)
