@@ -122,6 +122,7 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
             "engine": engine,
             "created": pd.Timestamp.now("UTC").strftime("%Y-%m-%d %H:%M:%S"),
             "config_file": str(exp.path) if exp.path else None,
+            "overrides": list(exp.overrides),  # the --set items, as typed (config.yaml has their result)
             "config_hash": writer.config_hash(cfg),
             "data_hash": writer.data_hash(outcome.bars.frames()),
             "data": {"source": outcome.bars.source, "symbols": outcome.bars.symbols,

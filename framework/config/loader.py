@@ -91,6 +91,7 @@ class LoadedExperiment:
     benchmark_source: DataSource | None
     secret_paths: set[Path_]
     source: Source | None = None  # lines of the file and the --set overrides, for errors found later
+    overrides: list[str] = field(default_factory=list)  # the --set items as given, recorded in manifest.json
 
     def where(self, path: Path_) -> str:
         """``file:line`` (or ``--set ...``) of ``path``, for errors found after loading (e.g. from the data)."""
@@ -702,6 +703,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, regist
     if extra:
         raw = set_paths(raw, extra)
     exp = build(raw, src, p, secrets, registry, max_combos)
+    exp.overrides = list(overrides or [])
     _check_on_load(exp)
     return exp
 

@@ -12,9 +12,10 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from qf.report.page import html_page
 from qf.report.writer import TMP_PREFIX, owned_name, remove_stale
 
 try:
@@ -36,6 +37,29 @@ class RunEntry:
     engine: str
     kind: str
     metrics: dict
+    overrides: list[str] = field(default_factory=list)  # the run's --set items (manifest.json)
+
+    @property
+    def main_page(self) -> Path | None:
+        """The page to open first: see :func:`main_page`."""
+        return main_page(self.path)
+
+
+# the page a run is read from first, by what the folder holds: a sweep's or CPCV's choice page, else the tear sheet
+MAIN_PAGES = ("sweep.html", "cpcv.html", "tearsheet.html")
+
+
+def main_page(run: Path) -> Path | None:
+    """``run``'s main page (sweep.html for a sweep, tearsheet.html otherwise), or None when it has no page.
+
+    Example::
+
+        main_page(Path("reports/sma_cross/20240101-120000"))   # -> .../sweep.html for a sweep
+    """
+    for name in MAIN_PAGES:
+        if (run / name).is_file():
+            return run / name
+    return None
 
 
 def scan(root: Path) -> list[RunEntry]:
@@ -54,9 +78,10 @@ def scan(root: Path) -> list[RunEntry]:
             continue
         if not isinstance(metrics, dict) or not isinstance(manifest, dict):
             continue
+        overrides = manifest.get("overrides")
         out.append(RunEntry(manifest.get("experiment", run.parent.name), run.name, run,
                             manifest.get("created", ""), manifest.get("engine", ""), manifest.get("kind", "backtest"),
-                            metrics))
+                            metrics, [str(o) for o in overrides] if isinstance(overrides, list) else []))
     out.sort(key=lambda e: (e.created, e.run_id), reverse=True)
     return out
 
@@ -71,30 +96,82 @@ def fmt(metrics: dict, key: str, pattern: str) -> str:
         return str(v)
 
 
+# clicking a header sorts by it (numbers by their raw value in data-v); the box keeps the rows holding every word
+SCRIPT = """
+const table = document.getElementById("runs"), body = table.tBodies[0], box = document.getElementById("filter");
+const count = document.getElementById("count");
+function filterRows() {
+  const words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
+  let shown = 0;
+  for (const row of body.rows) {
+    const text = row.textContent.toLowerCase();
+    row.hidden = !words.every(w => text.includes(w));
+    if (!row.hidden) shown++;
+  }
+  count.textContent = shown + " of " + body.rows.length + " run(s) shown";
+}
+box.addEventListener("input", filterRows);
+table.tHead.querySelectorAll("th").forEach((th, i) => th.addEventListener("click", () => {
+  const asc = th.getAttribute("aria-sort") !== "ascending";
+  table.tHead.querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
+  th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+  const numeric = th.dataset.type === "num";
+  const key = row => { const c = row.cells[i]; return c.dataset.v !== undefined ? c.dataset.v : c.textContent; };
+  const rows = [...body.rows];
+  rows.sort((a, b) => {
+    let x = key(a), y = key(b);
+    if (numeric) {
+      x = x === "" ? NaN : Number(x); y = y === "" ? NaN : Number(y);
+      if (isNaN(x) || isNaN(y)) return isNaN(x) - isNaN(y);  // runs without the figure go last
+      return asc ? x - y : y - x;
+    }
+    return asc ? x.localeCompare(y) : y.localeCompare(x);
+  });
+  rows.forEach(r => body.appendChild(r));
+}));
+filterRows();
+"""
+
+INDEX_STYLE = """<style>
+th{cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:" \\25B2"}
+th[aria-sort=descending]::after{content:" \\25BC"}#filter{font-size:1em;padding:4px 8px;width:24em}
+td.o{font-family:ui-monospace,monospace;font-size:.85em;white-space:normal;max-width:22em}
+</style>"""
+
+
+def _raw(metrics: dict, key: str) -> str:
+    v = metrics.get(key)
+    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) and v == v else ""
+
+
 def render_index(root: Path, entries: list[RunEntry]) -> str:
-    """The HTML of ``root/index.html`` for ``entries``."""
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in COLUMNS)
+    """The HTML of ``root/index.html`` for ``entries``: sortable, filterable, each run linked to its main page."""
+    head = "".join(f'<th data-type="num">{html.escape(label)}</th>' for _, label, _ in COLUMNS)
     rows = []
     for e in entries:
-        rel = os.path.relpath(e.path, root)
-        link = f"{rel}/tearsheet.html" if (e.path / "tearsheet.html").exists() else f"{rel}/"
-        cells = "".join(f"<td>{html.escape(fmt(e.metrics, k, p))}</td>" for k, _, p in COLUMNS)
+        page = e.main_page
+        link = os.path.relpath(page if page is not None else e.path, root).replace(os.sep, "/")
+        cells = "".join(f'<td data-v="{_raw(e.metrics, k)}">{html.escape(fmt(e.metrics, k, p))}</td>'
+                        for k, _, p in COLUMNS)
+        overrides = "<br>".join(f"--set {html.escape(o)}" for o in e.overrides)
         rows.append(
-            f"<tr><td>{html.escape(e.created)}</td><td>{html.escape(e.experiment)}</td>"
-            f"<td><a href=\"{html.escape(link)}\">{html.escape(e.run_id)}</a></td>"
-            f"<td>{html.escape(e.engine)}</td><td>{html.escape(e.kind)}</td>{cells}</tr>"
+            f'<tr><td class="l">{html.escape(e.created)}</td><td class="l">{html.escape(e.experiment)}</td>'
+            f'<td class="l"><a href="{html.escape(link)}">{html.escape(e.run_id)}</a></td>'
+            f'<td class="l">{html.escape(e.engine)}</td><td class="l">{html.escape(e.kind)}</td>'
+            f'<td class="l o">{overrides}</td>{cells}</tr>'
         )
-    doc = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>qf runs</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}}
-td:nth-child(-n+5),th:nth-child(-n+5){{text-align:left}}
-</style></head><body><h1>qf runs</h1><p>{len(entries)} run(s), newest first.</p>
-<table><tr><th>Created (UTC)</th><th>Experiment</th><th>Run</th><th>Engine</th><th>Kind</th>{head}</tr>
-{''.join(rows)}
-</table></body></html>
-"""
-    return doc
+    body = f"""<h1>qf runs</h1>
+<p class="note">{len(entries)} run(s) in {html.escape(str(root))}, newest first. Click a column to sort; each run
+links to its main page (sweep.html for a sweep, the tear sheet otherwise).</p>
+<p><input id="filter" type="search" placeholder="filter: words that must all appear in the row" aria-label="filter">
+<span id="count" class="note"></span></p>
+<table class="qf" id="runs"><thead><tr><th class="l">Created (UTC)</th><th class="l">Experiment</th>
+<th class="l">Run</th><th class="l">Engine</th><th class="l">Kind</th><th class="l">Overrides (--set)</th>{head}</tr>
+</thead><tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<script>{SCRIPT}</script>"""
+    return html_page("qf runs", body, INDEX_STYLE)
 
 
 @contextlib.contextmanager
@@ -129,7 +206,7 @@ def _clean(root: Path) -> None:
 
 
 def write_index(root: Path) -> Path | None:
-    """Rewrite ``root/index.html`` linking every run's tear sheet with its key metrics.
+    """Rewrite ``root/index.html`` linking every run's main page with its key metrics and overrides.
 
     Returns its path, or None when it could not be written: the runs themselves are complete, so that is
     a warning on stderr, not an error.
