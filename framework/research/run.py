@@ -236,26 +236,25 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     from qf.research.executors import LocalExecutor
 
     ex = _executor(exp, len(combos))
-    n_chunks = max(1, min(len(combos), ex.n_workers * 16))
+    # forked workers start as warm as this process: one combination here first imports and loads
+    # everything they need (vectorbt, the compiled kernels), then the pool forks them
+    warm_up = FORK_WORKERS and ex.n_workers > 1 and isinstance(ex, LocalExecutor)
     order = _by_signal(combos)
+    head, rest = (order[:1], order[1:]) if warm_up else ([], order)
+    n_chunks = max(1, min(len(rest), ex.n_workers * 16))
     # contiguous runs of the signal-grouped order: a chunk holds whole groups where it can
-    bounds = np.linspace(0, len(order), n_chunks + 1).round().astype(int)
-    positions = [order[bounds[i]:bounds[i + 1]] for i in range(n_chunks)]
+    bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
+    positions = [rest[bounds[i]:bounds[i + 1]] for i in range(n_chunks)]
     tasks = [ComboTask(exp.raw, exp.path, bars, [combos[j] for j in pos], trade_from) for pos in positions]
     results: list[list[dict[str, Any]]] = []
     wave = max(1, ex.n_workers * 2)
     done = 0
-    first = 0
     try:
-        if FORK_WORKERS and ex.n_workers > 1 and isinstance(ex, LocalExecutor):
-            # the first chunk here: it warms this process up (imports, compiled kernels, data caches)
-            # before the pool forks its workers from it
-            results.append(evaluate_chunk(tasks[0]))
-            first = 1
-            done = len(tasks[0].combos)
-            if progress is not None:
-                progress(done, len(combos))
-        for start in range(first, len(tasks), wave):
+        if head:
+            positions.insert(0, head)
+            results.append(evaluate_chunk(ComboTask(exp.raw, exp.path, bars, [combos[head[0]]], trade_from)))
+            done = 1
+        for start in range(0, len(tasks), wave):
             batch = tasks[start:start + wave]
             results.extend(ex.map(evaluate_chunk, batch))
             done += sum(len(t.combos) for t in batch)
