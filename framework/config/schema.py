@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from qf.components import NumbersNotBools
 
@@ -196,6 +196,14 @@ class Experiment(Strict):
     walk_forward: WalkForwardSpec | None = None
     validation: ValidationSpec | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("validation")
+    @classmethod
+    def _one_validation_scheme(cls, v: ValidationSpec | None, info: ValidationInfo) -> ValidationSpec | None:
+        # walk_forward is validated first (declared before); a sweep combination's document drops it
+        if v is not None and info.data.get("walk_forward") is not None:
+            raise ValueError("cpcv and walk_forward are two validation schemes; keep one")
+        return v
 
     @field_validator("name")
     @classmethod

@@ -242,3 +242,16 @@ def test_cpcv_without_sweep_is_refused(exp_path):
     with pytest.raises(QfError, match="add a sweep"):
         run_cpcv(load_experiment(exp_path, ["sweep=null", "validation={n_groups: 4}"]), None,
                  Console(file=io.StringIO()))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("validation={n_groups: 4, n_test_groups: 4}", "n_test_groups \\(4\\) must be smaller than n_groups \\(4\\)"),
+    ("validation={n_grups: 4}", "did you mean 'n_groups'"),
+    ("walk_forward={train: 300, test: 100}", "cpcv and walk_forward are two validation schemes"),
+])
+def test_validation_section_errors_name_the_line(exp_path, override, message):
+    from qf.errors import ConfigError
+
+    extra = [override] if override.startswith("validation") else ["validation={n_groups: 4}", override]
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(exp_path, extra)
