@@ -1,6 +1,6 @@
 """A loopback Alpaca paper-trading emulator that the unmodified alpaca-py SDK can talk to.
 
-What it serves and why follows the project's notes on alpaca-py 0.44 (ALPACA.md): the trading REST API
+What it serves and why follows alpaca-py 0.44's behaviour (docs/alpaca.md, "The emulator"): the trading REST API
 (orders, positions, account, clock, calendar, assets), ``GET /v2/stocks/bars``, and the ``trade_updates``
 WebSocket. Everything binds to 127.0.0.1 by default, ports default to 0 (free port).
 

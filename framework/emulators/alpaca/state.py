@@ -4,7 +4,7 @@ Every public method takes the state lock, so the REST threads, the matcher threa
 call into it concurrently. Prices and quantities are ``Decimal`` internally (4@100, 3@101, 3@102
 must average to exactly 100.9) and leave as strings, like Alpaca's JSON.
 
-Paper semantics modelled (ALPACA.md section 7): orders fill only when marketable against the quote;
+Paper semantics modelled (docs/alpaca.md, "The emulator"): orders fill only when marketable against the quote;
 in ``"random"`` mode a seeded 10% of fills are partial with a random size; brackets hold their legs
 until the parent fills and one leg's fill cancels the other; ``accepted`` outside the session; OPG/CLS
 rejection windows; fractional ``qty``/``notional`` only on fractionable assets; a generic reject rule

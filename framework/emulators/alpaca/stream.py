@@ -1,8 +1,9 @@
 """The ``trade_updates`` WebSocket server, with the failure modes a client must survive.
 
-Protocol (ALPACA.md section 3): the client authenticates, the first reply is the authorization
-verdict, then ``listen`` is acknowledged with ``listening`` and events follow. Like the real service,
-only one connection per account is allowed: a second concurrent handshake gets HTTP 429.
+Protocol (docs/alpaca.md, "alpaca-py behaviour the adapter works around"): the client authenticates,
+the first reply is the authorization verdict, then ``listen`` is acknowledged with ``listening`` and
+events follow. Like the real service, only one connection per account is allowed: a second concurrent
+handshake gets HTTP 429.
 
 Failure controls: :meth:`StreamServer.drop` closes the live connection (events in the gap are lost,
 there is no replay), ``silent = True`` swallows events on a healthy-looking connection,

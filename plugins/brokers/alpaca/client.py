@@ -1,7 +1,8 @@
 """Build hardened alpaca-py clients from the environment.
 
 alpaca-py 0.44 has no HTTP timeout and retries 429/504 three times, 3 s apart -- including
-``POST /v2/orders``, which can duplicate an order after a 504 (ALPACA.md sections 1 and 5). So:
+``POST /v2/orders``, which can duplicate an order after a 504 (docs/alpaca.md, "alpaca-py behaviour the
+adapter works around"). So:
 
 * every REST client gets an :class:`TimeoutHTTPAdapter` on ``client._session`` (default timeout,
   client-side rate limiting, and rate-limit headers fed back to the limiter);
@@ -151,7 +152,7 @@ class AlpacaConfig:
         for name in ("trading_url", "data_url"):
             url = getattr(self, name)
             if url and (url.endswith("/") or url.rstrip("/").endswith("/v2")):
-                # alpaca-py appends "/v2" itself; a trailing "/v2" gives 404s (ALPACA.md section 1).
+                # alpaca-py appends "/v2" itself; a trailing "/v2" gives 404s (docs/alpaca.md, "URLs and keys").
                 raise ValueError(f"{name} must not end with '/' or '/v2': {url!r}")
 
     def __repr__(self) -> str:
@@ -215,7 +216,7 @@ def check_sdk_internals(client: object, attrs: Iterable[str] = REST_PRIVATE_ATTR
     if missing:
         raise RuntimeError(
             f"alpaca-py {type(client).__name__} lacks {missing}; the pinned SDK version changed -- "
-            "re-verify qf_plugins.brokers.alpaca.client against ALPACA.md"
+            "re-verify qf_plugins.brokers.alpaca.client against docs/alpaca.md"
         )
 
 
@@ -269,11 +270,11 @@ class QfTradingStream(TradingStream):
     """``TradingStream`` with connection callbacks and a prompt ``stop()``.
 
     alpaca-py reconnects silently and has no on-connect hook, so events in the gap are lost
-    (ALPACA.md section 3). ``on_connect`` fires after every successful authenticate+listen -- the
-    session uses it to reconcile over REST. ``on_auth_failure`` fires when the server refuses the
-    keys (the SDK would otherwise just log and retry forever). The stock ``stop()`` can take 5 s
-    because ``_consume`` polls its stop queue between 5 s receive timeouts; closing the socket
-    wakes it at once.
+    (docs/alpaca.md, "alpaca-py behaviour the adapter works around"). ``on_connect`` fires after every
+    successful authenticate+listen -- the session uses it to reconcile over REST. ``on_auth_failure`` fires
+    when the server refuses the keys (the SDK would otherwise just log and retry forever). The stock
+    ``stop()`` can take 5 s because ``_consume`` polls its stop queue between 5 s receive timeouts;
+    closing the socket wakes it at once.
 
     Example::
 

@@ -3,7 +3,7 @@
 The id is ``f"{prefix}-{run_id}-{ref}-{attempt}"``: ``run_id`` is persisted in the journal, ``ref`` is
 the strategy's order reference and ``attempt`` counts fresh submissions of that reference. After a
 crash the same inputs rebuild the same id, so the broker can be asked "do you have this order?"
-(ALPACA.md section 6). At most 48 characters: the 2022 spec's cap, which is still safe today.
+(docs/alpaca.md, "Order identity"). At most 48 characters: the 2022 spec's cap, which is still safe today.
 
 A ``ref`` is letters, digits and underscores, and may hold inner dashes: the kill switch and
 ``--flatten`` use ``kill-<YYYYMMDD>-<SYMBOL>`` and ``flatten-<YYYYMMDD>-<SYMBOL>``, so their closing

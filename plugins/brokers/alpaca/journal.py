@@ -1,6 +1,6 @@
 """SQLite (WAL) journal: the local source of truth that survives a crash.
 
-What it records (ALPACA.md section 6):
+What it records (docs/alpaca.md, "The journal"):
 
 * the ``run_id`` that every ``client_order_id`` embeds, created once and reused after a restart;
 * every order intent, committed and fsync'd **before** the POST leaves the process;

@@ -55,7 +55,7 @@ class AlpacaBroker(Broker):
         @field_validator("trading_url", "data_url")
         @classmethod
         def _no_v2(cls, value: str | None) -> str | None:
-            # alpaca-py appends "/v2" itself (ALPACA.md section 1)
+            # alpaca-py appends "/v2" itself (docs/alpaca.md, "URLs and keys")
             if value is not None and (value.endswith("/") or value.endswith("/v2")):
                 raise ValueError("must not end with '/' or '/v2' (alpaca-py adds /v2)")
             return value

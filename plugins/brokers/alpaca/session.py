@@ -3,7 +3,7 @@
 A live broker adapter (backtrader or anything else) drives this class and never touches alpaca-py:
 
 * :meth:`AlpacaSession.submit` journals the intent, POSTs it under a deterministic
-  ``client_order_id`` and classifies the outcome (ALPACA.md section 6): accepted; rejected (403 or a
+  ``client_order_id`` and classifies the outcome (docs/alpaca.md, "Ambiguous submits"): accepted; rejected (403 or a
   422 validation error); ambiguous (422 duplicate, 5xx, timeout, connection error) -> look the order
   up by client id -> adopt it; a final 429 -> requeue with the same id after ``X-Ratelimit-Reset``.
 * An order whose submit outcome is unknown is never sent again under a new id. A broker may accept a
@@ -303,7 +303,7 @@ _DUPLICATE = "duplicate client_order_id"
 
 
 def _is_duplicate(status: int | None, message: str) -> bool:
-    # 40010001 also covers generic validation errors, so match on the message (ALPACA.md section 5).
+    # 40010001 also covers generic validation errors, so match on the message (docs/alpaca.md, "alpaca-py behaviour").
     text = message.lower()
     return status == 422 and "client_order_id" in text and "unique" in text
 
@@ -1196,7 +1196,7 @@ class AlpacaSession:
         return report
 
     def recover(self) -> ReconcileReport:
-        """Restart reconciliation (ALPACA.md section 6): journal lookups, paged order history with
+        """Restart reconciliation (docs/alpaca.md, "Restart reconciliation"): journal lookups, paged order history with
         ``until``, orphan handling, broker positions and cash, then the buffered stream events."""
         report = ReconcileReport()
         with self._reconcile_lock:
