@@ -4,10 +4,12 @@ the trailing window paper trading gives it?
 Two contracts, both checked by re-running a component on less data and comparing one row:
 
 - **no look-ahead**: row t computed on the bars up to t equals row t of the full-history run;
-- **warmup**: row t computed on the trailing ``warmup + 1`` bars ending at t (what a live paper session
-  starts from) equals row t of the full-history run. A path-dependent model (one whose state at t
-  depends on where the history starts) breaks it: paper trading would decide differently from the
-  backtest.
+- **warmup**: row t computed on the trailing ``history`` bars ending at t (what a live paper session
+  loads: :func:`qf.components.history_of`, ``warmup + 1`` unless the component declares more) equals
+  row t of the full-history run. A path-dependent model (one whose state at t depends on where the
+  history starts) breaks it unless it declares ``history = None`` (the session then loads the whole
+  available history, and there is no trailing window to check): paper trading would decide
+  differently from the backtest.
 
 Which dates are probed: every row where the full-history output changes (a one-bar peek usually shows
 on the day a position opens or closes), plus ``points`` seeded random rows (leaks that never change
@@ -138,9 +140,10 @@ class Finding:
                     f"{self.full!r} with the full history {n}")
         if self.kind == "warmup":
             return (f"{self.who} breaks its warmup contract: on {d} {self.symbol} is {self.part!r} computed on the "
-                    f"last {self.window} bars (warmup + 1, what paper trading starts from) but {self.full!r} with the "
-                    f"full history {n}; paper trading would decide differently from the backtest: declare a longer "
-                    "warmup, or make row t depend on the last warmup + 1 bars only")
+                    f"last {self.window} bars (its declared history, warmup + 1 by default: what paper trading "
+                    f"loads) but {self.full!r} with the full history {n}; paper trading would decide differently "
+                    "from the backtest: declare the history row t needs (`history`, None for the whole history), "
+                    "or make row t depend on the last warmup + 1 bars only")
         return (f"{self.who} depends on earlier rebalance dates: on {d} {self.symbol} is {self.part!r} when sized "
                 f"for that date alone (as paper trading does) but {self.full!r} when sized with every rebalance "
                 f"date up to it {n}")
@@ -352,9 +355,10 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
 
     Look-ahead: the signal at its change dates plus random dates; the sizer at the rebalance dates where
     the weights or the signal change plus random ones (each rule likewise on its input weights). Warm-up:
-    at the same rebalance dates, the whole decision is recomputed from the trailing ``warmup + 1`` bars
-    (``warmup`` = the larger of the signal's and the sizer's, as a paper session loads) and the first
-    stage that disagrees is reported. ``progress(label, done, total)`` is called after every probe.
+    at the same rebalance dates, the whole decision is recomputed from the trailing window a paper session
+    loads (the longer of the signal's and the sizer's declared ``history``, see
+    :func:`qf.components.history_of`; none when either is ``None``) and the first stage that disagrees
+    is reported. ``progress(label, done, total)`` is called after every probe.
 
     Example::
 
@@ -387,7 +391,18 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
         report.notes.append(f"stateful risk rules ({', '.join(skipped)}) act in the simulation on past equity "
                             "only; they are not probed")
 
+    from qf.components import history_of
+
     n, warm = len(bars.index), max(int(model.warmup), int(sizer.warmup), 0)
+    # the live window: the longer of the two declared histories; None (path-dependent) = the whole history,
+    # which the look-ahead probes already cover
+    histories = [history_of(model), history_of(sizer)]
+    window = None if None in histories else max(h for h in histories if h is not None)
+    if window is None:
+        path_dep = [who(c) for c, h in zip((model, sizer), histories, strict=True) if h is None]
+        report.notes.append(f"{', '.join(path_dep)} declare(s) history None (path-dependent): paper trading loads "
+                            "the whole available history, so there is no trailing window to check")
+    live = window - 1 if window is not None else n  # rows before the decision bar in the live window
     date_pos = bars.index.get_indexer(dates)
     sig_changes = change_positions(signal, tol)
     sig_probes = probe_positions(n, sig_changes, points=points, max_probes=max_probes, seed=seed,
@@ -398,7 +413,7 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
     first_live = int(np.searchsorted(date_pos, warm))
     dec_probes = probe_positions(len(dates), dec_changes, points=points, max_probes=max_probes, seed=seed + 1,
                                  always=[first_live, len(dates) - 1])
-    warm_probes = [k for k in dec_probes if date_pos[k] >= warm]
+    warm_probes = [k for k in dec_probes if live <= date_pos[k]]
 
     found: dict[tuple[str, Kind], Finding] = {}
 
@@ -425,17 +440,17 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
         # the live decision, stage by stage; the first stage that disagrees is the one to blame
         pos = int(date_pos[k])
         t = dates[k]
-        f, sig_w = signal_warmup_at(model, bars, signal, pos, warm, tol)
+        f, sig_w = signal_warmup_at(model, bars, signal, pos, live, tol)
         if note(f):
             return
-        f, w = sizer_warmup_at(sizer, sig_w, bars, weights, t, warm, tol)
+        f, w = sizer_warmup_at(sizer, sig_w, bars, weights, t, live, tol)
         if note(f):
             return
-        window = bars.iloc(slice(pos - warm, pos + 1))
+        trailing = bars.iloc(slice(pos - live, pos + 1))
         for i, rule in enumerate(rules):
-            w = rule.apply(w, window)
+            w = rule.apply(w, trailing)
             diff = compare_rows(stage_out[i].loc[t], _row(w, t, who(rule), "output"), tol)
-            if note(_finding(who(rule), "warmup", t, diff, warm + 1)):
+            if note(_finding(who(rule), "warmup", t, diff, live + 1)):
                 return
 
     def bar_date(pos: int) -> pd.Timestamp:
@@ -447,7 +462,7 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
     stages = [_Stage(f"look-ahead: {who(model)}", sig_probes, sig_probe, bar_date),
               _Stage(f"look-ahead: {who(sizer)}", dec_probes, sizer_probe, decision_date)]
     stages += [_Stage(f"look-ahead: {who(r)}", dec_probes, rule_probe(i), decision_date) for i, r in enumerate(rules)]
-    stages.append(_Stage(f"warmup ({warm + 1} trailing bars)", warm_probes, warm_probe, decision_date))
+    stages.append(_Stage(f"warmup ({live + 1} trailing bars)", warm_probes, warm_probe, decision_date))
     total = sum(len(s.items) for s in stages)
     done = 0
     for stage in stages:

@@ -214,6 +214,16 @@ def assert_signal_no_lookahead(
         _raise(signal_lookahead_at(model, bars, full, pos, tol))
 
 
+def _live_rows(component: Any, warmup: int | None) -> int | None:
+    """Bars before t in the live window: ``warmup`` when given, else the declared history minus t itself."""
+    from qf.components import history_of
+
+    if warmup is not None:
+        return int(warmup)
+    h = history_of(component)
+    return None if h is None else h - 1
+
+
 def assert_signal_warmup(
     model: Any,
     bars: Bars,
@@ -224,20 +234,24 @@ def assert_signal_warmup(
     seed: int = 0,
     max_probes: int = MAX_PROBES,
 ) -> None:
-    """The ``warmup`` contract: row t computed on the trailing ``warmup + 1`` bars (what a paper session
-    starts from) must equal the full-history row t, or paper trading decides differently from the
-    backtest.
+    """The ``warmup`` contract: row t computed on the trailing bars a paper session loads (the model's
+    ``history``, ``warmup + 1`` unless it declares more) must equal the full-history row t, or paper
+    trading decides differently from the backtest.
 
-    ``warmup`` defaults to ``model.warmup``. Probed like :func:`assert_signal_no_lookahead`, on dates with
-    a full window. Trailing rolling windows pass; a state machine or a recursive average that never
-    forgets its start (``ewm(adjust=False)``) fails unless its declared warm-up is long enough.
+    The window is ``warmup + 1`` bars when ``warmup`` is given, else :func:`qf.components.history_of`;
+    a model declaring ``history = None`` (path-dependent: paper trading loads the whole available
+    history) has no trailing window to check. Probed like :func:`assert_signal_no_lookahead`, on dates
+    with a full window. Trailing rolling windows pass; a state machine or a recursive average that never
+    forgets its start (``ewm(adjust=False)``) fails unless its declared history is long enough.
 
     Example::
 
         assert_signal_warmup(SmaCross({"fast": 5, "slow": 20}), sample_bars())
     """
     who = _who(model)
-    warm = int(getattr(model, "warmup", 0)) if warmup is None else int(warmup)
+    warm = _live_rows(model, warmup)
+    if warm is None:
+        return
     full = model.compute(bars)
     _check_frame(full, bars.index, bars.close.columns, who, "signal")
     n = len(bars.index)
@@ -300,19 +314,22 @@ def assert_sizer_warmup(
     seed: int = 0,
     max_probes: int = MAX_PROBES,
 ) -> None:
-    """The ``warmup`` contract for sizers: the weights for date t computed from the trailing
-    ``warmup + 1`` bars (and the signal over them), for date t alone, as paper trading computes them,
-    must equal the full run's weights for t.
+    """The ``warmup`` contract for sizers: the weights for date t computed from the trailing bars a
+    paper session loads (the sizer's ``history``, ``warmup + 1`` unless it declares more) and the signal
+    over them, for date t alone, as paper trading computes them, must equal the full run's weights for t.
 
-    ``warmup`` defaults to ``sizer.warmup``. Probed like :func:`assert_sizer_no_lookahead`, on the
-    rebalance dates with a full window.
+    The window is ``warmup + 1`` bars when ``warmup`` is given, else :func:`qf.components.history_of`
+    (nothing to check for ``None``). Probed like :func:`assert_sizer_no_lookahead`, on the rebalance
+    dates with a full window.
 
     Example::
 
         assert_sizer_warmup(InverseVol({"window": 20}), signal, bars, bars.index[::21])
     """
     who = _who(sizer)
-    warm = int(getattr(sizer, "warmup", 0)) if warmup is None else int(warmup)
+    warm = _live_rows(sizer, warmup)
+    if warm is None:
+        return
     dates = pd.DatetimeIndex(dates)
     full = sizer.size(signal, bars, dates)
     _check_frame(full, dates, bars.close.columns, who, "weights")

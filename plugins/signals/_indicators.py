@@ -7,6 +7,8 @@ Leading NaN closes (a symbol not listed yet) stay NaN.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 import pandas as pd
@@ -29,6 +31,30 @@ def rsi(close: pd.DataFrame, window: int) -> pd.DataFrame:
     total = gain + loss
     out = 100.0 * gain / total.where(total > 0)
     return out.mask(total.notna() & (total <= 0), 50.0)
+
+
+# residual weight of the start of a recursive average below which two histories count as the same
+RECURSION_TOL = 1e-12
+
+
+def rsi_history(window: int, tol: float = RECURSION_TOL) -> int:
+    """Trailing bars after which :func:`rsi` no longer depends on where the history starts.
+
+    Wilder's averages are recursive (alpha = 1/window): computed from a later start, the difference at
+    bar t is the starting difference times ``(1 - 1/window) ** (bars - 2)`` (the first bar has no change,
+    the second seeds the average). This is the smallest number of bars for which that factor is below
+    ``tol``, so the RSI of the trailing window differs from the full-history RSI by less than ``tol``
+    times 100 times the ratio of the seed's absolute move to the average absolute move (and is never
+    shorter than the RSI's own warm-up).
+
+    Example::
+
+        rsi_history(14)   # 375
+        rsi_history(3)    # 71
+    """
+    decay = 1.0 - 1.0 / window
+    steps = math.ceil(math.log(tol) / math.log(decay)) if decay > 0 else 0
+    return max(steps + 2, window + 1)
 
 
 def zscore(close: pd.DataFrame, window: int) -> pd.DataFrame:

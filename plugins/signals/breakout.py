@@ -16,7 +16,9 @@ class Breakout(SignalModel):
     the position is held. "Prior" excludes bar t itself, so a close can break its own channel.
 
     Needs ``high`` and ``low``: close-only data is refused with a clear error. The first
-    ``max(window, exit_window)`` bars of each symbol are NaN.
+    ``max(window, exit_window)`` bars of each symbol are NaN. ``history`` is ``None``: the position held
+    at t depends on the last breakout, however long ago, so a paper session computes it on the whole
+    available history.
 
     YAML::
 
@@ -43,6 +45,10 @@ class Breakout(SignalModel):
     @property
     def warmup(self) -> int:
         return max(self.params.window, self._exit_window)
+
+    @property
+    def history(self) -> int | None:
+        return None  # a holding state: long since the last new high, until a new low
 
     def compute(self, bars: Bars) -> pd.DataFrame:
         from qf_plugins.signals._indicators import hold  # numba: loaded when a signal is computed

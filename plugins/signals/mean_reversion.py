@@ -24,6 +24,11 @@ class MeanReversion(SignalModel):
     ``entry``, e.g. 0.0 for the z-score, 50 for the RSI) a position entered when oversold is held until
     the indicator rises to ``exit``. Warm-up: ``window - 1`` bars (zscore) or ``window`` bars (rsi).
 
+    History a paper session loads (``history``): ``warmup + 1`` bars for the z-score; for the RSI, whose
+    Wilder averages are recursive, enough bars for the start to weigh under 1e-12
+    (:func:`~qf_plugins.signals._indicators.rsi_history`: 375 bars for window 14); with ``exit`` the
+    holding state depends on the last entry however long ago, so the whole available history (``None``).
+
     YAML::
 
         signal:
@@ -68,6 +73,15 @@ class MeanReversion(SignalModel):
     @property
     def warmup(self) -> int:
         return self.params.window if self.params.mode == "rsi" else self.params.window - 1
+
+    @property
+    def history(self) -> int | None:
+        from qf_plugins.signals._indicators import rsi_history
+
+        p = self.params
+        if p.exit is not None:
+            return None  # held from an entry until the exit level, however long ago the entry was
+        return rsi_history(p.window) if p.mode == "rsi" else self.warmup + 1
 
     def compute(self, bars: Bars) -> pd.DataFrame:
         from qf_plugins.signals._indicators import hold, rsi, zscore  # numba: loaded when a signal is computed

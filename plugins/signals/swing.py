@@ -22,7 +22,9 @@ class Swing(SignalModel):
     momentum, a 3-day RSI entering under 20 and exiting over 70, at most 10 days in a trade.
 
     The holding state is path-dependent, so it is a loop over time (numba); row t still uses bars up
-    to t only. Warm-up: the longest indicator (``trend - 1`` bars with the defaults).
+    to t only. Warm-up: the longest indicator (``trend - 1`` bars with the defaults). ``history`` is
+    ``None``: whether a symbol is held at t depends on every entry and exit since its data starts (and
+    the RSI is a recursive average), so a paper session computes it on the whole available history.
 
     YAML::
 
@@ -70,6 +72,12 @@ class Swing(SignalModel):
         p = self.params
         short = p.pullback_sma - 1 if p.pullback_pct is not None else 0
         return max(p.trend - 1, p.lookback, p.rsi_window, short)
+
+    @property
+    def history(self) -> int | None:
+        # path-dependent: with a time stop, two starts can stay out of phase forever (enter, hold
+        # max_hold bars, exit, re-enter), so no trailing window is provably enough
+        return None
 
     def compute(self, bars: Bars) -> pd.DataFrame:
         from qf_plugins.signals._indicators import hold, rsi, sma  # numba: loaded when a signal is computed
