@@ -281,27 +281,66 @@ def _read_metrics(path: Path) -> dict:
 
 
 @report_app.command("compare")
-def report_compare(runs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")]) -> None:
-    """Put runs side by side (e.g. a backtest and a paper run)."""
+def report_compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
+    page: Annotated[Path | None, typer.Option(
+        "--out", help="compare.html to write (default <reports root>/compare-<timestamp>.html).")] = None,
+) -> None:
+    """Put runs side by side (e.g. a backtest and a paper run): a terminal table and an HTML page."""
+    from qf.report.compare import default_page, describe_rows, load_run, unique_labels, write_compare
+    from qf.report.writer import new_run_id
+
     try:
+        if len(runs) < 2:
+            raise QfError(f"report compare needs two or more run folders, got {len(runs)}")
         loaded = []
-        for r in runs:
+        for r, label in zip(runs, unique_labels(runs), strict=True):
             m = r / "metrics.json"
             if not m.is_file():
                 raise QfError(f"{r}: not a run folder (no metrics.json)")
-            loaded.append((r, _read_metrics(m)))
+            loaded.append(load_run(r, _read_metrics(m), label))
     except QfError as exc:
         fail(exc)
         return
     table = Table(title="comparison")
     table.add_column("metric")
-    for r, _ in loaded:
-        table.add_column(f"{r.parent.name}/{r.name}")
-    keys = [k for k in SUMMARY if any(k in m for _, m in loaded)]
-    table.add_row("period", *[_period(m) for _, m in loaded])
-    for k in keys:
-        table.add_row(k, *[_fmt_metric(k, m[k]) if k in m else "" for _, m in loaded])
+    for r in loaded:
+        table.add_column(r.label)
+    keys = [k for k in SUMMARY if any(k in r.metrics for r in loaded)]
+    rows = [("period", [_period(r.metrics) for r in loaded])]
+    rows += [(k, [_fmt_metric(k, r.metrics[k]) if k in r.metrics else "" for r in loaded]) for k in keys]
+    for k, vals in [rows[0], *describe_rows(loaded)[:3], *rows[1:]]:
+        table.add_row(k, *vals)
     out.print(table)
+    target = page if page is not None else default_page(loaded, new_run_id())
+    try:
+        written = write_compare(loaded, rows, target)
+    except OSError as exc:
+        fail(QfError(f"{target}: cannot write the compare page: {exc.strerror or exc}"))
+        return
+    out.print(f"page: {written}", highlight=False, soft_wrap=True)
+
+
+@report_app.command("open")
+def report_open(run: Annotated[Path, typer.Argument(help="A run folder (or a page in one).")]) -> None:
+    """Open a run's main page in a browser (sweep.html for a sweep, tearsheet.html otherwise)."""
+    import webbrowser
+
+    from qf.report.index import main_page
+
+    target = run if run.is_file() and run.suffix == ".html" else main_page(run) if run.is_dir() else None
+    if target is None:
+        fail(QfError(f"{run}: no page to open (not a run folder with sweep.html, cpcv.html or tearsheet.html)"
+                     if run.exists() else f"{run}: no such file or folder"))
+        return
+    target = target.resolve()
+    out.print(str(target), highlight=False, soft_wrap=True)  # always: the path works where no browser does
+    try:
+        opened = webbrowser.open(target.as_uri())
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        err.print("no browser available: open the path above", highlight=False)
 
 
 @app.command("alpaca-emulator")
