@@ -292,19 +292,21 @@ class Broker(Component):
     """Where the backtrader engine sends orders: a simulated broker or a real one (Alpaca).
 
     ``create`` returns a backtrader broker instance configured for the experiment's execution model.
+    ``state_dir`` is a paper session's folder: a broker that must remember something across restarts (a
+    live broker's order journal, see :class:`LiveBroker`) keeps it there; a simulated broker ignores it.
 
     Example::
 
         class Sim(Broker):
             name = "sim"
 
-            def create(self, execution):
-                return bt.brokers.BackBroker()
+            def create(self, execution, *, state_dir=None):
+                return bt.brokers.BackBroker()      # keeps nothing across restarts: ignores state_dir
     """
 
     kind = "broker"
 
-    def create(self, execution: Any) -> Any:
+    def create(self, execution: Any, *, state_dir: Path | None = None) -> Any:
         raise NotImplementedError
 
 
@@ -481,6 +483,10 @@ class LiveBroker(Protocol):
 
     def disconnect(self, reconcile: bool = True) -> None:
         """A last reconciliation (unless after a crash), then stop streams and threads."""
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`connect` opened (journal files); the session calls it last, also after a crash."""
         ...
 
     def sync(self) -> None:

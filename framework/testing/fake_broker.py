@@ -607,6 +607,10 @@ class FakeLiveBroker(bt.BrokerBase):
             self._save()
         self.connected = False
 
+    def close(self) -> None:
+        """Disconnect (the state file is already up to date: every change was written)."""
+        self.disconnect()
+
     def sync(self) -> None:
         self._live()
         self._synced_cash = self.cash

@@ -213,8 +213,8 @@ class _ReplayLive(DataSource):
     def load(self):
         return sample_bars(n_symbols=4, n_bars=90, seed=3)
 
-    def live_source(self, min_history: int = 1, **options):
-        return ReplaySource(self.load(), start=min_history, speed=0.0)
+    def live_source(self, min_history: int | None = 1, **options):
+        return ReplaySource(self.load(), start=30 if min_history is None else min_history, speed=0.0)
 
 
 class _Plugin:
