@@ -24,7 +24,7 @@ from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.errors import QfError
 from qf.report.metrics import eval_returns
-from qf.research.overfitting import CpcvResult, PboResult, cpcv, n_paths, pbo
+from qf.research.overfitting import CpcvResult, PboResult, check_cpcv_sizes, cpcv, n_paths, pbo
 from qf.research.run import (
     HOLDOUT_SPLIT,
     ComboTask,
@@ -145,13 +145,20 @@ def run_cpcv(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     if trainable:
         raise QfError(f"{exp.path or 'experiment'}: validation: cpcv refits nothing yet: the signal "
                       f"{exp.spec.signal.type!r} is trainable; validate it with walk_forward")
+    from qf.research.wf_run import _where
+
+    where = _where(exp, ("validation",))
+    try:  # the sizes alone, before minutes of simulation (the data length is checked below)
+        check_cpcv_sizes(val.n_groups, val.n_test_groups, val.purge, val.embargo)
+    except ValueError as exc:
+        raise QfError(f"{where}: validation: {exc}") from None
     console.print(f"{exp.name}: CPCV, {len(grid)} combinations, {val.n_groups} groups, {val.n_test_groups} "
                   f"tested per split: {n_paths(val.n_groups, val.n_test_groups)} paths")
     r = combo_returns(exp, bars, grid)
     try:
         res = cpcv(r, val.n_groups, val.n_test_groups, val.purge, val.embargo)
     except ValueError as exc:
-        raise QfError(f"{exp.path or 'experiment'}: validation: {exc} ({len(r)} bars in the common "
+        raise QfError(f"{where}: validation: {exc} ({len(r)} bars in the common "
                       "evaluation period)") from None
     summary = {"method": "cpcv", "n_groups": val.n_groups, "n_test_groups": val.n_test_groups,
                "purge": val.purge, "embargo": val.embargo, "n_combinations": len(grid),

@@ -40,6 +40,7 @@ __all__ = [
     "CpcvSplit",
     "PboResult",
     "annual_sharpe",
+    "check_cpcv_sizes",
     "cpcv",
     "cpcv_paths",
     "cpcv_splits",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 PERIODS_PER_YEAR = 252  # the same annualisation as qf.report.metrics
+MAX_SPLITS = 20_000  # C(N, k) grows fast: C(40, 20) would never finish
 
 
 def annual_sharpe(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> np.ndarray:
@@ -190,6 +192,23 @@ def _group_bounds(n_rows: int, n_groups: int) -> list[tuple[int, int]]:
     return [(int(edges[g]), int(edges[g + 1])) for g in range(n_groups)]
 
 
+def check_cpcv_sizes(n_groups: int, n_test_groups: int, purge: int = 0, embargo: int = 0) -> None:
+    """Raise ``ValueError`` for sizes no data length can make valid (or C(N, k) beyond ``MAX_SPLITS``).
+
+    Example:
+        >>> check_cpcv_sizes(6, 2, 5, 5)
+    """
+    for name, value, minimum in (("n_groups", n_groups, 2), ("n_test_groups", n_test_groups, 1),
+                                 ("purge", purge, 0), ("embargo", embargo, 0)):
+        if isinstance(value, bool) or int(value) != value or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if n_test_groups >= n_groups:
+        raise ValueError(f"n_test_groups ({n_test_groups}) must be smaller than n_groups ({n_groups})")
+    if math.comb(n_groups, n_test_groups) > MAX_SPLITS:
+        raise ValueError(f"C({n_groups}, {n_test_groups}) = {math.comb(n_groups, n_test_groups):,} splits is more than "
+                         f"{MAX_SPLITS:,}; use fewer groups or fewer test groups")
+
+
 def cpcv_splits(n_rows: int, n_groups: int, n_test_groups: int, purge: int = 0, embargo: int = 0) -> list[CpcvSplit]:
     """The C(n_groups, n_test_groups) splits of ``n_rows`` rows, train parts purged and embargoed.
 
@@ -201,12 +220,7 @@ def cpcv_splits(n_rows: int, n_groups: int, n_test_groups: int, purge: int = 0, 
         >>> len(s), s[0].test_groups, s[0].test.tolist(), s[0].train.tolist()
         (6, (0, 1), [0, 1, 2, 3, 4, 5], [7, 8, 9, 10, 11])
     """
-    for name, value, minimum in (("n_groups", n_groups, 2), ("n_test_groups", n_test_groups, 1),
-                                 ("purge", purge, 0), ("embargo", embargo, 0)):
-        if isinstance(value, bool) or int(value) != value or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if n_test_groups >= n_groups:
-        raise ValueError(f"n_test_groups ({n_test_groups}) must be smaller than n_groups ({n_groups})")
+    check_cpcv_sizes(n_groups, n_test_groups, purge, embargo)
     bounds = _group_bounds(n_rows, n_groups)
     if min(b - a for a, b in bounds) < 2:
         raise ValueError(f"{n_rows} bars are too few for {n_groups} groups (each needs at least 2 bars)")

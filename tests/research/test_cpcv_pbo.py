@@ -175,6 +175,8 @@ def test_cpcv_refuses_bad_sizes():
         cpcv_splits(100, 4, 4)
     with pytest.raises(ValueError, match="too few"):
         cpcv_splits(5, 4, 1)
+    with pytest.raises(ValueError, match="137,846,528,820 splits is more than 20,000"):
+        cpcv_splits(10_000, 40, 20)
 
 
 # ------------------------------------------------------------------------------------ experiments
