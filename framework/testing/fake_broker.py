@@ -499,7 +499,10 @@ class FakeLiveBroker(bt.BrokerBase):
     def _load(self) -> None:
         if self.state_file is None or not self.state_file.exists():
             return
-        data = json.loads(self.state_file.read_text())
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise QfError(f"{self.state_file}: not a fake live broker state ({exc})") from None
         self.cash = float(data["cash"])
         self.startingcash = float(data["startingcash"])
         self.positions = {s: (float(q), float(p)) for s, (q, p) in data["positions"].items()}
@@ -629,13 +632,16 @@ class FakeLiveBroker(bt.BrokerBase):
         return self._synced_cash - committed
 
     def open_refs(self) -> list[str]:
+        self._live()
         return sorted({o.ref for o in self.orders.values() if o.working and _DECISION_REF.fullmatch(o.ref)})
 
     def cancel_open(self, timeout: float) -> None:
+        self._live()
         for rec in [o for o in self.orders.values() if o.working]:
             self._cancel(rec)
 
     def ref_status(self, ref: str) -> RefStatus:
+        self._live()
         recs = [o for o in self.orders.values() if o.ref == ref]
         if not recs:
             return "none"

@@ -173,8 +173,16 @@ def test_it_refuses_to_trade_before_connect(aapl):
     broker = FakeLiveBroker()
     with pytest.raises(QfError, match="not connected"):
         broker.buy(None, aapl, 1, qf_ref=REF)
+    with pytest.raises(QfError, match="not connected"):
+        broker.ref_status(REF)
     with pytest.raises(ValueError, match="partial"):
         FakeLiveBroker(partial=0.0)
+
+
+def test_a_damaged_state_file_is_one_clear_error(tmp_path):
+    (tmp_path / STATE_FILE).write_text("{not json")
+    with pytest.raises(QfError, match=f"{STATE_FILE}: not a fake live broker state"):
+        FakeLiveBroker(state_dir=tmp_path).connect()
 
 
 class _BuyOnce(bt.Strategy):
