@@ -119,7 +119,7 @@ def _figure(table: pd.DataFrame, params: list[str], metric: str, best: pd.Series
                            showarrow=True, arrowhead=2, ax=0, ay=-26, font={"color": "#1a1aff", "size": 13},
                            bgcolor="white")
         fig.update_xaxes(title=params[1], type="category")
-        fig.update_yaxes(title=params[0], type="category")
+        fig.update_yaxes(title=params[0], type="category", ticksuffix=" ")  # keep labels off the outline
     elif len(params) == 1:
         p = params[0]
         data = table.sort_values(p)
@@ -190,19 +190,30 @@ def _neighbour_grid(table: pd.DataFrame, params: list[str], metric: str, best_la
             f"across):</p><table class=\"qf\"><tr><th></th>{head}</tr>{''.join(rows)}</table>")
 
 
+def _pbo_html(inference: dict[str, Any]) -> str:
+    """The sweep's probability of backtest overfitting (CSCV), one sentence, or why it is missing."""
+    pbo = inference.get("pbo")
+    if isinstance(pbo, int | float) and np.isfinite(pbo):
+        parts = inference.get("pbo_partitions", "?")
+        return (f"<p><b>PBO {pbo:.3f}</b>: probability of backtest overfitting (CSCV, {parts} partitions), how "
+                "often the combination that is best in-sample ranks below the median of the others out of sample; "
+                "above 0.5, choosing by this sweep is worse than picking at random.</p>")
+    note = inference.get("pbo_note")
+    return f'<p class="note">PBO not computed: {html.escape(str(note))}</p>' if note else ""
+
+
 def _top_html(ranked: pd.DataFrame, params: list[str], metric: str, tearsheet: str | None) -> str:
     top = ranked.head(TOP_ROWS)
     cols = [metric, *[c for c in TOP_COLUMNS if c != metric and c in top.columns]]
-    head = ('<th>#</th>' + "".join(f'<th class="l">{html.escape(p)}</th>' for p in params)
-            + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + '<th class="l">report</th>')
+    head = ('<th>#</th><th class="l">report</th>' + "".join(f'<th class="l">{html.escape(p)}</th>' for p in params)
+            + "".join(f"<th>{html.escape(c)}</th>" for c in cols))
     rows = []
     for i, (_, row) in enumerate(top.iterrows(), start=1):
         link = f'<a href="{html.escape(tearsheet)}">tear sheet</a>' if i == 1 and tearsheet else ""
         cls = ' class="best"' if i == 1 else ""
-        rows.append(f"<tr{cls}><td>{i}</td>"
+        rows.append(f'<tr{cls}><td>{i}</td><td class="l">{link}</td>'
                     + "".join(f'<td class="l">{html.escape(format_param(row[p]))}</td>' for p in params)
-                    + "".join(f'<td class="num">{format_metric(c, row[c])}</td>' for c in cols)
-                    + f'<td class="l">{link}</td></tr>')
+                    + "".join(f'<td class="num">{format_metric(c, row[c])}</td>' for c in cols) + "</tr>")
     note = ("The best combination's full report (tear sheet, orders, trades) is in this folder."
             if tearsheet else "The best combination's report is in this folder (report.tearsheet is off).")
     return (f"<h2>Top {len(top)} by {html.escape(metric)}</h2><p class=\"note\">{len(top)} of {len(ranked)} "
@@ -234,6 +245,7 @@ def sweep_html(table: pd.DataFrame, params: list[str], metric: str, path: Path, 
         parts.append(_stability_html(table, params, metric, best_label))
     if inference is not None:
         parts.append(inference_html(inference))
+        parts.append(_pbo_html(inference))
     link = tearsheet if (path.parent / tearsheet).is_file() else None
     parts.append(_top_html(ranked, params, metric, link))
     path.write_text(html_page(title, "\n".join(p for p in parts if p), plotly_js()), encoding="utf-8")

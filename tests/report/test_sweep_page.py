@@ -94,8 +94,13 @@ def test_lower_is_better_metric_picks_the_smallest(tmp_path):
 
 
 def test_psr_and_dsr_are_stated_with_a_sentence_each(tmp_path):
-    page = _page(tmp_path, _table(), inference={"psr": 0.912, "dsr": 0.4321, "n_trials": 25, "n_obs": 900})
+    page = _page(tmp_path, _table(), inference={"psr": 0.912, "dsr": 0.4321, "n_trials": 25, "n_obs": 900,
+                                                "pbo": 0.625, "pbo_partitions": 16})
     assert "PSR 0.912" in page and "DSR 0.432" in page and "25 trials" in page
+    assert "PBO 0.625" in page and "16 partitions" in page
+    page = _page(tmp_path, _table(), inference={"psr": 0.9, "dsr": 0.4, "n_trials": 25, "pbo": None,
+                                                "pbo_note": "PBO needs at least 2 trials"})
+    assert "PBO not computed: PBO needs at least 2 trials" in page
 
 
 def test_one_and_three_parameters(tmp_path):
