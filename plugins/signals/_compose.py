@@ -63,3 +63,13 @@ def union_fields(models: list[SignalModel]) -> tuple[str, ...]:
             if f not in out:
                 out.append(f)
     return tuple(out)
+
+
+def longest_history(histories: list[int | None]) -> int | None:
+    """The trailing bars a composite needs live: the longest of its parts', None if any part needs all.
+
+    Example::
+
+        longest_history([20, 101]), longest_history([20, None])   # (101, None)
+    """
+    return None if any(h is None for h in histories) else max(h for h in histories if h is not None)

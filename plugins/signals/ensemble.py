@@ -18,8 +18,8 @@ from pydantic import Field, field_validator
 
 from qf.bars import Bars
 from qf.components import Params as BaseParams
-from qf.components import SignalModel
-from qf_plugins.signals._compose import SubSignal, build_signal, union_fields
+from qf.components import SignalModel, history_of
+from qf_plugins.signals._compose import SubSignal, build_signal, longest_history, union_fields
 
 
 class DiversityWarning(UserWarning):
@@ -102,10 +102,16 @@ class Ensemble(SignalModel):
         self.members = [build_signal(m, f"members.{i}") for i, m in enumerate(self.params.members)]
         self.fields = union_fields(self.members)
         self.last_diversity: dict[str, Any] | None = None
+        self._warned = False
 
     @property
     def warmup(self) -> int:
         return max(int(m.warmup) for m in self.members)
+
+    @property
+    def history(self) -> int | None:
+        """The longest history of the members (None if any needs the whole history)."""
+        return longest_history([history_of(m) for m in self.members])
 
     def _labels(self) -> list[str]:
         names = [m.type for m in self.params.members]
@@ -127,7 +133,8 @@ class Ensemble(SignalModel):
         high = {k: v for k, v in div["pairs"].items() if np.isfinite(v) and v > self.params.max_correlation}
         div["above_max"] = list(high)
         self.last_diversity = div
-        if high:
+        if high and not self._warned:  # once per model: paper trading recomputes on every bar
+            self._warned = True
             listed = ", ".join(f"{k} {v:.2f}" for k, v in high.items())
             warnings.warn(DiversityWarning(f"ensemble members predict alike (correlation above "
                                            f"{self.params.max_correlation}): {listed}"), stacklevel=2)

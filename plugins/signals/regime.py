@@ -22,8 +22,8 @@ from pydantic import Field, field_validator, model_validator
 
 from qf.bars import Bars
 from qf.components import Params as BaseParams
-from qf.components import SignalModel
-from qf_plugins.signals._compose import SubSignal, build_signal, union_fields
+from qf.components import SignalModel, history_of
+from qf_plugins.signals._compose import SubSignal, build_signal, longest_history, union_fields
 
 LABELS: dict[str, tuple[str, ...]] = {"volatility": ("low", "mid", "high"), "trend": ("down", "up")}
 # the score regime emits for each label: calm and rising markets are the favourable ones
@@ -56,6 +56,11 @@ def regime_codes(close: pd.DataFrame, p: RegimeParams) -> pd.DataFrame:
     return codes.where(lo.notna() & rv.notna())
 
 
+def _regime_history(p: RegimeParams) -> int | None:
+    # the volatility terciles are fitted on every earlier value: the whole history (None), not a window
+    return p.trend_window if p.kind == "trend" else None
+
+
 def _regime_warmup(p: RegimeParams) -> int:
     # rows before the first label: the SMA needs trend_window closes; the terciles need min_history
     # realised-vol values, the first of which needs vol_window returns (vol_window + 1 closes)
@@ -83,6 +88,11 @@ class Regime(SignalModel):
     @property
     def warmup(self) -> int:
         return _regime_warmup(self.params)
+
+    @property
+    def history(self) -> int | None:
+        """Trailing bars a live decision needs: the SMA's window (trend); everything (volatility)."""
+        return _regime_history(self.params)
 
     def compute(self, bars: Bars) -> pd.DataFrame:
         codes = regime_codes(bars.close, self.params)
@@ -160,6 +170,11 @@ class RegimeSwitch(SignalModel):
     @property
     def warmup(self) -> int:
         return max([_regime_warmup(self.params.regime), *(int(m.warmup) for m in self.branches.values())])
+
+    @property
+    def history(self) -> int | None:
+        """The longest history of the regime and the branches (None if any needs everything)."""
+        return longest_history([_regime_history(self.params.regime), *map(history_of, self.branches.values())])
 
     def compute(self, bars: Bars) -> pd.DataFrame:
         codes = regime_codes(bars.close, self.params.regime)

@@ -43,6 +43,9 @@ def test_identical_predictions_warn_and_score_one():
     model = Ensemble({"members": [MOM, trend, HALF]})
     with pytest.warns(DiversityWarning, match=r"momentum ~ regime 1.00"):
         model.compute(_bars(CLOSE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DiversityWarning)
+        model.compute(_bars(CLOSE))  # once per model, not on every bar of a paper session
     div = model.diversity(_bars(CLOSE))
     assert div["pairs"]["momentum ~ regime"] == pytest.approx(1.0)
     assert np.isnan(div["pairs"]["momentum ~ constant"])  # a constant has no variance to correlate
@@ -84,3 +87,14 @@ def test_no_lookahead_on_truncation():
 def test_bad_config_is_one_clear_message(params, message):
     with pytest.raises(ValidationError, match=message):
         Ensemble(params)
+
+
+def test_live_history_is_the_longest_members():
+    from qf.components import history_of
+    from qf.testing.contracts import assert_signal_warmup, sample_bars
+
+    model = Ensemble({"members": [{"type": "sma_cross", "params": {"fast": 5, "slow": 40}}, MOM],
+                      "max_correlation": 1.0})
+    assert history_of(model) == 40
+    assert_signal_warmup(model, sample_bars(n_symbols=3, n_bars=300, seed=1))
+    assert history_of(Ensemble({"members": [MOM, {"type": "regime"}]})) is None  # a member needs everything

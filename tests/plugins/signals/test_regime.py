@@ -95,3 +95,19 @@ def test_regime_switch_composes_registered_signals_and_their_warmup():
 def test_bad_config_is_one_clear_message(params, message):
     with pytest.raises(ValidationError, match=message):
         RegimeSwitch(params)
+
+
+def test_live_history_declared_truthfully():
+    from qf.components import history_of
+    from qf.testing.contracts import assert_signal_warmup, sample_bars
+
+    bars = sample_bars(n_symbols=3, n_bars=500, seed=3)
+    trend = Regime({"kind": "trend", "trend_window": 50})
+    assert history_of(trend) == 50
+    assert_signal_warmup(trend, bars)
+    # expanding terciles never forget: a live session must load the whole history
+    assert history_of(Regime({})) is None and history_of(RegimeSwitch({})) is None
+    switch = RegimeSwitch({"regime": {"kind": "trend", "trend_window": 30},
+                           "regimes": {"up": {"type": "momentum", "params": {"lookback": 60, "skip": 5}}}})
+    assert history_of(switch) == 66
+    assert_signal_warmup(switch, bars)
