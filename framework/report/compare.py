@@ -136,7 +136,8 @@ def config_diff(runs: list[RunFiles]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def _figures(runs: list[RunFiles]):
+def overlays(runs: list[RunFiles]):
+    """The equity (growth of 1) and drawdown overlays: one line per run with an equity.parquet."""
     import plotly.graph_objects as go
 
     eq_fig, dd_fig = go.Figure(), go.Figure()
@@ -182,7 +183,7 @@ def render_compare(runs: list[RunFiles], metric_rows: Rows, page_dir: Path) -> s
     ``metric_rows`` are the figures as the terminal table prints them."""
     labels = [r.label for r in runs]
     title = "compare: " + " vs ".join(labels)
-    eq_fig, dd_fig = _figures(runs)
+    eq_fig, dd_fig = overlays(runs)
     no_equity = [r.label for r in runs if r.equity is None]
     diff = config_diff(runs)
     parts = [f"<h1>Compare {len(runs)} runs</h1>",
