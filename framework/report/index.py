@@ -90,6 +90,8 @@ def fmt(metrics: dict, key: str, pattern: str) -> str:
     v = metrics.get(key)
     if v is None:
         return ""
+    if isinstance(v, float) and v != v:
+        return "n/a"  # a run without the figure (e.g. no trade), not the text "nan"
     try:
         return pattern.format(v)
     except (ValueError, TypeError):
