@@ -1,8 +1,8 @@
 """compare.html: runs side by side (``qf report compare A B [C…]``).
 
-The page overlays the runs' equity (as growth of 1: equity over initial cash, so runs with different cash
-compare) and drawdowns, puts their metrics side by side under the rows that say what each run was (period,
-kind, engine, broker, --set overrides), and lists every config value that differs between them.
+The page overlays the runs' equity (as growth of 1 from the first day they all cover, so runs with different
+cash or starts compare) and drawdowns, puts their metrics side by side under the rows that say what each run
+was (period, kind, engine, broker, --set overrides), and lists every config value that differs between them.
 
 Example::
 
@@ -136,16 +136,32 @@ def config_diff(runs: list[RunFiles]) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def common_start(runs: list[RunFiles]) -> pd.Timestamp | None:
+    """The first date every run's equity covers, or None when the runs share no date (or only one has equity)."""
+    curves = [r.equity for r in runs if r.equity is not None and len(r.equity)]
+    if len(curves) < 2:
+        return None
+    start = max(c.index[0] for c in curves)
+    return start if all(c.index[-1] >= start for c in curves) else None
+
+
 def overlays(runs: list[RunFiles]):
-    """The equity (growth of 1) and drawdown overlays: one line per run with an equity.parquet."""
+    """The equity and drawdown overlays: one line per run with an equity.parquet.
+
+    Runs that overlap are rebased to 1 on the first date they all cover (a paper session that starts late
+    and its backtest then start level); otherwise each run is its equity over its initial cash.
+    """
     import plotly.graph_objects as go
 
+    start = common_start(runs)
     eq_fig, dd_fig = go.Figure(), go.Figure()
     for r in runs:
         if r.equity is None:
             continue
         cash = r.metrics.get("initial_cash")
         base = float(cash) if isinstance(cash, int | float) and cash else float(r.equity.iloc[0])
+        if start is not None:
+            base = float(r.equity.asof(start))
         growth = r.equity / base
         drawdown = r.equity / r.equity.cummax() - 1.0
         name = f"<extra>{html.escape(r.label)}</extra>"
@@ -153,8 +169,11 @@ def overlays(runs: list[RunFiles]):
                                     hovertemplate="%{x|%Y-%m-%d}<br>%{y:.3f}" + name))
         dd_fig.add_trace(go.Scatter(x=drawdown.index, y=drawdown.to_numpy(), mode="lines", name=r.label,
                                     hovertemplate="%{x|%Y-%m-%d}<br>%{y:.2%}" + name))
-    eq_fig.update_layout(title="Equity (growth of 1: equity / initial cash)", height=420, hovermode="x unified",
-                         legend={"orientation": "h", "y": -0.15})
+    title = (f"Equity, growth of 1 from {start:%Y-%m-%d} (the first day every run covers)" if start is not None
+             else "Equity, growth of 1 (equity / initial cash)")
+    eq_fig.update_layout(title=title, height=420, hovermode="x unified", legend={"orientation": "h", "y": -0.15})
+    if start is not None:
+        eq_fig.add_vline(x=start, line={"dash": "dot", "color": "#888"})
     dd_fig.update_layout(title="Drawdown from the running peak", height=320, hovermode="x unified",
                          yaxis={"tickformat": ".0%"}, legend={"orientation": "h", "y": -0.2})
     return eq_fig, dd_fig

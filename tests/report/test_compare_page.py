@@ -55,7 +55,7 @@ def test_compare_writes_the_page_and_prints_table_and_path(two):
         assert re.search(rf"│ {row}\s", result.stdout), row
     html = page.read_text()
     assert "<title>compare: sma/A vs sma/B</title>" in html
-    assert "Equity (growth of 1" in html and "Drawdown from the running peak" in html
+    assert "Equity, growth of 1 from 2020-01-01" in html and "Drawdown from the running peak" in html
     for cell in ("2020-01-02 to 2020-01-05, 4 bars", "backtest", "paper", "vectorbt", "backtrader", "alpaca",
                  "simulated", "--set signal.params.fast=20", "5.23%", "1.000", "0.500"):
         assert f'<td class="num">{cell}</td>' in html, cell
@@ -74,6 +74,13 @@ def test_compare_overlays_are_growth_of_one_and_drawdown(two):
     assert [t.name for t in eq.data] == [t.name for t in dd.data] == ["sma/A", "sma/B"]
     assert list(eq.data[0].y) == pytest.approx([1.0, 1.1, 0.99, 1.2, 1.26])  # equity / initial cash
     assert list(dd.data[0].y) == pytest.approx([0.0, 0.0, -0.1, 0.0, 0.0])
+    # a run that starts later: both curves are 1 on the first day both cover
+    late = runs[1].equity.iloc[2:] * 3
+    runs[1].equity = late
+    eq, _ = overlays(runs)
+    assert list(eq.data[0].y) == pytest.approx([1 / 0.99, 1.1 / 0.99, 1.0, 1.2 / 0.99, 1.26 / 0.99])
+    assert list(eq.data[1].y) == pytest.approx([1.0, 1.2 / 0.99, 1.26 / 0.99])
+    assert "from 2020-01-03" in eq.layout.title.text
 
 
 def test_compare_refuses_one_run(two):
