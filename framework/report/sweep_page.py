@@ -76,7 +76,8 @@ def edge_params(table: pd.DataFrame, params: list[str], best: pd.Series) -> list
 
 
 def neighbourhood(table: pd.DataFrame, params: list[str], metric: str, best_label: Any) -> Neighbourhood:
-    """The metric of the combinations at most one grid step from the best in every parameter.
+    """The metric of the combinations at most one grid step from the best in every numeric parameter (and
+    with the best's value of every text parameter, which has no order).
 
     Example::
 
@@ -84,7 +85,9 @@ def neighbourhood(table: pd.DataFrame, params: list[str], metric: str, best_labe
         nb.mean / nb.best   # how much of the best survives a small change of the parameters
     """
     pos = grid_positions(table, params)
-    near = (pos - pos.loc[best_label]).abs().le(1).all(axis=1)
+    # one step on a numeric axis; an unordered (text) value has no neighbour, so it must stay the same
+    steps = pd.Series({p: 1 if pd.api.types.is_numeric_dtype(table[p]) else 0 for p in params})
+    near = (pos - pos.loc[best_label]).abs().le(steps, axis=1).all(axis=1)
     near.loc[best_label] = False
     vals = pd.to_numeric(table.loc[near, metric], errors="coerce")
     return Neighbourhood(float(table.loc[best_label, metric]), vals[np.isfinite(vals)])
@@ -177,7 +180,9 @@ def _neighbour_grid(table: pd.DataFrame, params: list[str], metric: str, best_la
     piv = table.pivot_table(index=params[0], columns=params[1], values=metric, aggfunc="first", dropna=False)
     r = list(piv.index).index(table.loc[best_label, params[0]])
     c = list(piv.columns).index(table.loc[best_label, params[1]])
-    block = piv.iloc[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2]
+    dr = 1 if pd.api.types.is_numeric_dtype(table[params[0]]) else 0  # text values have no neighbour
+    dc = 1 if pd.api.types.is_numeric_dtype(table[params[1]]) else 0
+    block = piv.iloc[max(r - dr, 0): r + dr + 1, max(c - dc, 0): c + dc + 1]
     head = "".join(f"<th>{html.escape(format_param(v))}</th>" for v in block.columns)
     mark = ' style="outline:3px solid #1a1aff;font-weight:700"'
     rows = []

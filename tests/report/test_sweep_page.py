@@ -87,6 +87,13 @@ def test_stability_is_the_three_by_three_neighbourhood(tmp_path):
     assert len(neighbourhood(e, P, "sharpe", e["sharpe"].idxmax()).values) == 3
 
 
+def test_text_parameters_have_no_neighbours_across_values():
+    t = pd.DataFrame({"sizer.type": ["hrp", "equal", "hrp", "equal"], "limit": [0.5, 0.5, 1.0, 1.0],
+                      "sharpe": [1.0, 0.2, 0.9, 0.1]})
+    nb = neighbourhood(t, ["sizer.type", "limit"], "sharpe", 0)
+    assert list(nb.values) == [0.9]  # hrp at the next limit, not equal at the same one
+
+
 def test_lower_is_better_metric_picks_the_smallest(tmp_path):
     page = _page(tmp_path, _table(), metric="volatility")
     assert "lower volatility is better" in page and "<b>signal.params.fast = 1</b>" in page
