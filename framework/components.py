@@ -425,7 +425,8 @@ class LiveDataSource(Protocol):
     """A data source that can also stream completed bars to a live paper session (``qf paper`` with a live broker).
 
     ``live_source(min_history=n)`` returns a :class:`qf.paper.feed.BarSource`: ``history()`` with at least
-    ``n`` completed bars (the pipeline's warm-up), then ``poll(timeout)`` for each new completed bar,
+    ``n`` completed bars (the history the pipeline declares, see :func:`history_of`; ``None``: as much as
+    the source has, for a path-dependent pipeline), then ``poll(timeout)`` for each new completed bar,
     ``is_decision(t, rebalance, anchor)`` from the market's calendar and ``close()``. The source's params
     must list the ``symbols`` it trades (the session binds its state to them). Extra keyword arguments are
     the source's own (e.g. injected API clients in tests).
@@ -438,14 +439,14 @@ class LiveDataSource(Protocol):
             def load(self):
                 return sample_bars()
 
-            def live_source(self, min_history: int = 1, **options):
-                return ReplaySource(self.load(), start=min_history, speed=1.0)
+            def live_source(self, min_history: int | None = 1, **options):
+                return ReplaySource(self.load(), start=min_history or 60, speed=1.0)
 
         isinstance(Replay({}), LiveDataSource)   # True
     """
 
-    def live_source(self, min_history: int = 1, **options: Any) -> BarSource:
-        """A bar source whose ``history()`` holds at least ``min_history`` completed bars."""
+    def live_source(self, min_history: int | None = 1, **options: Any) -> BarSource:
+        """A bar source whose ``history()`` holds at least ``min_history`` completed bars (None: all it has)."""
         ...
 
 

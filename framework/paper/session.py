@@ -152,6 +152,41 @@ def warmup_bars(exp: LoadedExperiment) -> int:
     return max(int(exp.signal.warmup), int(exp.sizer.warmup), 0)
 
 
+def history_bars(exp: LoadedExperiment) -> int | None:
+    """Trailing bars (the decision bar included) each decision is computed from: the longer of the signal's
+    and the sizer's declared ``history`` (:func:`qf.components.history_of`, ``warmup + 1`` by default), or
+    None when either needs the whole available history (a path-dependent component).
+
+    A live session loads that many bars before its first live bar and computes each decision on the
+    trailing window of that length (for None: everything from ``data.params.start``, or as much as the
+    data source gives, with a warning if it gives less), so its decision equals the backtest's whenever
+    the components declare their history truthfully (``qf validate --lookahead`` checks it, to 1e-9). A
+    replay (``--broker sim``) has the experiment's whole data loaded and decides on every bar up to t,
+    exactly as the backtest does, so its orders are bit-identical to the backtest's (a trailing window
+    would agree only to rounding, ~1e-13, which can tip a share rounding).
+
+    Example::
+
+        history_bars(load_experiment("experiments/hrp_swing.yaml"))   # None: swing is path-dependent
+    """
+    from qf.components import history_of
+
+    try:
+        hs = [history_of(exp.signal), history_of(exp.sizer)]
+    except ValueError as exc:
+        raise QfError(str(exc)) from None
+    return None if None in hs else max(h for h in hs if h is not None)
+
+
+def _live_source(exp: LoadedExperiment) -> BarSource:
+    """The data source's live feed, asked for the history the pipeline needs (see :func:`history_bars`)."""
+    h = history_bars(exp)
+    if h is None:
+        log.info("signal %r / sizer %r: path-dependent (history None): loading the whole available history",
+                 exp.signal.name, exp.sizer.name)
+    return exp.data.live_source(min_history=None if h is None else max(h, warmup_bars(exp) + 1))
+
+
 def _create(component: Broker, exp: LoadedExperiment, state_dir: Path) -> Any:
     create = component.create
     if "state_dir" in inspect.signature(create).parameters:
@@ -313,7 +348,7 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
             outcome = _flatten_live(exp, opts, broker, name, state_dir, state)
             clean = True
             return outcome
-        source = live_source(min_history=warmup_bars(exp) + 1)
+        source = _live_source(exp)
         history = source.history()
         if history.symbols != symbols:
             raise QfError(f"the live source returned symbols {history.symbols}, expected {symbols}")
@@ -334,7 +369,7 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
             cerebro.adddata(LiveFeed(dataname=s, hub=hub, column=k, qcheck=opts.qcheck), name=s)
         plan = PaperPlan(exp, _risk(exp), history, source, hub, state, anchor=pd.Timestamp(anchor_text),
                          restore=state.last_bar(), max_bars=opts.max_bars, order_timeout=opts.order_timeout,
-                         on_update=on_update)
+                         on_update=on_update, window=history_bars(exp))
         before = state.bar_count()
         cerebro.addstrategy(LivePaperStrategy, paper=plan)
         status, strategy = _run_cerebro(cerebro, hub, source)
@@ -364,7 +399,7 @@ def _flatten_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: 
     bars = None
     if state.bar_count() > 0:
         try:
-            bars = exp.data.live_source(min_history=warmup_bars(exp) + 1).history()
+            bars = _live_source(exp).history()
         except QfError as exc:
             log.warning("no report after the flatten: the data could not be loaded (%s)", exc)
     orders = broker.fills_frame()

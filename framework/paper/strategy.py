@@ -311,6 +311,7 @@ class PaperPlan:
     order_timeout: float = 30.0
     on_update: Callable[[SessionView], None] | None = None
     replay: Bars | None = None  # a replay's whole bars: their calendar (gaps, delisting) is the backtest's
+    window: int | None = None  # trailing bars each decision is computed from (None: every bar loaded)
 
 
 class PaperStrategy(QfStrategy):
@@ -398,7 +399,10 @@ class PaperStrategy(QfStrategy):
         t = a.index[d]
         if not self.paper.source.is_decision(t, self.exp.spec.rebalance, self.paper.anchor):
             return None
-        row = targets_at(self.exp, a.bars(d + 1), t).reindex(a.symbols)
+        # the trailing window the components declare they need (qf.paper.session.history_bars)
+        window = self.paper.window
+        first = 0 if window is None else max(0, d + 1 - window)
+        row = targets_at(self.exp, a.bars(d + 1, first), t).reindex(a.symbols)
         return np.array(row, dtype=float)
 
     def _events_of(self, i: int) -> list[tuple[str, str]]:

@@ -125,8 +125,10 @@ class AlpacaSource(DataSource):
         frames = self.fetch(start, end)
         return finish(Bars(**frames, source=f"alpaca:{p.feed}"), p)
 
-    def live_source(self, min_history: int = 1, **clients: Any) -> AlpacaLiveSource:
-        """The live feed of a paper session; ``min_history`` bars of warm-up are loaded (at least)."""
+    def live_source(self, min_history: int | None = 1, **clients: Any) -> AlpacaLiveSource:
+        """The live feed of a paper session; ``min_history`` bars of history are loaded (at least), or with
+        ``None`` (a path-dependent pipeline) everything from ``start`` (default: five years back, as
+        :meth:`load`)."""
         if self.params.timeframe not in ("1Day", "1D"):
             raise QfError(f"data.params.timeframe: a paper session trades daily bars (1Day), got "
                           f"{self.params.timeframe!r}")
@@ -158,11 +160,12 @@ class AlpacaLiveSource:
         live.poll(1.0)                 # [LiveBar(latest completed day)], then [] until the next close
     """
 
-    def __init__(self, component: AlpacaSource, min_history: int, *, data_client: Any = None,
+    def __init__(self, component: AlpacaSource, min_history: int | None, *, data_client: Any = None,
                  trading_client: Any = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.component = component
         self.params = component.params
-        self.min_history = max(int(min_history), 1)
+        # None: the whole history (from data.params.start, or five years back)
+        self.min_history = None if min_history is None else max(int(min_history), 1)
         if data_client is None or trading_client is None:
             from qf_plugins.brokers.alpaca.client import build_data_client, build_rate_limiter, build_trading_client
 
@@ -257,7 +260,10 @@ class AlpacaLiveSource:
         if latest is None:
             raise DataError("alpaca: no completed trading session in the last two weeks of the broker's calendar")
         # ~252 sessions a year: ask for enough calendar days, with a margin for holidays
-        start = p.start or (latest.date() - dt.timedelta(days=int(self.min_history * 1.5) + 20))
+        if self.min_history is None:
+            start = p.start or (latest.date() - dt.timedelta(days=5 * 365))
+        else:
+            start = p.start or (latest.date() - dt.timedelta(days=int(self.min_history * 1.5) + 20))
         frames = self.component.fetch(start, latest.date(), client=self.data)
         bars = Bars(**frames, source=f"alpaca:{p.feed}")
         bars = bars.iloc(slice(0, int(np.searchsorted(bars.index.values, np.datetime64(latest), side="right"))))
@@ -265,7 +271,11 @@ class AlpacaLiveSource:
         if len(bars.index) == 0 or bars.index[-1] != latest:
             raise DataError(f"alpaca: no bar yet for the completed session {latest:%Y-%m-%d}; "
                             "try again in a few minutes (or raise data.params.bar_delay)")
-        if len(bars.index) < self.min_history + 1:
+        if self.min_history is None and len(bars.index) and bars.index[0].date() > start + dt.timedelta(days=7):
+            log.warning("alpaca: the broker's history starts on %s, after the requested %s: the path-dependent "
+                        "pipeline is computed from there and may decide differently from a backtest on more history",
+                        f"{bars.index[0]:%Y-%m-%d}", f"{start:%Y-%m-%d}")
+        if len(bars.index) < (self.min_history or 1) + 1:
             raise DataError(f"alpaca: {len(bars.index)} bars from {bars.index[0]:%Y-%m-%d} are fewer than the "
                             f"{self.min_history} the pipeline needs to warm up, plus the first live bar; "
                             "move data.params.start earlier")

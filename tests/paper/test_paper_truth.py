@@ -74,9 +74,10 @@ def test_sim_replay_reports_the_backtests_figures_and_tear_sheet(sample_experime
         {k: bt_m[k] for k in PERIOD if k != "excluded_bars"}
     for k in SUMMARY:
         assert paper_m[k] == pytest.approx(bt_m[k], rel=1e-9, abs=1e-12), k
-    rows = _compare_rows(tmp_path / "bt", out.report_dir)
-    assert len(rows) == len(SUMMARY) + 1 and rows[0][0] == "period"
-    assert all(r[1] == r[2] for r in rows), rows
+    # the figures of `qf report compare` (its other rows say which run is which: kind, broker, ...)
+    rows = {r[0]: r[1:] for r in _compare_rows(tmp_path / "bt", out.report_dir) if r[0] in ("period", *SUMMARY)}
+    assert len(rows) == len(SUMMARY) + 1
+    assert all(a == b for a, b in rows.values()), rows
     # both tear sheets are drawn from the same returns, the paper one without a warning (it ran to its end)
     assert len(seen) == 2
     pd.testing.assert_series_equal(seen[0][0], seen[1][0], rtol=1e-12, check_names=False)
@@ -194,3 +195,52 @@ def test_live_arrays_treat_a_missing_bar_as_a_gap_never_traded():
     a.targets[i - 1] = [0.5, 0.5]
     a.adjust(i - 1)  # before B's listing its target is held at 0; A keeps its target (it waits for a bar)
     assert list(a.targets[i - 1]) == [0.5, 0.0]
+
+
+# -- the history a live session loads -------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A data source stand-in that records what a live session asks its live feed for."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.asked: list[int | None] = []
+
+    def live_source(self, min_history: int | None = 1) -> str:
+        self.asked.append(min_history)
+        return "source"
+
+
+@pytest.mark.parametrize(("signal", "expected"), [
+    ({"type": "sma_cross", "params": {"fast": 10, "slow": 40}}, 40),   # sma_cross: warmup 39 + 1 (> the sizer's 21)
+    ({"type": "mean_reversion", "params": {"mode": "rsi", "window": 14}}, 375),   # the recursive RSI's bound
+    ({"type": "swing", "params": {"trend": 50, "lookback": 20}}, None),   # path-dependent: the whole history
+])
+def test_a_live_session_asks_for_the_declared_history(signal, expected, sample_experiment):
+    import dataclasses
+
+    from qf.paper.session import _live_source, history_bars
+
+    exp = load_experiment(sample_experiment(signal=signal))
+    assert history_bars(exp) == expected
+    data = _Recorder()
+    assert _live_source(dataclasses.replace(exp, data=data)) == "source" and data.asked == [expected]
+
+
+def test_alpaca_loads_the_whole_history_for_a_path_dependent_pipeline(alpaca, caplog):
+    from qf_plugins.data.alpaca_source import AlpacaSource
+
+    alpaca.store_bars(["AAPL", "MSFT"], lambda d: 100.0 + 0.1 * d.dayofyear, start="2023-06-01")
+    asked = pd.Timestamp("2020-01-02")  # long before the broker's first bar
+    live = AlpacaSource({"symbols": ["AAPL", "MSFT"], "start": f"{asked:%Y-%m-%d}", "poll_interval": 0.01,
+                         "bar_delay": 600}).live_source(min_history=None)
+    with caplog.at_level("WARNING"):
+        history = live.history()
+    bounded = AlpacaSource({"symbols": ["AAPL", "MSFT"], "poll_interval": 0.01, "bar_delay": 600})
+    short = bounded.live_source(min_history=5).history()
+    live.close()
+    assert history.index[0] == pd.Timestamp("2023-06-01") and len(history.index) > len(short.index) >= 5
+    lines = [r.getMessage() for r in caplog.records if "history starts on" in r.getMessage()]
+    assert len(lines) == 1 and f"{history.index[0]:%Y-%m-%d}" in lines[0] and "2020-01-02" in lines[0]
