@@ -287,7 +287,7 @@ def report_compare(
         "--out", help="compare.html to write (default <reports root>/compare-<timestamp>.html).")] = None,
 ) -> None:
     """Put runs side by side (e.g. a backtest and a paper run): a terminal table and an HTML page."""
-    from qf.report.compare import default_page, describe_rows, load_run, unique_labels, write_compare
+    from qf.report.compare import default_page, load_run, unique_labels, write_compare
     from qf.report.writer import new_run_id
 
     try:
@@ -309,7 +309,7 @@ def report_compare(
     keys = [k for k in SUMMARY if any(k in r.metrics for r in loaded)]
     rows = [("period", [_period(r.metrics) for r in loaded])]
     rows += [(k, [_fmt_metric(k, r.metrics[k]) if k in r.metrics else "" for r in loaded]) for k in keys]
-    for k, vals in [rows[0], *describe_rows(loaded)[:3], *rows[1:]]:
+    for k, vals in rows:  # the page adds kind, engine, broker, overrides and the config diff
         table.add_row(k, *vals)
     out.print(table)
     target = page if page is not None else default_page(loaded, new_run_id())

@@ -51,7 +51,7 @@ def test_compare_writes_the_page_and_prints_table_and_path(two):
     assert result.exit_code == 0, result.output
     (page,) = root.glob("compare-*.html")  # default: the reports root holding the runs
     assert f"page: {page}" in result.stdout.replace("\n", "")
-    for row in ("period", "kind", "engine", "broker", "sharpe", "cagr"):
+    for row in ("period", "sharpe", "cagr"):
         assert re.search(rf"│ {row}\s", result.stdout), row
     html = page.read_text()
     assert "<title>compare: sma/A vs sma/B</title>" in html
