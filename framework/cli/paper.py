@@ -92,7 +92,7 @@ def paper(
     """
     with _sigterm_as_interrupt() as terminated:
         try:
-            exp_name, outcome = _run(experiment, broker, speed, state_dir, flatten, max_bars, set_)
+            exp_name, outcome, pace = _run(experiment, broker, speed, state_dir, flatten, max_bars, set_)
         except KeyboardInterrupt:  # before the session started (loading): nothing to report
             err.print("interrupted")
             raise typer.Exit(143 if terminated else 130) from None
@@ -108,6 +108,8 @@ def paper(
             "interrupted": "stopped by SIGTERM" if terminated else "interrupted"}[outcome.status]
     out.print(f"{exp_name}: {what}; {outcome.bars_done} new bar(s), {outcome.bars_total} in the session, "
               f"{len(outcome.orders)} fill(s){'; HALTED by a risk rule' if outcome.halted else ''}")
+    if outcome.broker == "sim" and pace.summary():
+        out.print(pace.summary())  # the achieved replay speed, and whether --speed could be kept
     if outcome.metrics is not None:
         print_summary(f"{exp_name} (paper, {outcome.broker})", outcome.metrics)
     if outcome.report_dir is not None:
@@ -121,19 +123,28 @@ def paper(
 
 
 def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | None, flatten: bool,
-         max_bars: int | None, set_: list[str] | None) -> tuple[str, Any]:
-    """Load the experiment and run the session with the live view: (experiment name, PaperOutcome).
+         max_bars: int | None, set_: list[str] | None) -> tuple[str, Any, Any]:
+    """Load the experiment and run the session with the live view: (experiment name, PaperOutcome, Pace).
 
     A user error is printed and exits 2 here.
     """
     from qf.config.loader import load_experiment
     from qf.paper.session import PaperOptions, run_paper
-    from qf.paper.view import render, status_line
+    from qf.paper.view import Pace, render, status_line
     from qf.registry import get_registry
 
     try:
         exp = load_experiment(experiment, list(set_ or []))
         options = PaperOptions(broker=broker, speed=speed, state_dir=state_dir, flatten=flatten, max_bars=max_bars)
+        pace = Pace(speed)
+
+        def paced(view: Any) -> Pace | None:
+            # count the processed bars of a replay (a live session's pace is the market's)
+            if view.mode != "sim":
+                return None
+            if view.event == "bar":
+                pace.bar(time.monotonic())
+            return pace
         if err.is_terminal:
             from rich.live import Live
 
@@ -142,16 +153,17 @@ def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | N
             with Live(console=err, refresh_per_second=4, transient=False) as live:
                 def show(view):  # at most ~10 redraws a second, whatever the replay speed
                     latest[0] = view
+                    shown = paced(view)
                     now = time.monotonic()
                     if now - last[0] >= 0.1:
                         last[0] = now
-                        live.update(render(view))
+                        live.update(render(view, shown))
 
                 try:
                     outcome = run_paper(exp, options, on_update=show, registry=get_registry())
                 finally:
-                    if latest[0] is not None:
-                        live.update(render(latest[0]))  # the last state, even if throttled away
+                    if latest[0] is not None:  # the last state, even if throttled away
+                        live.update(render(latest[0], pace if latest[0].mode == "sim" else None))
         else:
             was_halted = [False]
 
@@ -159,12 +171,13 @@ def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | N
                 # one line per processed bar (a fast replay: only the bars where something happened)
                 if view.event == "order":
                     return
+                shown = paced(view)
                 news = view.stops or view.halted != was_halted[0] or view.event != "bar"
                 was_halted[0] = view.halted
                 if view.mode != "sim" or speed > 0 or news:
-                    err.print(escape(status_line(view)), highlight=False)
+                    err.print(escape(status_line(view, shown)), highlight=False)
 
             outcome = run_paper(exp, options, on_update=line, registry=get_registry())
     except QfError as exc:
         _fail(exc)
-    return exp.name, outcome
+    return exp.name, outcome, pace

@@ -98,7 +98,7 @@ class ReplaySource:
         self.start = start
         self.speed = float(speed)
         self._next = start
-        self._due = 0.0
+        self._due: float | None = None  # when the next bar is due (None: at once, the first bar)
         self._clock = clock
         self._sleep = sleep
         self._arrays = {f: getattr(bars, f).to_numpy(dtype=float) for f in bars.fields}
@@ -121,13 +121,17 @@ class ReplaySource:
             return None
         if self.speed > 0:
             now = self._clock()
-            if now < self._due:
+            if self._due is not None and now < self._due:
                 self._sleep(min(self._due - now, max(timeout, 0.0)))
                 now = self._clock()
                 if now < self._due:
                     return []
-            # the next bar is due one interval after this one is handed out (no burst after a slow bar)
-            self._due = now + 1.0 / self.speed
+            # bars are due on a steady grid of 1/speed, so the time the session spends on a bar does not
+            # slow the pace; a bar handed out late (the previous one took longer than the interval) starts
+            # a new grid, so the bars it delayed do not follow in a burst
+            interval = 1.0 / self.speed
+            late = self._due is None or now > self._due + 0.5 * interval
+            self._due = (now if late else self._due) + interval
         k = self._next
         self._next += 1
         return [LiveBar(self.bars.index[k], {f: a[k].copy() for f, a in self._arrays.items()})]

@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import qf.paper.feed as feed
@@ -244,3 +247,97 @@ def test_alpaca_loads_the_whole_history_for_a_path_dependent_pipeline(alpaca, ca
     assert history.index[0] == pd.Timestamp("2023-06-01") and len(history.index) > len(short.index) >= 5
     lines = [r.getMessage() for r in caplog.records if "history starts on" in r.getMessage()]
     assert len(lines) == 1 and f"{history.index[0]:%Y-%m-%d}" in lines[0] and "2020-01-02" in lines[0]
+
+
+# -- the dashboard and the replay's pace ----------------------------------------------------------------------
+
+
+def test_the_dashboard_fits_a_24_line_terminal():
+    from rich.console import Console
+
+    from qf.paper.broker import BrokerView, FillView, OrderView, PositionView
+    from qf.paper.strategy import SessionView
+    from qf.paper.view import Pace, render
+
+    busy = BrokerView("alpaca", cash=20_000.0, equity=101_234.5, buying_power=19_000.0,
+                      positions=[PositionView(f"SYM{k}", 10.0 + k, 185.5, 1_860.0) for k in range(30)],
+                      open_orders=[OrderView(f"20240105_S{k}", f"S{k}", "buy", 3.0, 1.0, "partially_filled")
+                                   for k in range(9)],
+                      fills=[FillView(pd.Timestamp("2024-01-08 09:30"), f"S{k}", "buy", 10.0, 185.5) for k in range(8)],
+                      note="reconnected to the trade stream after a timeout " * 3)
+    view = SessionView("hrp_swing_with_a_rather_long_experiment_name", "sim", pd.Timestamp("2024-01-05"), 2, 40,
+                       busy, peak=110_000.0, drawdown=-0.0797, halted=True, halt_detail="until an operator resets it",
+                       stops=["XOM", "KO"], last_decision="halt at 2024-01-05", message="resumed")
+    pace = Pace(asked=50.0)
+    for k in range(10):
+        pace.bar(0.06 * k)
+    quiet = SessionView("x", "sim", None, 0, 0, BrokerView("sim", 1e5, 1e5), peak=1e5, drawdown=0.0, halted=False)
+    for v, p in ((view, pace), (quiet, None)):
+        console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+        console.print(render(v, p))
+        lines = console.export_text().splitlines()
+        assert len(lines) == 24, "\n".join(lines)
+        assert all(len(line) <= 80 for line in lines)
+    text = "\n".join(lines)
+    assert "positions: none" in text and "waiting for the first bar" in text
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(render(view, pace))
+    text = console.export_text()
+    for piece in ("HALTED", "101,234.50", "-7.97%", "positions (30,", "not shown)", "open orders (9", "last fills (8",
+                  "16.7 bars/s (asked 50: cannot keep up)", "SYM0", "20240105_S0"):
+        assert piece in text, piece
+
+
+def test_pace_and_a_steady_replay_grid():
+    from qf.paper.view import Pace
+
+    pace = Pace(asked=10.0)
+    assert pace.text() == "" and pace.summary() == ""
+    for k in range(11):
+        pace.bar(100.0 + 0.1 * k)
+    assert pace.rate == pytest.approx(10.0) and not pace.behind and pace.text() == "10.0 bars/s (asked 10)"
+    slow = Pace(asked=50.0)
+    for k in range(6):
+        slow.bar(0.05 * k)
+    assert slow.behind and slow.summary() == "pace: 6 bars in 0.2 s, 20.0 bars/s; asked 50: could not keep up " \
+        "(about 50 ms a bar)"
+    # bars are handed out on a 1/speed grid: 0.1 s of work per bar at 5 bars/s does not slow the replay down
+    idx = pd.bdate_range("2024-01-01", periods=8)
+    bars = Bars(close=pd.DataFrame({"A": np.arange(1.0, 9.0)}, index=idx), source="t")
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    src = feed.ReplaySource(bars, start=0, speed=5.0, clock=lambda: now[0], sleep=sleep)
+    handed = []
+    while (got := src.poll(1.0)) is not None:
+        if got:
+            handed.append(round(now[0], 9))
+            now[0] += 0.1  # the session works on the bar
+    assert handed == pytest.approx([0.2 * k for k in range(8)])
+    # a bar that takes longer than the interval is followed by the next one at once, not by a burst
+    now[0] = 0.0
+    src = feed.ReplaySource(bars, start=0, speed=5.0, clock=lambda: now[0], sleep=sleep)
+    handed = []
+    for work in (0.5, 0.0, 0.0):
+        src.poll(1.0)
+        handed.append(round(now[0], 9))
+        now[0] += work
+    assert handed == pytest.approx([0.0, 0.5, 0.7])
+
+
+def test_cli_reports_the_achieved_replay_speed(sample_experiment, tmp_path):
+    from qf.cli.paper import paper
+
+    app = typer.Typer()
+    app.command("paper")(paper)
+    app.command("noop")(lambda: None)
+    result = runner.invoke(app, ["paper", str(sample_experiment()), "--broker", "sim", "--speed", "5000",
+                                 "--max-bars", "15", "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0, result.output
+    m = re.search(r"pace: 15 bars in [\d.]+ s, ([\d.]+) bars/s; asked 5000: could not keep up \(about \d+ ms a bar\)",
+                  result.stdout)
+    assert m and float(m.group(1)) < 4500, result.stdout
+    # on the per-bar status lines as it happens
+    assert "bars/s (asked 5000: cannot keep up)" in " ".join(result.stderr.split())
