@@ -10,7 +10,8 @@ Each part runs in a fresh subprocess and reports its own wall time and peak RSS:
 - **qf**: :func:`qf.research.run.evaluate_grid` on the experiment (what ``qf run`` does for the
   sweep table, on the configured executor: 2 worker processes here), timed from the grid to the table;
   peak RSS is the parent's plus the largest worker's times the number of workers (an upper bound of the
-  pool's sum);
+  pool's sum). CPU seconds count this process and its direct children (the forked workers on Linux;
+  a forkserver's or Ray's workers are not its children, so there they would be missing);
 - **vectorbt**: what a vectorbt user writes instead: ``vbt.MA.run`` over the windows, equal weights among
   the symbols above their slow MA for every combination, and one ``Portfolio.from_orders`` with
   ``size_type="targetpercent"``, one cash-sharing group per combination, then ``value()`` and the

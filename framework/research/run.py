@@ -219,7 +219,7 @@ def _executor(exp: LoadedExperiment, n_tasks: int):
     # so they start with all of that done
     n = spec.n_jobs or (os.cpu_count() or 1)
     context = "fork" if FORK_WORKERS else "forkserver"
-    return LocalExecutor(n_jobs=1 if n_tasks < 40 else n, mp_context=context)
+    return LocalExecutor(n_jobs=1 if n_tasks < (12 if FORK_WORKERS else 40) else n, mp_context=context)
 
 
 def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_from: int = 0,
