@@ -131,6 +131,9 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
             "git_commit": writer.git_commit(exp.path.parent if exp.path else None),
             "versions": writer.versions(),
             "plugins": _plugin_versions(),
+            # what each component reports about how it ran (e.g. which HRP path: kernel or riskfolio)
+            "components": {kind: {"type": comp.name, **dict(getattr(comp, "info", None) or {})}
+                           for kind, comp in (("signal", exp.signal), ("sizer", exp.sizer))},
         })
         if exp.spec.report.tearsheet:
             from qf.report.tearsheet import write_tearsheet

@@ -203,7 +203,7 @@ class Watcher:
         try:
             overrides = [*self.overrides, *([] if self.tearsheet else ["report.tearsheet=false"])]
             exp = load_experiment(self.experiment, overrides)
-            if exp.spec.sweep is not None or exp.spec.walk_forward is not None:
+            if exp.spec.sweep is not None or exp.spec.walk_forward is not None or exp.spec.validation is not None:
                 raise QfError(f"{self.experiment}: qf watch runs single experiments; run sweeps and "
                               "walk-forward with qf run")
             registry = get_registry()

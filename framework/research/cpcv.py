@@ -172,6 +172,7 @@ def run_cpcv(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     best = rank(table, "sharpe").iloc[0]
     best_combo = {p: _python(best[p]) for p in grid.columns}
     best_exp = combo_experiment(exp.raw, exp.path, best_combo)
+    best_exp.overrides = exp.overrides  # the report records the --set items of the command
     targets, result, metrics = simulate(best_exp, bars)
     metrics["cpcv"] = summary
     run_id = writer.new_run_id()

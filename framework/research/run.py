@@ -374,6 +374,7 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     ranked = rank(table, sweep.metric)
     best_combo = {p: _python(ranked[p].iloc[0]) for p in params}  # per column, so ints stay ints
     best_exp = combo_experiment(exp.raw, exp.path, best_combo)
+    best_exp.overrides = exp.overrides  # the report records the --set items of the command
     targets, result, metrics = simulate(best_exp, bars)
     start = pd.Timestamp(metrics["eval_start"]) if metrics["eval_start"] is not None else None
     returns = eval_returns(result.equity, best_exp.spec.execution.initial_cash, start)
