@@ -562,7 +562,8 @@ class SimPaperStrategy(PaperStrategy):
             p = b.positions.get(data)
             if p is not None:
                 positions[k], prices[k] = p.size, p.price
-        pending = a.targets[i + 1] if a.lag == 1 and i + 1 < a.targets.shape[0] else None
+        # the next fill bar's targets: a next-bar decision's, or (any fill) an order waiting for a symbol's bar
+        pending = a.targets[i + 1] if i + 1 < a.targets.shape[0] else None
         strategy = {
             "kernel": self._kernel_json(i), "avg_price": [float(v) for v in self.avg_price],
             "filled_pos": [float(v) for v in self.filled_pos],

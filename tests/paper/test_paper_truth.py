@@ -160,6 +160,10 @@ def test_sim_replay_on_gaps_and_delistings_places_the_backtests_orders(fill, on_
     bars = exp.data.load()
     tg = compute_targets(exp, bars)
     want = run_backtrader(bars, tg.targets, tg.risk, exp.spec.execution, broker=exp.broker)
+    # stopped after HALT's missing bar 52 (a decision whose order for it waits) and resumed: the same as one run
+    first = run_paper(exp, PaperOptions(broker="sim", state_dir=tmp_path / "state", write_report=False,
+                                        max_bars=52 - warmup_bars(exp) + 1))
+    assert first.status == "stopped" and first.equity.index[-1] == bars.index[52]
     out = run_paper(exp, PaperOptions(broker="sim", state_dir=tmp_path / "state", write_report=False))
     assert out.status == "done"
     got = out.orders.reset_index(drop=True)
