@@ -400,8 +400,9 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
     window = None if None in histories else max(h for h in histories if h is not None)
     if window is None:
         path_dep = [who(c) for c, h in zip((model, sizer), histories, strict=True) if h is None]
-        report.notes.append(f"{', '.join(path_dep)} declare(s) history None (path-dependent): paper trading loads "
-                            "the whole available history, so there is no trailing window to check")
+        report.notes.append(f"{' and '.join(path_dep)} {'declares' if len(path_dep) == 1 else 'declare'} history "
+                            "None (path-dependent): paper trading loads the whole available history, so there is "
+                            "no trailing window to check")
     live = window - 1 if window is not None else n  # rows before the decision bar in the live window
     date_pos = bars.index.get_indexer(dates)
     sig_changes = change_positions(signal, tol)
