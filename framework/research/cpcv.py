@@ -89,20 +89,28 @@ def combo_returns(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame) -> pd.D
     for i, part in enumerate(results):
         for j, s in enumerate(part):
             series[i + j * n_chunks] = s
-    labels = [_label(c) for c in combos]
+    return returns_matrix(series, combos)  # type: ignore[arg-type]
+
+
+def returns_matrix(series: list[pd.Series], combos: list[dict[str, Any]]) -> pd.DataFrame:
+    """Bars x combinations over the combinations' common evaluation period (see :func:`combo_returns`)."""
     matrix = pd.concat(series, axis=1, keys=range(len(combos)))
-    matrix.columns = labels
+    matrix.columns = [_label(c) for c in combos]
     return matrix.dropna(how="any")
 
 
-def sweep_pbo(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame) -> tuple[PboResult | None, str]:
+def sweep_pbo(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame,
+              returns: list[pd.Series] | None = None) -> tuple[PboResult | None, str]:
     """The sweep's PBO (CSCV with 16 partitions, fewer when the period is short) and a one-line reason
-    when it cannot be computed (``(None, reason)``)."""
+    when it cannot be computed (``(None, reason)``). ``returns`` are the combinations' evaluation-period
+    returns in grid order when the sweep kept them (``evaluate_grid(keep_returns=True)``); otherwise they
+    are simulated again."""
     if len(grid) < 2:
         return None, "PBO needs at least 2 combinations"
     if len(grid) > PBO_MAX_COMBOS:
         return None, f"PBO skipped: {len(grid)} combinations > {PBO_MAX_COMBOS}"
-    r = combo_returns(exp, bars, grid)
+    combos = grid.to_dict("records")
+    r = returns_matrix(returns, combos) if returns is not None else combo_returns(exp, bars, grid)
     s = PBO_PARTITIONS
     while s > 2 and len(r) // s < 20:  # keep at least 20 bars per partition
         s -= 2

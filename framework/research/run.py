@@ -54,6 +54,8 @@ METRICS = ("sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatil
 FORK_WORKERS = sys.platform.startswith("linux")
 # each row's evaluation period (combinations with longer look-backs start later)
 PERIOD = ("eval_start", "eval_end", "eval_bars")
+# the key under which evaluate_chunk hands back a combination's return series (never a column of the table)
+RETURNS = "_returns"
 
 
 def grid_of(exp: LoadedExperiment) -> pd.DataFrame:
@@ -169,6 +171,7 @@ class ComboTask:
     bars: Bars
     combos: list[dict[str, Any]]
     trade_from: int = 0
+    keep_returns: bool = False
 
 
 def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
@@ -188,8 +191,12 @@ def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
             # the rest (its fit drops labels that would reach past the fitting part)
             trade_from = max(trade_from, int(len(task.bars.index) * HOLDOUT_SPLIT))
             exp.signal.fit(task.bars.iloc(slice(0, trade_from)))
-        _, _, m = simulate(exp, task.bars, trade_from, light=True, signal_cache=cache)
-        rows.append({k: m[k] for k in (*METRICS, *PERIOD)})
+        _, result, m = simulate(exp, task.bars, trade_from, light=True, signal_cache=cache)
+        row = {k: m[k] for k in (*METRICS, *PERIOD)}
+        if task.keep_returns:  # the per-combination return series (e.g. for the PBO), from this same run
+            start = pd.Timestamp(m["eval_start"]) if m["eval_start"] is not None else None
+            row[RETURNS] = eval_returns(result.equity, exp.spec.execution.initial_cash, start)
+        rows.append(row)
     return rows
 
 
@@ -223,8 +230,11 @@ def _executor(exp: LoadedExperiment, n_tasks: int):
 
 
 def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_from: int = 0,
-                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                  progress: Callable[[int, int], None] | None = None, keep_returns: bool = False) -> pd.DataFrame:
     """Params + metrics for every row of ``grid``, in grid order.
+
+    With ``keep_returns`` each combination's evaluation-period returns come back too, in grid order, as
+    ``table.attrs["returns"]`` (a list of Series; pop it before using the table further).
 
     ``progress(done, total)`` is called as combinations finish (the work goes out in waves of chunks so
     that a long sweep can show a progress bar).
@@ -245,14 +255,16 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     # contiguous runs of the signal-grouped order: a chunk holds whole groups where it can
     bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
     positions = [rest[bounds[i]:bounds[i + 1]] for i in range(n_chunks)]
-    tasks = [ComboTask(exp.raw, exp.path, bars, [combos[j] for j in pos], trade_from) for pos in positions]
+    tasks = [ComboTask(exp.raw, exp.path, bars, [combos[j] for j in pos], trade_from, keep_returns)
+             for pos in positions]
     results: list[list[dict[str, Any]]] = []
     wave = max(1, ex.n_workers * 2)
     done = 0
     try:
         if head:
             positions.insert(0, head)
-            results.append(evaluate_chunk(ComboTask(exp.raw, exp.path, bars, [combos[head[0]]], trade_from)))
+            results.append(evaluate_chunk(ComboTask(exp.raw, exp.path, bars, [combos[head[0]]], trade_from,
+                                                    keep_returns)))
             done = 1
         for start in range(0, len(tasks), wave):
             batch = tasks[start:start + wave]
@@ -266,7 +278,10 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     for pos, part in zip(positions, results, strict=True):
         for j, row in zip(pos, part, strict=True):
             rows[j] = row
+    returns = [row.pop(RETURNS) for row in rows] if keep_returns else None  # type: ignore[union-attr]
     table = pd.concat([grid.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    if returns is not None:
+        table.attrs["returns"] = returns
     return table
 
 
@@ -370,7 +385,11 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     bars = exp.data.load()
     with _progress(console) as bar:
         task = bar.add_task(f"{exp.name}: {len(grid)} combinations of {', '.join(params)}", total=len(grid))
-        table = evaluate_grid(exp, bars, grid, progress=lambda done, total: bar.update(task, completed=done))
+        from qf.research.cpcv import PBO_MAX_COMBOS
+
+        table = evaluate_grid(exp, bars, grid, progress=lambda done, total: bar.update(task, completed=done),
+                              keep_returns=2 <= len(grid) <= PBO_MAX_COMBOS)
+    combo_rets = table.attrs.pop("returns", None)
     ranked = rank(table, sweep.metric)
     best_combo = {p: _python(ranked[p].iloc[0]) for p in params}  # per column, so ints stay ints
     best_exp = combo_experiment(exp.raw, exp.path, best_combo)
@@ -382,7 +401,7 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     metrics.update({"dsr": inference["dsr"], "psr": inference["psr"], "n_trials": len(table)})
     from qf.research.cpcv import pbo_text, sweep_pbo
 
-    pbo_res, pbo_reason = sweep_pbo(exp, bars, grid)
+    pbo_res, pbo_reason = sweep_pbo(exp, bars, grid, combo_rets)
     inference.update(pbo_res.summary() if pbo_res is not None else {"pbo": None, "pbo_note": pbo_reason})
     print_top(console, table, params, sweep.metric, sweep.top)
     console.print(f"best by {sweep.metric}: " + ", ".join(f"{k}={v}" for k, v in best_combo.items())

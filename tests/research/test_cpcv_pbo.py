@@ -227,6 +227,18 @@ def test_sweep_best_json_has_pbo_next_to_dsr(exp_path, tmp_path):
     assert f"PBO {expected.pbo:.3f}" in buf.getvalue()
 
 
+def test_sweep_pbo_uses_the_sweeps_own_returns(exp_path, tmp_path, monkeypatch):
+    # the PBO reads the returns the sweep already simulated: nothing is simulated a second time
+    import qf.research.cpcv as cpcv_mod
+
+    def no_second_pass(*_a, **_k):
+        raise AssertionError("the sweep's combinations were simulated again for the PBO")
+
+    monkeypatch.setattr(cpcv_mod, "combo_returns", no_second_pass)
+    out = run_sweep(load_experiment(exp_path), tmp_path / "run", Console(file=io.StringIO(), width=300))
+    assert json.loads((out / "best.json").read_text())["pbo"] is not None
+
+
 def test_cpcv_experiment_writes_paths(exp_path, tmp_path):
     buf = io.StringIO()
     out = run_cpcv(load_experiment(exp_path, ["validation={n_groups: 5, n_test_groups: 2, purge: 3, embargo: 2}"]),
