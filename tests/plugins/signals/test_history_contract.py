@@ -100,3 +100,32 @@ def test_history_of_reads_any_component_and_refuses_nonsense() -> None:
         with pytest.raises(ValueError, match="history must be a whole number of bars >= 1 or None"):
             history_of(obj)
     assert math.isfinite(rsi_history(14))
+
+
+@pytest.mark.parametrize(("signal", "note"), [
+    ({"type": "mean_reversion", "params": {"mode": "rsi", "window": 14, "entry": 40}}, False),
+    ({"type": "swing", "params": {"trend": 50, "lookback": 20}}, True),
+])
+def test_validate_lookahead_checks_the_declared_window(signal, note):
+    from qf.config.loader import Source, build
+    from qf.lookahead import check_experiment
+
+    exp = build({
+        "name": "history_check", "signal": signal, "sizer": {"type": "equal"}, "rebalance": {"every": 5},
+        "data": {"type": "sample", "params": {"dataset": "sp500_20", "symbols": ["AAPL", "JPM", "XOM"],
+                                              "start": "2013-01-01", "end": "2016-12-31"}},
+    }, Source("test.yaml"), None)
+    report = check_experiment(exp, points=10, max_probes=40)
+    assert report.ok, [f.message() for f in report.findings]
+    assert any("declares history None (path-dependent)" in n for n in report.notes) == note
+    if not note:  # the same experiment checked on warmup + 1 bars, as before the declaration, breaks
+        class Undeclared(MeanReversion):
+            @property
+            def history(self) -> int:
+                return self.warmup + 1
+
+        import dataclasses
+
+        plain = dataclasses.replace(exp, signal=Undeclared(signal["params"]))
+        broken = check_experiment(plain, points=10, max_probes=40)
+        assert [f.kind for f in broken.findings] == ["warmup"], [f.message() for f in broken.findings]
