@@ -48,8 +48,8 @@ h3{margin-bottom:10px;font-weight:700}h4{color:grey}h4 a{color:#09c;text-decorat
 .note{color:#a40;font-weight:700}
 hr{margin:25px 0 40px;height:0;border:0;border-top:1px solid #ccc}
 #left{width:620px;margin-right:18px;margin-top:-1.2rem;float:left}#right{width:320px;float:right}
-#left svg{margin:-1.5rem 0}#monthly_heatmap{overflow:hidden}#monthly_heatmap svg{margin:-1.5rem 0}
-#eoy_returns svg{margin:0}
+#left svg,#analysis svg{display:block;margin:0 0 12px}
+p.omitted{color:#555;margin:10px 0 20px}
 table{margin:0 0 40px;border:0;border-spacing:0;width:100%}
 table td,table th{text-align:right;padding:4px 5px 3px 5px}table th{font-weight:400}
 table td:first-of-type,table th:first-of-type{text-align:left;padding-left:2px}
@@ -112,6 +112,43 @@ def _year_returns(returns: pd.Series) -> pd.Series:
     return (1.0 + returns).groupby(returns.index.year).prod() - 1.0
 
 
+# a year counts as whole when the period covers it to within this many business days at either end
+# (holidays: 2 Jan can be a year's first trading day, 29 Dec its last)
+_YEAR_EDGE_BDAYS = 5
+
+
+def year_labels(index: pd.DatetimeIndex) -> dict[int, str]:
+    """Each year of ``index`` as the EOY table and chart label it: the year, plus how many days of it the
+    period covers when it covers only part of it, e.g. ``{2016: "2016 (1 day)", 2017: "2017"}``.
+
+    A walk-forward or paper period rarely starts on 1 January; its first year's "return" may be one day
+    and must not read as a year's. A year is partial when the period starts after its first
+    :data:`_YEAR_EDGE_BDAYS` business days or ends before its last ones; days are distinct dates with a bar.
+
+    Example::
+
+        year_labels(pd.bdate_range("2016-12-30", "2018-06-29"))
+        # {2016: "2016 (1 day)", 2017: "2017", 2018: "2018 (130 days)"}
+    """
+    out: dict[int, str] = {}
+    if len(index) == 0:
+        return out
+    dates = pd.DatetimeIndex(index).normalize()
+    if dates.tz is not None:
+        dates = dates.tz_localize(None)
+    first, last = dates[0], dates[-1]
+    edge = pd.offsets.BDay(_YEAR_EDGE_BDAYS)
+    for year in sorted(set(dates.year)):
+        starts_late = year == first.year and first > pd.Timestamp(year, 1, 1) + edge
+        ends_early = year == last.year and last < pd.Timestamp(year, 12, 31) - edge
+        if starts_late or ends_early:
+            n = int(dates[dates.year == year].nunique())
+            out[year] = f"{year} ({n} day{'s' if n != 1 else ''})"
+        else:
+            out[year] = str(year)
+    return out
+
+
 def _eoy(returns: pd.Series, benchmark: pd.Series | None) -> tuple[str, str]:
     """End-of-year table and chart of the period's returns (and the benchmark's on the same bars)."""
     strat = _year_returns(returns)
@@ -119,13 +156,14 @@ def _eoy(returns: pd.Series, benchmark: pd.Series | None) -> tuple[str, str]:
     if benchmark is not None:
         cols = {str(benchmark.name or "Benchmark"): _year_returns(benchmark), **cols}
     frame = pd.DataFrame(cols)
+    frame.index = frame.index.map(year_labels(pd.DatetimeIndex(returns.index)))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["Year", *frame.columns]) + (
         "<th>Won</th>" if benchmark is not None else "")
     rows = []
     for year, row in frame.iterrows():
         cells = "".join(f"<td>{v:.2%}</td>" for v in row)
         won = f"<td>{'+' if row.iloc[-1] > row.iloc[0] else '-'}</td>" if benchmark is not None else ""
-        rows.append(f"<tr><td>{year}</td>{cells}{won}</tr>")
+        rows.append(f"<tr><td>{html.escape(str(year))}</td>{cells}{won}</tr>")
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     return table, _eoy_chart(frame)
 
@@ -143,7 +181,9 @@ def _eoy_chart(frame: pd.DataFrame) -> str:
                label=name, color=color)
     ax.axhline(0, ls="--", lw=1, color="#000")
     ax.axhline(float(frame["Strategy"].mean()) * 100, ls="--", lw=1.5, color="red")
-    ax.set_xticks(x, [str(y) for y in frame.index], rotation=45 if len(frame) > 8 else 0)
+    partial = any("(" in str(y) for y in frame.index)
+    ax.set_xticks(x, [str(y) for y in frame.index], rotation=45 if len(frame) > 8 or partial else 0,
+                  ha="right" if len(frame) > 8 or partial else "center")
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
@@ -306,8 +346,12 @@ def _quantstats_page(rets: pd.Series, bench: pd.Series | None, title: str, subti
             dd_info.columns = ["Started", "Recovered", "Drawdown", "Days"]
             tpl = tpl.replace("{{dd_info}}", _html_table(dd_info, False))
             for slot, draw in _figures(qs, rets, bench):
+                if isinstance(draw, str):  # a sentence in place of a chart that would be empty
+                    tpl = tpl.replace("{{" + slot + "}}", draw)
+                    continue
                 buf = io.BytesIO()
-                draw({"fname": buf, "format": "svg"})
+                # a tight box keeps rotated date labels inside the SVG (they were cut to "-09")
+                draw({"fname": buf, "format": "svg", "bbox_inches": "tight", "pad_inches": 0.1})
                 plt.close("all")
                 tpl = tpl.replace("{{" + slot + "}}", _embed_figure(buf, "svg"))
             tpl = re.sub(r"\{\{(.*?)\}\}", "", tpl).replace("white-space:pre;", "")
@@ -329,10 +373,26 @@ def _metrics_table(qs: Any, html_table: Any, rets: pd.Series, bench: pd.Series |
     return table.replace("<tr><td></td><td></td></tr>", '<tr><td colspan="2"><hr></td></tr>')
 
 
+# the rolling charts (6-month windows) are drawn when they have at least a month of values; a shorter
+# period (a 5-month paper session) gets a sentence instead of empty axes
+_ROLLING_MIN_VALUES = 21
+
+
 def _figures(qs: Any, rets: pd.Series, bench: pd.Series | None) -> list[tuple[str, Any]]:
-    """(template slot, draw(savefig)) for every quantstats chart on the page, with html()'s arguments."""
+    """(template slot, draw(savefig)) for every quantstats chart on the page, with html()'s arguments;
+    draw is an HTML sentence instead where the chart would be empty."""
     p = qs.plots
     half, year = PERIODS_PER_YEAR // 2, PERIODS_PER_YEAR
+    if len(rets) < half + _ROLLING_MIN_VALUES:
+        note = (f'<p class="omitted">No rolling volatility, Sharpe or beta charts: their 6-month windows '
+                f"({half} bars) need at least {half + _ROLLING_MIN_VALUES} bars, and this period has "
+                f"{len(rets)}.</p>")
+        return [f for f in _all_figures(p, rets, bench, half, year) if not f[0].startswith("rolling_")] + [
+            ("rolling_vol", note)]
+    return _all_figures(p, rets, bench, half, year)
+
+
+def _all_figures(p: Any, rets: pd.Series, bench: pd.Series | None, half: int, year: int) -> list[tuple[str, Any]]:
     kw: dict[str, Any] = {"grayscale": False, "subtitle": False, "show": False, "ylabel": ""}
     figs: list[tuple[str, Any]] = [
         ("returns", lambda s: p.returns(rets, bench, figsize=(8, 5), savefig=s, compound=True,
