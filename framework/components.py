@@ -310,12 +310,36 @@ class Broker(Component):
         raise NotImplementedError
 
 
+class CostModel(Component):
+    """What trading costs beyond the commission: slippage, spread, market impact, a participation cap.
+
+    ``arrays`` turns the bars into a :class:`qf.engines.costs.CostArrays` before the simulation (vectorized,
+    indexed like ``bars.close``); both engines and the order planner read only those arrays, so every
+    engine charges the same. ``needs`` names the bar fields the model reads (a clear error when missing).
+
+    Example::
+
+        class HalfPercent(CostModel):
+            name = "half_percent"
+
+            def arrays(self, bars):
+                return CostArrays.constant(bars.close.shape, slippage=0.005)
+    """
+
+    kind = "cost"
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def arrays(self, bars: Any) -> Any:
+        raise NotImplementedError
+
+
 KINDS: dict[str, type[Component]] = {
     "data": DataSource,
     "signal": SignalModel,
     "sizer": Sizer,
     "risk": RiskRule,
     "broker": Broker,
+    "cost": CostModel,
 }
 
 

@@ -28,7 +28,7 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from qf.components import Broker, DataSource, RiskRule, SignalModel, Sizer
+    from qf.components import Broker, CostModel, DataSource, RiskRule, SignalModel, Sizer
 
 hookspec = pluggy.HookspecMarker("qf")
 hookimpl = pluggy.HookimplMarker("qf")
@@ -91,6 +91,19 @@ def qf_brokers() -> Iterable[type[Broker]]:
         @hookimpl
         def qf_brokers():
             return [SimBroker]
+    """
+
+
+@hookspec
+def qf_cost_models() -> Iterable[type[CostModel]]:
+    """Return the cost-model classes this plugin provides (``execution.costs: {type: ...}``: slippage,
+    spread, impact and a participation cap as per-bar arrays both engines apply).
+
+    Example::
+
+        @hookimpl
+        def qf_cost_models():
+            return [HalfPercent]   # HalfPercent.name == "half_percent"
     """
 
 

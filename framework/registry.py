@@ -42,6 +42,7 @@ HOOKS: dict[str, str] = {
     "sizer": "qf_sizers",
     "risk": "qf_risk_rules",
     "broker": "qf_brokers",
+    "cost": "qf_cost_models",
 }
 HOOK_NAMES = [*HOOKS.values(), "qf_before_run", "qf_after_run"]
 KIND_LABELS = {
@@ -50,9 +51,10 @@ KIND_LABELS = {
     "sizer": "sizer",
     "risk": "risk rule",
     "broker": "broker",
+    "cost": "cost model",
 }
 BUILTIN_MODULES = ("qf_plugins.data", "qf_plugins.signals", "qf_plugins.sizers", "qf_plugins.risk",
-                   "qf_plugins.brokers")
+                   "qf_plugins.brokers", "qf_plugins.costs")
 
 
 @dataclass(frozen=True)

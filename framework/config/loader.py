@@ -498,6 +498,8 @@ def _validate(raw: dict[str, Any], registry: Registry, base_dir: Path | None) ->
         "broker": _build("broker", spec.broker, ("broker",), registry, base_dir, problems),
         "benchmark_source": None,
     }
+    if spec.execution.costs is not None:  # the engines build it again from the spec (qf.engines.costs)
+        _build("cost", spec.execution.costs, ("execution", "costs"), registry, base_dir, problems)
     if spec.benchmark is not None and spec.benchmark.type is not None:
         bspec = ComponentSpec(type=spec.benchmark.type, params=spec.benchmark.params)
         comps["benchmark_source"] = _build("data", bspec, ("benchmark",), registry, base_dir, problems)

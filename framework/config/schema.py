@@ -67,11 +67,19 @@ class RebalanceSpec(Strict):
 
 
 class ExecutorSpec(Strict):
-    """Where sweeps run: ``local`` (process pool over all cores) or ``ray``."""
+    """Where sweeps run: ``local`` (process pool over all cores) or ``ray``.
+
+    For ``ray``: ``address`` is ``local`` (a private instance), ``auto`` (the cluster ``ray start`` made on
+    this machine) or ``ray://head:10001``; ``n_jobs`` caps the tasks running at once; ``runtime_env`` is
+    Ray's (``pip:``, ``py_modules:``, ``env_vars:`` ...; local-file components and QF_PLUGINS_ALLOW/BLOCK
+    are added to it); ``max_retries`` is how often a task whose worker or node died is re-run elsewhere.
+    """
 
     kind: Literal["local", "ray"] = "local"
     address: str = "local"
     n_jobs: int | None = Field(default=None, ge=1)
+    runtime_env: dict[str, Any] | None = None
+    max_retries: int = Field(default=3, ge=0, le=100)
 
 
 class ExecutionSpec(Strict):
@@ -97,12 +105,26 @@ class ExecutionSpec(Strict):
         description="a symbol whose data ends before the others: close its position on its last bar, or keep "
                     "it valued at its last close (never traded again)",
     )
+    costs: ComponentSpec | None = Field(
+        default=None,
+        description="the cost model: {type: fixed | spread | volume_share | almgren_chriss | <plugin>, params: {...}}; "
+                    "without it, `slippage` is the fixed model's shorthand. `fees`/`fixed_fees` (the commission) "
+                    "apply under every model",
+    )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     check_lookahead: bool = Field(
         default=False,
         description="before simulating, run the look-ahead check of `qf validate --lookahead` on the run's data; "
                     "a look-ahead stops the run, a broken warmup contract is a warning",
     )
+
+
+    @model_validator(mode="after")
+    def _slippage_once(self) -> ExecutionSpec:
+        if self.costs is not None and self.slippage:
+            raise ValueError(f"give the slippage once: `slippage` is the fixed cost model's shorthand, and "
+                             f"costs: {{type: {self.costs.type}}} sets its own (move it into costs.params)")
+        return self
 
 
 class RangeSpec(Strict):

@@ -36,8 +36,7 @@ from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.result import EVENT_COLUMNS, ORDER_COLUMNS, EngineResult, events_frame
-from qf.engines.risk import RiskConfig, new_state
-from qf.errors import QfError
+from qf.engines.risk import RiskConfig
 
 
 @nb.njit(cache=True)
@@ -135,25 +134,12 @@ def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskConfig,
         res = run_vectorbt_light(bars, tg.targets, tg.risk, exp.spec.execution)
         compute_metrics(res, exp.spec.execution.initial_cash)["sharpe"]
     """
-    from qf.engines.vbt import simulate_nb
+    from qf.engines.vbt import run_kernel
 
     inputs = build_inputs(bars, targets, risk, execution)
-    T, N = inputs.close.shape
-    events = np.zeros((T, N), dtype=np.int8)
+    order_records, _, events, capped = run_kernel(inputs, execution)
     init_cash = float(execution.initial_cash)
-    try:
-        order_records, _ = simulate_nb(
-            # a copy: orders waiting for a symbol's next bar are written into the targets
-            inputs.exec_price, inputs.close, inputs.targets.copy(), inputs.vol, inputs.risk, inputs.lag,
-            execution.fees, execution.fixed_fees, execution.slippage, not execution.fractional,
-            execution.min_order_value, init_cash, new_state(), np.full(N, np.nan),
-            np.zeros(N), np.zeros(N, dtype=np.bool_), events, np.zeros(N),
-        )
-    except Exception as exc:  # a rejected planned order is an engine bug, not user input
-        if "Reject" in type(exc).__name__ or "reject" in str(exc).lower():
-            raise QfError(f"vectorbt rejected a planned order: {exc}") from exc
-        raise
     equity = pd.Series(portfolio_value(inputs.close, order_records, init_cash), index=inputs.index, name="equity")
-    has_events = events.any() or (inputs.delisted_at >= 0).any()
-    ev = events_frame(events, inputs) if has_events else pd.DataFrame(columns=EVENT_COLUMNS)
+    has_events = events.any() or capped.any() or (inputs.delisted_at >= 0).any()
+    ev = events_frame(events, inputs, capped) if has_events else pd.DataFrame(columns=EVENT_COLUMNS)
     return EngineResult("vectorbt", equity, orders_frame(order_records, inputs), ev, {})

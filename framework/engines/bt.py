@@ -26,9 +26,12 @@ its last bar or held at its last close, as ``execution.on_delist`` says (see :mo
 
 Costs: :class:`qf.engines.bt_commission.QfCommission` charges ``fees * value + fixed_fees`` per order, and
 the broker's percentage slippage is set with ``slip_out`` so that it is ``price * (1 +/- slippage)`` even
-outside the bar's high/low, as in vectorbt. Backtrader's submission check is off (it prices orders
-without slippage and cannot tell the legs of a reversal apart); the execution's own cash check stays,
-and an order it refuses is an engine error, not a silent skip.
+outside the bar's high/low, as in vectorbt. Under a cost model (:mod:`qf.engines.costs`) each order carries
+the slippage fraction the planner computed for it (``order.info.qf_slippage``), and the broker uses that
+fraction for that order (see :func:`per_order_slippage`), so a spread or an impact that depends on the bar
+and the order's size fills at the very price vectorbt fills it at. Backtrader's submission check is off (it
+prices orders without slippage and cannot tell the legs of a reversal apart); the execution's own cash check
+stays, and an order it refuses is an engine error, not a silent skip.
 
 Targets come either precomputed (a backtest) or, with ``experiment=``, from
 :func:`qf.pipeline.targets_at` on the trailing window at each rebalance (the path paper trading uses).
@@ -49,11 +52,12 @@ from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
 from qf.engines.bt_commission import QfCommission
 from qf.engines.bt_feed import feeds_from_bars
+from qf.engines.costs import CostArrays
 from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.orders import update_avg_price_nb
 from qf.engines.result import ORDER_COLUMNS, EngineResult, events_frame
 from qf.engines.risk import RiskConfig, new_state
-from qf.engines.step import decide_nb, fill_value_nb
+from qf.engines.step import decide_costed_nb, decide_nb, fill_value_nb
 from qf.errors import QfError
 
 
@@ -80,7 +84,7 @@ class BacktestPlan:
 
 
 def fit_to_cash(sizes: np.ndarray, order: np.ndarray, cash: float, prices: np.ndarray,
-                held: list[tuple[float, float]], fees: float, fixed_fees: float, slippage: float,
+                held: list[tuple[float, float]], fees: float, fixed_fees: float, slippage: float | np.ndarray,
                 integer: bool, tolerance: float) -> None:
     """Trim, in place, a buy that backtrader's cash check would refuse by a rounding error.
 
@@ -88,7 +92,8 @@ def fit_to_cash(sizes: np.ndarray, order: np.ndarray, cash: float, prices: np.nd
     order of operations (``held`` is each symbol's broker position size and average price), so when the
     buys spend the cash to the last cent the final one can come out a few 1e-12 short. This replays
     ``BackBroker._execute``'s cash arithmetic and shaves such a buy by the shortfall (one share in
-    integer mode). A shortfall above ``tolerance`` is a planner bug and raises.
+    integer mode). A shortfall above ``tolerance`` is a planner bug and raises. ``slippage`` is one fraction
+    for every order or each order's own (an array by symbol).
 
     Example::
 
@@ -101,7 +106,8 @@ def fit_to_cash(sizes: np.ndarray, order: np.ndarray, cash: float, prices: np.nd
         s = sizes[k]
         if s == 0.0:
             continue
-        p = prices[k] * (1.0 + slippage) if s > 0 else prices[k] * (1.0 - slippage)
+        slip = float(slippage[k]) if np.ndim(slippage) else slippage
+        p = prices[k] * (1.0 + slip) if s > 0 else prices[k] * (1.0 - slip)
         size, pprice = held[k]
         trial = c
         for _ in range(64):
@@ -151,6 +157,8 @@ class QfStrategy(bt.Strategy):
     """
 
     params = (("plan", None),)
+    # the cost model's arrays; None (the paper strategy): execution.slippage, no participation cap
+    cost_arrays: CostArrays | None = None
 
     def __init__(self) -> None:
         plan: BacktestPlan = self.p.plan
@@ -177,6 +185,10 @@ class QfStrategy(bt.Strategy):
         self.fills: list[tuple[int, int, str, float, float, float]] = []
         self.refused: list[str] = []
         self.placed: dict[int, tuple[int, int]] = {}
+        self.cost_arrays = inp.costs if inp.costs is not None else CostArrays.constant((T, N), float(ex.slippage))
+        self.slip_out = np.zeros(N)
+        self.capped = np.zeros(N, dtype=np.bool_)
+        self.capped_at = np.zeros((T, N), dtype=np.bool_)
 
     # backtrader calls a different method before its minimum period is met; qf has no warm-up here
     def prenext_open(self) -> None:
@@ -242,8 +254,17 @@ class QfStrategy(bt.Strategy):
                 pos[k] = 0.0
                 held.append((0.0, 0.0))
         fees, fixed, slip = self.costs
-        decide_nb(i, lag, cash, pos, exec_price, close, targets, vol, risk, fees, fixed, slip, self.integer,
-                  self.min_value, state, self.avg_price, self.exits, events, self.desired, self.sizes)
+        c = self.cost_arrays
+        if c is None:
+            decide_nb(i, lag, cash, pos, exec_price, close, targets, vol, risk, fees, fixed, slip, self.integer,
+                      self.min_value, state, self.avg_price, self.exits, events, self.desired, self.sizes)
+        else:
+            decide_costed_nb(i, lag, cash, pos, exec_price, close, targets, vol, risk, fees, fixed, c.slippage[i],
+                             c.impact[i], c.exponent, c.max_qty[i], self.integer, self.min_value, state,
+                             self.avg_price, self.exits, events, self.desired, self.sizes, self.slip_out,
+                             self.capped)
+            self.capped_at[i] = self.capped
+            slip = self.slip_out
         sizes = self.sizes
         if not sizes.any():
             return
@@ -256,7 +277,8 @@ class QfStrategy(bt.Strategy):
             if q == 0.0:
                 continue
             data = self.datas[k]
-            o = self.buy(data=data, size=q) if q > 0 else self.sell(data=data, size=-q)
+            info = {} if c is None else {"qf_slippage": float(slip[k])}
+            o = self.buy(data=data, size=q, **info) if q > 0 else self.sell(data=data, size=-q, **info)
             self.placed[o.ref] = (i, k)
 
     def _at_close(self) -> None:
@@ -288,6 +310,35 @@ def _sim_broker(execution: ExecutionSpec) -> bt.brokers.BackBroker:
     b.setcash(execution.initial_cash)
     b.addcommissioninfo(QfCommission(commission=execution.fees, fixed=execution.fixed_fees))
     return b
+
+
+def per_order_slippage(b: bt.brokers.BackBroker) -> None:
+    """Make ``b`` fill an order carrying ``info.qf_slippage`` at that slippage fraction (``slip_out`` as
+    :func:`configure_broker` sets it), other orders at the broker's own.
+
+    ``BackBroker`` has one slippage setting, read when it executes an order; the wrapper sets it from the
+    order just before, and puts the broker's own back after.
+
+    Example::
+
+        b = bt.brokers.BackBroker()
+        per_order_slippage(b)
+        strategy.buy(data=d, size=10, qf_slippage=0.0012)   # fills at price * 1.0012
+    """
+    execute = b._try_exec
+
+    def _try_exec(order: bt.Order) -> None:
+        slip = order.info.get("qf_slippage")
+        if slip is None:
+            return execute(order)
+        own = b.p.slip_perc
+        b.p.slip_perc = slip
+        try:
+            return execute(order)
+        finally:
+            b.p.slip_perc = own
+
+    b._try_exec = _try_exec
 
 
 def configure_broker(b: bt.brokers.BackBroker, execution: ExecutionSpec) -> None:
@@ -363,6 +414,7 @@ def run_backtrader(
         raise QfError(f"the broker starts with {b.getcash():,.2f} in cash but execution.initial_cash is "
                       f"{execution.initial_cash:,.2f}")
     configure_broker(b, execution)
+    per_order_slippage(b)
 
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True, broker_coo=False, runonce=True, preload=True,
                          maxcpus=1, tradehistory=False)
@@ -387,6 +439,6 @@ def run_backtrader(
         "price": np.array([r[4] for r in f], dtype=float),
         "fee": np.array([r[5] for r in f], dtype=float),
     }, columns=ORDER_COLUMNS).sort_values(["time", "side", "symbol"], kind="mergesort", ignore_index=True)
-    events = events_frame(strat.events, inputs)
+    events = events_frame(strat.events, inputs, strat.capped_at)
     mode = "incremental" if incremental else "precomputed"
     return EngineResult("backtrader", equity, orders, events, {"mode": mode, "broker": b})

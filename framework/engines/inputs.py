@@ -23,6 +23,7 @@ import pandas as pd
 
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
+from qf.engines.costs import CostArrays, cost_arrays
 from qf.engines.risk import RiskConfig, trailing_vol
 from qf.errors import QfError
 
@@ -34,7 +35,7 @@ class SimInputs:
     ``exec_price`` is NaN wherever the symbol has no real bar (not listed, a gap, delisted): no order ever
     fills there. ``close`` is the valuation close, carried forward through gaps and after a delisting.
     ``first_bar[k]`` is the symbol's first bar with a price (``T`` if none), ``delisted_at[k]`` its last
-    one when its data ends early, else -1.
+    one when its data ends early, else -1. ``costs`` is the run's :class:`qf.engines.costs.CostArrays`.
 
     Example::
 
@@ -54,6 +55,7 @@ class SimInputs:
     first_bar: np.ndarray
     delisted_at: np.ndarray
     close_on_delist: bool = True
+    costs: CostArrays | None = None  # the cost model's arrays (None: execution.slippage, no cap)
 
     def adjust(self, rows: np.ndarray, at: np.ndarray) -> None:
         """Apply the trading calendar, in place, to target rows ``rows`` executed at fill bars ``at``.
@@ -118,7 +120,8 @@ def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution:
     tgt[fill_rows[keep]] = targets.to_numpy(dtype=float)[keep]
     vol = trailing_vol(close, risk.stop_vol_window) if risk.needs_vol else np.full((T, N), np.nan)
     inputs = SimInputs(bars.index, bars.symbols, exec_price, close, tgt, np.zeros(T, dtype=bool), vol,
-                       risk.as_array(), lag, first_bar, delisted_at, execution.on_delist == "close")
+                       risk.as_array(), lag, first_bar, delisted_at, execution.on_delist == "close",
+                       cost_arrays(bars, execution))
     inputs.adjust(tgt, np.arange(T))
     inputs.is_rebalance = ~np.isnan(tgt).all(axis=1)
     return inputs

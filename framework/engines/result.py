@@ -20,7 +20,7 @@ class EngineResult:
     """Equity at each bar's close, every fill, and what the stateful risk rules did.
 
     ``orders`` has the columns ``time, symbol, side, quantity, price, fee`` (quantity > 0, side is
-    ``buy``/``sell``, price includes slippage); ``events`` has ``time, event, symbol`` (see
+    ``buy``/``sell``, price includes the cost model's slippage); ``events`` has ``time, event, symbol`` (see
     :func:`events_frame`).
     """
 
@@ -39,10 +39,11 @@ class EngineResult:
         return float((self.orders["quantity"] * self.orders["price"]).sum()) if len(self.orders) else 0.0
 
 
-def events_frame(events: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
+def events_frame(events: np.ndarray, inputs: SimInputs, capped: np.ndarray | None = None) -> pd.DataFrame:
     """The run's events as rows ``time, event, symbol``: ``flatten`` (one row per bar, no symbol) and ``stop``
-    from the risk kernel's ``events`` array, and ``delisted`` on the last bar of each symbol whose data ends
-    before the others'. Every engine builds its events here.
+    from the risk kernel's ``events`` array, ``participation_cap`` where the cost model's cap clipped an
+    order (``capped``, ``[T, N]``; the rest was carried to the next bar), and ``delisted`` on the last bar of
+    each symbol whose data ends before the others'. Every engine builds its events here.
 
     Example::
 
@@ -55,6 +56,8 @@ def events_frame(events: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
     index, symbols = inputs.index, inputs.symbols
     rows = [(index[i], "flatten", "") for i in np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))]
     rows += [(index[i], "stop", symbols[k]) for i, k in zip(*np.nonzero(events == EVENT_STOP), strict=True)]
+    if capped is not None:
+        rows += [(index[i], "participation_cap", symbols[k]) for i, k in zip(*np.nonzero(capped), strict=True)]
     rows += delisting_events(inputs)
     df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     return df.sort_values(EVENT_COLUMNS, ignore_index=True)

@@ -7,6 +7,10 @@ Bars a symbol did not trade (``exec_price`` is NaN: a gap, not listed yet, delis
 order for such a bar waits: its target is carried to the next bar until the symbol has a real bar, where
 it is sized at that bar's fill price, unless a newer target (a rebalance, a stop, a halt) replaces it.
 Meanwhile the symbol is valued at its last real price, and stops are only evaluated on real closes.
+
+An order the cost model's participation cap clips (see :mod:`qf.engines.costs`) trades what the bar allows
+and its target is carried to the next bar the same way, until the position reaches it (or a newer target
+replaces it); the caller records a ``participation_cap`` event for each clipped order.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from qf.engines.orders import plan_orders_nb
+from qf.engines.orders import plan_costed_nb
 from qf.engines.risk import risk_step_nb
 
 EVENT_FLATTEN, EVENT_STOP = 1, 2
@@ -43,8 +47,9 @@ def fill_value_nb(cash: float, position: np.ndarray, exec_price: np.ndarray, clo
 
 
 @nb.njit(cache=True)
-def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, integer,
-              min_value, state, avg_price, exits, events, desired, sizes):  # pragma: no cover - numba
+def decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, impact,
+                     exponent, max_qty, integer, min_value, state, avg_price, exits, events, desired, sizes, slip_out,
+                     capped):  # pragma: no cover - numba
     """The orders of fill bar ``i`` from the broker's ``cash`` and ``position`` before the fill.
 
     The risk kernel runs at the decision bar
@@ -55,11 +60,18 @@ def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees
     symbol did not trade, and a target there is written forward into ``targets[i + 1]`` (see the module
     docstring): the caller's ``targets`` array is updated in place.
 
+    ``slippage``, ``impact``, ``max_qty`` are bar ``i``'s rows of the run's
+    :class:`qf.engines.costs.CostArrays`; ``slip_out`` receives each order's slippage fraction (the fill price
+    is ``exec_price[i] * (1 +/- slip_out)``) and ``capped`` which orders the participation cap clipped (their
+    target is carried to ``targets[i + 1]``).
+
     Example (what :class:`QfStrategy` does at each bar)::
 
-        decide_nb(i, inp.lag, broker.getcash(), positions, inp.exec_price, inp.close, inp.targets, inp.vol,
-                  inp.risk, fees, fixed_fees, slippage, integer, min_value, state, avg_price, exits, events,
-                  desired, sizes)
+        c = inp.costs
+        decide_costed_nb(i, inp.lag, broker.getcash(), positions, inp.exec_price, inp.close, inp.targets,
+                         inp.vol, inp.risk, fees, fixed_fees, c.slippage[i], c.impact[i], c.exponent,
+                         c.max_qty[i], integer, min_value, state, avg_price, exits, events, desired, sizes,
+                         slip_out, capped)
     """
     n = position.shape[0]
     d = i - lag
@@ -93,5 +105,26 @@ def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees
             if waits and i + 1 < targets.shape[0] and np.isnan(targets[i + 1, k]):
                 targets[i + 1, k] = desired[k]
             desired[k] = np.nan
-    plan_orders_nb(desired, value, cash, position, exec_price[i], fees, fixed_fees, slippage, integer, min_value,
-                   sizes)
+    plan_costed_nb(desired, value, cash, position, exec_price[i], fees, fixed_fees, slippage, impact, exponent,
+                   max_qty, integer, min_value, sizes, slip_out, capped)
+    for k in range(n):
+        # the rest of a clipped order: its target again at the next bar, unless a newer one is there
+        if capped[k] and i + 1 < targets.shape[0] and np.isnan(targets[i + 1, k]):
+            targets[i + 1, k] = desired[k]
+
+
+@nb.njit(cache=True)
+def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, integer,
+              min_value, state, avg_price, exits, events, desired, sizes):  # pragma: no cover - numba
+    """:func:`decide_costed_nb` under the ``fixed`` cost model: a constant ``slippage`` fraction, no cap.
+
+    Example (what the paper strategy does at each bar)::
+
+        decide_nb(i, inp.lag, broker.getcash(), positions, inp.exec_price, inp.close, inp.targets, inp.vol,
+                  inp.risk, fees, fixed_fees, slippage, integer, min_value, state, avg_price, exits, events,
+                  desired, sizes)
+    """
+    n = position.shape[0]
+    decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees,
+                     np.full(n, slippage), np.zeros(n), 1.0, np.full(n, np.inf), integer, min_value, state,
+                     avg_price, exits, events, desired, sizes, np.zeros(n), np.zeros(n, dtype=np.bool_))
