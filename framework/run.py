@@ -136,6 +136,7 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
                            for kind, comp in (("signal", exp.signal), ("sizer", exp.sizer))},
         })
         if exp.spec.report.tearsheet:
+            from qf.report.analysis import TradeData
             from qf.report.tearsheet import write_tearsheet
 
             metrics = outcome.metrics
@@ -145,7 +146,9 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
             write_tearsheet(rets, benchmark_returns(exp, outcome.bars), tmp / "tearsheet.html",
                             exp.spec.report.title or exp.name,
                             subtitle=f"{kind}, {engine}", warning=tearsheet_note,
-                            metrics=metrics)
+                            metrics=metrics,
+                            trades=TradeData(trades, metrics["trades"], res.orders, outcome.bars.close, res.equity,
+                                             outcome.targets.targets, start))
         if extra_files is not None:
             extra_files(tmp)
     root = Path(exp.spec.report.dir).resolve()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qf.report.analysis import ANALYSIS_CSS, TradeData, analysis_section
 from qf.report.metrics import PERIODS_PER_YEAR, RISK_FREE
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _page(title: str, heading: str, body: str) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
 <link rel="icon" href="data:,">
-<style>{_CSS}</style>
+<style>{_CSS}{ANALYSIS_CSS}</style>
 </head>
 <body>
 <div class="container">
@@ -264,14 +265,14 @@ def _period(returns: pd.Series) -> str:
     return f"{returns.index[0]:%d %b %Y} - {returns.index[-1]:%d %b %Y}"
 
 
-def _simple(returns: pd.Series, path: Path, title: str, subtitle: str | None, warning: str | None, reason: str,
-            metrics: dict[str, Any] | None) -> None:
+def _simple(returns: pd.Series, title: str, subtitle: str | None, warning: str | None, reason: str,
+            metrics: dict[str, Any] | None) -> str:
     """A page without quantstats: the period, why there are no charts, and the metrics."""
     rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_cell(v))}</td></tr>"
                    for k, v in (metrics or {}).items())
     table = f"<table><tbody>{rows}</tbody></table>" if rows else ""
     body = (f"<hr><p>No charts: {html.escape(reason)}. The run's figures (metrics.json):</p>{table}")
-    path.write_text(_page(title, _heading(title, subtitle, _period(returns), warning), body), encoding="utf-8")
+    return _page(title, _heading(title, subtitle, _period(returns), warning), body)
 
 
 def _cell(v: Any) -> str:
@@ -289,12 +290,14 @@ def _clean(page: str) -> str:
 
 def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path, title: str, *,
                     subtitle: str | None = None, warning: str | None = None,
-                    metrics: dict[str, Any] | None = None) -> None:
+                    metrics: dict[str, Any] | None = None, trades: TradeData | None = None) -> None:
     """Write the tear sheet of the evaluation period's ``returns`` (with ``benchmark``) to ``path``.
 
     ``title`` is the page's heading and browser-tab title; ``subtitle`` is shown under it (e.g. "paper,
     backtrader") and ``warning`` under that, highlighted (e.g. "interrupted paper session"); ``metrics``
-    fill the simpler page written when the returns are too short or flat for charts, or quantstats fails.
+    fill the simpler page written when the returns are too short or flat for charts, or quantstats fails;
+    ``trades`` (the run's round trips, their summary, fills and weights) adds the "Trades and exposure"
+    section (:mod:`qf.report.analysis`) at the foot of either page.
 
     Example::
 
@@ -309,10 +312,19 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
         except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
             log.warning("tear sheet: quantstats failed (%s: %s); writing a simpler page", type(exc).__name__, exc)
             reason = f"quantstats could not draw this curve ({type(exc).__name__}: {exc})"
-        else:
-            path.write_text(page, encoding="utf-8")
-            return
-    _simple(rets, path, title, subtitle, warning, reason, metrics)
+    if reason is not None:
+        page = _simple(rets, title, subtitle, warning, reason, metrics)
+    if trades is not None:
+        try:
+            with _quiet():
+                section = analysis_section(trades)
+        except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
+            log.warning("tear sheet: the trades section failed (%s: %s)", type(exc).__name__, exc)
+            section = (f'<div id="analysis"><hr><h2>Trades and exposure</h2><p>Not drawn: '
+                       f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}. trades.csv and "
+                       "metrics.json have the figures.</p></div>")
+        page = page.replace("</div>\n</body>", section + "\n</div>\n</body>")
+    path.write_text(page, encoding="utf-8")
 
 
 def _quantstats_page(rets: pd.Series, bench: pd.Series | None, title: str, subtitle: str | None,
