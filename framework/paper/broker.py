@@ -18,13 +18,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
 
 import pandas as pd
 
-RefStatus = Literal["none", "open", "done", "lost", "rejected"]
+# the protocol itself is a public contract of qf.components; re-exported here where the session uses it
+from qf.components import LiveBroker, RefStatus  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -85,84 +84,3 @@ class BrokerView:
     halted: bool = False
     halt_reason: str | None = None
     note: str = ""
-
-
-@runtime_checkable
-class LiveBroker(Protocol):
-    """The extra interface of a backtrader broker that trades a real (paper) account.
-
-    ``ref`` is a decision reference ``<YYYYMMDD>_<SYMBOL>``, passed to ``buy``/``sell`` as ``qf_ref=``;
-    the broker builds its deterministic client order id from it.
-
-    Example::
-
-        isinstance(AlpacaBroker({}).create(execution, state_dir=folder), LiveBroker)   # True
-    """
-
-    name: str
-    listeners: list[Callable[[], None]]  # called from ``next()`` after fills or cancels of any order
-
-    def connect(self) -> None:
-        """Credentials from the environment, REST pre-check, restart reconciliation (before anything else)."""
-        ...
-
-    def disconnect(self, reconcile: bool = True) -> None:
-        """A last reconciliation (unless after a crash), then stop streams and threads."""
-        ...
-
-    def sync(self) -> None:
-        """Refresh cash, positions and buying power from the broker (the truth for a decision)."""
-        ...
-
-    def position_of(self, symbol: str) -> tuple[float, float]:
-        """(quantity, average entry price) of ``symbol`` after the last :meth:`sync`."""
-        ...
-
-    def cash_reserve(self, equity: float) -> float:
-        """Cash kept out of sizing so an order sized at the last close stays affordable at the open."""
-        ...
-
-    def buying_power(self) -> float:
-        """What new buys may spend now (after the last :meth:`sync`)."""
-        ...
-
-    def open_refs(self) -> list[str]:
-        """References of this session's orders still working at the broker."""
-        ...
-
-    def cancel_open(self, timeout: float) -> None:
-        """Cancel this session's working orders and wait (up to ``timeout``) until they are final."""
-        ...
-
-    def ref_status(self, ref: str) -> RefStatus:
-        """What became of the order(s) sent for ``ref`` (``lost``: journaled but never reached the broker)."""
-        ...
-
-    def kill_switch(self, reason: str, decision: pd.Timestamp | None = None) -> None:
-        """Persist a halt, cancel every open order and close every position.
-
-        ``decision`` is the bar whose decision fired it: the closing orders' ids name it, so the broker's
-        journal ties every order to a decision.
-        """
-        ...
-
-    def resume(self) -> None:
-        """Clear a persisted halt (the risk rule's cool-down is over)."""
-        ...
-
-    def halted(self) -> tuple[bool, str | None]:
-        """(halted?, reason) as persisted by the kill switch."""
-        ...
-
-    def flatten(self, timeout: float) -> int:
-        """Cancel everything and close every position with orders the broker's journal records (ids naming
-        the flatten); returns the number of closing orders."""
-        ...
-
-    def fills_frame(self) -> pd.DataFrame:
-        """Every fill of this session from the broker's journal, as ``orders.csv`` columns."""
-        ...
-
-    def view(self) -> BrokerView:
-        """A snapshot for the live view."""
-        ...

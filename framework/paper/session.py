@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import math
@@ -40,7 +39,7 @@ import backtrader as bt
 import pandas as pd
 
 from qf.bars import Bars, valuation_bars
-from qf.components import Broker
+from qf.components import Broker, LiveDataSource
 from qf.config.loader import LoadedExperiment
 from qf.engines.bt import configure_broker
 from qf.engines.result import EngineResult
@@ -188,10 +187,7 @@ def _live_source(exp: LoadedExperiment) -> BarSource:
 
 
 def _create(component: Broker, exp: LoadedExperiment, state_dir: Path) -> Any:
-    create = component.create
-    if "state_dir" in inspect.signature(create).parameters:
-        return create(exp.spec.execution, state_dir=state_dir)
-    return create(exp.spec.execution)
+    return component.create(exp.spec.execution, state_dir=state_dir)
 
 
 def run_paper(exp: LoadedExperiment, options: PaperOptions | None = None,
@@ -330,8 +326,7 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
     if exp.spec.execution.fill != "next_open":
         raise QfError(f"execution.fill: a live session sends market orders after the close, which fill at the next "
                       f"open; set fill: next_open (got {exp.spec.execution.fill!r})")
-    live_source = getattr(exp.data, "live_source", None)
-    if live_source is None:
+    if not isinstance(exp.data, LiveDataSource):
         raise QfError(f"broker {name!r} trades live bars, but data source {exp.data.name!r} has no live feed; "
                       f"use a live data source (e.g. data: {{type: alpaca}}) or --broker sim")
     symbols = [str(s) for s in (getattr(exp.data.params, "symbols", None) or [])]
@@ -383,9 +378,7 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
         if source is not None:
             source.close()
         broker.disconnect(reconcile=clean)
-        close = getattr(broker, "close", None)
-        if close is not None:
-            close()
+        broker.close()
         state.close()
 
 

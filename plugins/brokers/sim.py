@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qf.components import Broker, Params
@@ -23,7 +24,7 @@ class SimBroker(Broker):
     class Params(Params):
         pass
 
-    def create(self, execution: Any) -> Any:
+    def create(self, execution: Any, *, state_dir: Path | None = None) -> Any:
         import backtrader as bt
 
         from qf.engines.bt_commission import QfCommission
