@@ -5,11 +5,14 @@ Both executors have the same API::
     with LocalExecutor(n_jobs=2) as ex:
         results = ex.map(func, chunks, shared={"close": close2d})
 
-``func(chunk, **shared_arrays)`` runs once per chunk in a worker and must be a module-level function
-(it is pickled by reference). ``shared`` arrays are read-only inside ``func``: they are written once
-per executor to memory-mapped ``.npy`` files (``LocalExecutor``) or put once into the object store
-(``RayExecutor``), so each chunk's message carries only the chunk itself and a few file names or
-object references. Results come back in chunk order.
+``func(chunk, **shared)`` runs once per chunk in a worker and must be a module-level function
+(it is pickled by reference). ``shared`` values travel once per executor, not once per chunk: numeric
+arrays are written to memory-mapped ``.npy`` files (``LocalExecutor``) and are read-only inside ``func``;
+any other picklable object (a ``Bars``) is pickled once to a file each worker loads once; ``RayExecutor``
+puts every value into the object store once and passes the reference. Each chunk's message carries only
+the chunk itself and a few file names or object references. ``map`` returns results in chunk order;
+``imap`` yields ``(chunk index, result)`` as chunks finish (idle workers take the next chunk, so a
+progress bar or a checkpoint can follow the work without waiting for waves).
 
 Numba kernels called from ``func`` should be ``cache=True`` so that workers load compiled code from
 disk instead of compiling it again.
@@ -29,6 +32,7 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -37,7 +41,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -59,36 +63,58 @@ class Executor(Protocol):
         self,
         func: Callable[..., R],
         chunks: Iterable[Any],
-        shared: Mapping[str, np.ndarray] | None = None,
+        shared: Mapping[str, Any] | None = None,
     ) -> list[R]: ...
 
     def close(self) -> None: ...
 
 
-def _check_shared(shared: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {}
-    for name, arr in (shared or {}).items():
+def _check_shared(shared: Mapping[str, Any] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in (shared or {}).items():
         if not name.isidentifier():
             raise ValueError(f"shared array name {name!r} must be a valid Python identifier")
-        if not isinstance(arr, np.ndarray) or arr.dtype == object:
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            # would be pickled element by element and could not be memory-mapped
             raise TypeError(f"shared array {name!r} must be a numeric numpy array")
-        arrays[name] = arr
-    return arrays
+        values[name] = value
+    return values
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray)
+
+
+def map_in_order(items: Iterator[tuple[int, R]], n: int) -> list[R]:
+    """Results of an ``imap`` put back into chunk order.
+
+    Example:
+        >>> map_in_order(iter([(1, "b"), (0, "a")]), 2)
+        ['a', 'b']
+    """
+    out: list[Any] = [None] * n
+    for i, result in items:
+        out[i] = result
+    return out
 
 
 # ---------------------------------------------------------------- local process pool
 
-_WORKER_ARRAYS: dict[str, np.ndarray] = {}
+_WORKER_ARRAYS: dict[str, Any] = {}
 
 
-def _load_shared(path: str) -> np.ndarray:
+def _load_shared(path: str) -> Any:
     # Opened once per worker process and then reused by every chunk that worker runs.
-    arr = _WORKER_ARRAYS.get(path)
-    if arr is None:
-        # asarray drops the np.memmap subclass (numba types plain ndarrays) without copying
-        arr = np.asarray(np.load(path, mmap_mode="r"))
-        _WORKER_ARRAYS[path] = arr
-    return arr
+    value = _WORKER_ARRAYS.get(path)
+    if value is None:
+        if path.endswith(".pkl"):
+            with open(path, "rb") as f:
+                value = pickle.load(f)
+        else:
+            # asarray drops the np.memmap subclass (numba types plain ndarrays) without copying
+            value = np.asarray(np.load(path, mmap_mode="r"))
+        _WORKER_ARRAYS[path] = value
+    return value
 
 
 def _run_local_task(func: Callable[..., R], chunk: Any, paths: Mapping[str, str]) -> R:
@@ -170,10 +196,10 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._lifeline: tuple[Connection, ...] = ()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        # id(array) -> (array, path); holding the array keeps its id from being reused
-        self._files: dict[int, tuple[np.ndarray, str]] = {}
+        # id(value) -> (value, path); holding the value keeps its id from being reused
+        self._files: dict[int, tuple[Any, str]] = {}
 
-    def _share(self, arr: np.ndarray) -> str:
+    def _share(self, arr: Any) -> str:
         entry = self._files.get(id(arr))
         if entry is not None and entry[0] is arr:
             return entry[1]
@@ -186,8 +212,13 @@ class LocalExecutor:
             suffix = owned_name("").removeprefix(".tmp-")
             self._tmp = tempfile.TemporaryDirectory(prefix=SHARED_PREFIX, suffix=suffix, dir=parent)
             weakref.finalize(self, self._tmp.cleanup)
-        path = os.path.join(self._tmp.name, f"a{len(self._files)}.npy")
-        np.save(path, np.ascontiguousarray(arr))
+        if _is_array(arr):
+            path = os.path.join(self._tmp.name, f"a{len(self._files)}.npy")
+            np.save(path, np.ascontiguousarray(arr))
+        else:
+            path = os.path.join(self._tmp.name, f"o{len(self._files)}.pkl")
+            with open(path, "wb") as f:
+                pickle.dump(arr, f, protocol=pickle.HIGHEST_PROTOCOL)
         self._files[id(arr)] = (arr, path)
         return path
 
@@ -208,23 +239,48 @@ class LocalExecutor:
         self,
         func: Callable[..., R],
         chunks: Iterable[Any],
-        shared: Mapping[str, np.ndarray] | None = None,
+        shared: Mapping[str, Any] | None = None,
     ) -> list[R]:
         """Run ``func(chunk, **shared)`` for every chunk; results in chunk order."""
-        arrays = _check_shared(shared)
+        chunk_list = list(chunks)
+        return map_in_order(self.imap(func, chunk_list, shared), len(chunk_list))
+
+    def imap(
+        self,
+        func: Callable[..., R],
+        chunks: Iterable[Any],
+        shared: Mapping[str, Any] | None = None,
+    ) -> Iterator[tuple[int, R]]:
+        """Yield ``(index, func(chunk, **shared))`` as chunks finish (in chunk order when in-process).
+
+        Example:
+            >>> with LocalExecutor(n_jobs=1) as ex:
+            ...     list(ex.imap(_demo_sum_rows, [(0, 1)], shared={"a": np.ones((1, 3))}))
+            [(0, 3.0)]
+        """
+        values = _check_shared(shared)
         chunk_list = list(chunks)
         if self.n_workers == 1:
             # Same read-only contract as in the workers, without the process hop.
             views = {}
-            for name, arr in arrays.items():
-                view = arr.view()
-                view.flags.writeable = False
-                views[name] = view
-            return [func(chunk, **views) for chunk in chunk_list]
-        paths = {name: self._share(arr) for name, arr in arrays.items()}
+            for name, value in values.items():
+                if _is_array(value):
+                    value = value.view()
+                    value.flags.writeable = False
+                views[name] = value
+            for i, chunk in enumerate(chunk_list):
+                yield i, func(chunk, **views)
+            return
+        paths = {name: self._share(value) for name, value in values.items()}
         pool = self._get_pool()
-        futures = [pool.submit(_run_local_task, func, chunk, paths) for chunk in chunk_list]
-        return [f.result() for f in futures]
+        # the pool's queue hands the next chunk to whichever worker is idle
+        futures = {pool.submit(_run_local_task, func, chunk, paths): i for i, chunk in enumerate(chunk_list)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:  # the caller stopped early (an error): drop what has not started
+                future.cancel()
 
     def close(self) -> None:
         """Stop the workers and delete the shared files."""
@@ -374,20 +430,33 @@ class _Reaper:
                 self._proc.wait(timeout=5)
 
 
-def _run_ray_task(func: Callable[..., R], chunk: Any, names: list[str], *arrays: np.ndarray) -> R:
-    # Object refs passed as top-level arguments arrive as zero-copy, read-only numpy arrays.
-    return func(chunk, **dict(zip(names, arrays, strict=True)))
+def _run_ray_task(func: Callable[..., R], chunk: Any, names: list[str], *values: Any) -> R:
+    # Object refs passed as top-level arguments arrive resolved (arrays as zero-copy, read-only views).
+    return func(chunk, **dict(zip(names, values, strict=True)))
+
+
+# how often a streaming map re-reads the cluster's size (an autoscaled cluster grows under a sweep)
+RESIZE_SECONDS = 2.0
 
 
 class RayExecutor:
-    """Ray executor with the same ``map`` API; shared arrays are ``ray.put`` once.
+    """Ray executor with the same ``map`` API; every shared value is ``ray.put`` once per executor.
 
     Args:
         address: ``"local"`` (or None) starts a private local Ray instance that listens on
-            127.0.0.1 only, with the dashboard off; anything else is passed to
-            ``ray.init(address=...)`` to join a cluster.
-            If Ray is already initialised in this process it is reused and left running on close.
+            127.0.0.1 only, with the dashboard off; ``"auto"`` joins the cluster started on this machine
+            with ``ray start``; ``"ray://host:10001"`` connects through Ray Client; anything else is passed
+            to ``ray.init(address=...)``. If Ray is already initialised in this process it is reused and
+            left running on close. A cluster that cannot be reached is a one-line
+            :class:`~qf.research.ray_cluster.ClusterError` (exit code 1).
         num_cpus: CPUs for a local instance (default: all).
+        n_jobs: at most this many tasks run at once, whatever the address (default: the cluster's CPUs,
+            re-read as the sweep runs so that an autoscaled cluster is used as it grows).
+        runtime_env: the job's Ray ``runtime_env`` (working_dir, py_modules, pip, env_vars ...).
+        max_retries: times Ray re-runs a task whose worker or node died (on the remaining nodes) before
+            the sweep fails with a ``ClusterError``.
+        handshake: check that every node runs the driver's qf, Python and plugin versions (clusters
+            only; a local instance runs this very interpreter).
         **init_kwargs: extra ``ray.init`` arguments.
 
     Example:
@@ -396,56 +465,133 @@ class RayExecutor:
         [3.0]
     """
 
-    def __init__(self, address: str | None = "local", *, num_cpus: int | None = None, **init_kwargs: Any):
+    def __init__(self, address: str | None = "local", *, num_cpus: int | None = None, n_jobs: int | None = None,
+                 runtime_env: dict[str, Any] | None = None, max_retries: int = 3, handshake: bool = True,
+                 **init_kwargs: Any):
+        from qf.research import ray_cluster
+
         # no usage-stats phone-home from a research run
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray = _import_ray()
         self._ray = ray
         self._owns = False
         self._reaper: _Reaper | None = None
+        self._n_jobs = n_jobs
+        self._task_env: dict[str, Any] | None = None
+        local = address in (None, "local")
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
                 "include_dashboard": False,
                 "log_to_driver": False,
                 "configure_logging": False,
             }
+            if runtime_env:
+                kwargs["runtime_env"] = runtime_env
             kwargs.update(init_kwargs)
-            if address in (None, "local"):
+            if local:
                 # started first, so that it also covers a driver killed while Ray starts
                 self._reaper = _Reaper()
                 try:
                     with _loopback_only():
-                        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+                        ray.init(address="local", num_cpus=num_cpus or n_jobs, **kwargs)
                 except BaseException:
                     self._reaper.stand_down()
                     raise
             else:
-                ray.init(address=address, **kwargs)
+                try:
+                    ray.init(address=address, **kwargs)
+                except Exception as exc:  # Ray raises ConnectionError, RuntimeError, its own errors ...
+                    if ray.is_initialized():
+                        ray.shutdown()
+                    raise ray_cluster.connect_error(str(address), exc) from None
             self._owns = True
-        self.n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._refs: dict[int, tuple[np.ndarray, Any]] = {}
+        else:
+            self._task_env = runtime_env or None  # a job we did not start: apply it per task
+        self._max_retries = max_retries
+        self._refs: dict[int, tuple[Any, Any]] = {}
         self._remote = ray.remote(_run_ray_task)
+        self._resized = 0.0
+        self._n_workers = 1
+        if handshake and not local:
+            try:
+                ray_cluster.handshake(ray)
+            except BaseException:
+                self.close()
+                raise
 
-    def _put(self, arr: np.ndarray) -> Any:
-        entry = self._refs.get(id(arr))
-        if entry is not None and entry[0] is arr:
+    @property
+    def n_workers(self) -> int:
+        """Tasks run at once: the cluster's CPUs now (capped by ``n_jobs``), re-read at most every 2 s."""
+        now = time.monotonic()
+        if now - self._resized > RESIZE_SECONDS:
+            cpus = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+            self._n_workers = min(cpus, self._n_jobs) if self._n_jobs else cpus
+            self._resized = now
+        return self._n_workers
+
+    def _put(self, value: Any) -> Any:
+        entry = self._refs.get(id(value))
+        if entry is not None and entry[0] is value:
             return entry[1]
-        ref = self._ray.put(np.ascontiguousarray(arr))
-        self._refs[id(arr)] = (arr, ref)
+        ref = self._ray.put(np.ascontiguousarray(value) if _is_array(value) else value)
+        self._refs[id(value)] = (value, ref)
         return ref
 
     def map(
         self,
         func: Callable[..., R],
         chunks: Iterable[Any],
-        shared: Mapping[str, np.ndarray] | None = None,
+        shared: Mapping[str, Any] | None = None,
     ) -> list[R]:
         """Run ``func(chunk, **shared)`` for every chunk as Ray tasks; results in chunk order."""
-        arrays = _check_shared(shared)
-        names = list(arrays)
-        refs = [self._put(arrays[name]) for name in names]
-        futures = [self._remote.remote(func, chunk, names, *refs) for chunk in chunks]
-        return list(self._ray.get(futures))
+        chunk_list = list(chunks)
+        return map_in_order(self.imap(func, chunk_list, shared), len(chunk_list))
+
+    def imap(
+        self,
+        func: Callable[..., R],
+        chunks: Iterable[Any],
+        shared: Mapping[str, Any] | None = None,
+    ) -> Iterator[tuple[int, R]]:
+        """Yield ``(index, func(chunk, **shared))`` as tasks finish.
+
+        Tasks are streamed: a few more than there are workers are in flight, and each finished task lets
+        the next chunk go out (``ray.wait``), so a slow chunk never holds up the others.
+        """
+        from qf.research.ray_cluster import task_error
+
+        ray = self._ray
+        values = _check_shared(shared)
+        names = list(values)
+        refs = [self._put(values[name]) for name in names]
+        options: dict[str, Any] = {"max_retries": self._max_retries}
+        if self._task_env:
+            options["runtime_env"] = self._task_env
+        remote = self._remote.options(**options)
+        todo = iter(enumerate(chunks))
+        pending: dict[Any, int] = {}
+        try:
+            while True:
+                # one queued task per worker beyond the running one keeps every worker busy
+                while len(pending) < 2 * self.n_workers:
+                    item = next(todo, None)
+                    if item is None:
+                        break
+                    pending[remote.remote(func, item[1], names, *refs)] = item[0]
+                if not pending:
+                    return
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    index = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as exc:
+                        raise task_error(ray, exc) from None
+                    yield index, result
+        finally:
+            for ref in pending:  # stopped early (an error, a closed generator): drop the rest
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
 
     def close(self) -> None:
         """Drop the shared objects and shut Ray down if this executor started it."""

@@ -168,19 +168,21 @@ def simulate(exp: LoadedExperiment, bars: Bars, trade_from: int = 0, *, light: b
 class ComboTask:
     raw: dict[str, Any]
     path: Path | None
-    bars: Bars
+    bars: Bars | None  # None: the executor passes the bars once per sweep (``shared``), not per chunk
     combos: list[dict[str, Any]]
     trade_from: int = 0
     keep_returns: bool = False
 
 
-def evaluate_chunk(task: ComboTask) -> list[dict[str, Any]]:
+def evaluate_chunk(task: ComboTask, bars: Bars | None = None) -> list[dict[str, Any]]:
     """Metrics of each combination in a chunk (runs in a worker process).
 
     Each combination goes through the full pipeline and engine (:func:`simulate`), without what only a
     report needs; combinations sharing signal params (consecutive in a chunk, see :func:`evaluate_grid`)
     compute their signal once.
     """
+    if bars is not None:
+        task = replace(task, bars=bars)
     rows = []
     cache: SignalCache = {}
     for combo in task.combos:
@@ -213,10 +215,10 @@ def _by_signal(combos: list[dict[str, Any]]) -> list[int]:
 def _executor(exp: LoadedExperiment, n_tasks: int):
     spec = exp.spec.execution.executor
     if spec.kind == "ray":
-        from qf.research.executors import RayExecutor
+        from qf.research.ray_cluster import ray_executor_for
 
         try:
-            return RayExecutor(spec.address, num_cpus=spec.n_jobs)
+            return ray_executor_for(exp)
         except ImportError as exc:
             raise QfError(f"execution.executor.kind: ray is not installed ({exc}); pip install 'qf[ray]'") from None
     from qf.research.executors import LocalExecutor
@@ -236,8 +238,7 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     With ``keep_returns`` each combination's evaluation-period returns come back too, in grid order, as
     ``table.attrs["returns"]`` (a list of Series; pop it before using the table further).
 
-    ``progress(done, total)`` is called as combinations finish (the work goes out in waves of chunks so
-    that a long sweep can show a progress bar).
+    ``progress(done, total)`` is called as chunks of combinations finish (the executor streams them).
     """
     combos = grid.to_dict("records")
     # fail fast, in this process, on a combination whose params do not validate
@@ -255,21 +256,21 @@ def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_f
     # contiguous runs of the signal-grouped order: a chunk holds whole groups where it can
     bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
     positions = [rest[bounds[i]:bounds[i + 1]] for i in range(n_chunks)]
-    tasks = [ComboTask(exp.raw, exp.path, bars, [combos[j] for j in pos], trade_from, keep_returns)
+    tasks = [ComboTask(exp.raw, exp.path, None, [combos[j] for j in pos], trade_from, keep_returns)
              for pos in positions]
-    results: list[list[dict[str, Any]]] = []
-    wave = max(1, ex.n_workers * 2)
+    results: list[list[dict[str, Any]]] = [[] for _ in tasks]
     done = 0
     try:
         if head:
             positions.insert(0, head)
-            results.append(evaluate_chunk(ComboTask(exp.raw, exp.path, bars, [combos[head[0]]], trade_from,
-                                                    keep_returns)))
+            results.insert(0, evaluate_chunk(ComboTask(exp.raw, exp.path, bars, [combos[head[0]]], trade_from,
+                                                       keep_returns)))
             done = 1
-        for start in range(0, len(tasks), wave):
-            batch = tasks[start:start + wave]
-            results.extend(ex.map(evaluate_chunk, batch))
-            done += sum(len(t.combos) for t in batch)
+        # streamed: each finished chunk frees a worker for the next one; the bars travel once
+        first = len(positions) - len(tasks)  # the warm-up chunk, if any, comes first
+        for i, part in ex.imap(evaluate_chunk, tasks, shared={"bars": bars}):
+            results[first + i] = part
+            done += len(part)
             if progress is not None:
                 progress(done, len(combos))
     finally:

@@ -88,12 +88,30 @@ def test_local_executor_in_process_mode_is_read_only_too() -> None:
     assert data.flags.writeable
 
 
+def _first_key(chunk: int, table: dict[str, list[int]]) -> tuple[int, int, int]:
+    return chunk, table["k"][chunk], id(table)
+
+
+def test_local_executor_ships_other_objects_once(shared_dir) -> None:
+    """A non-array shared value (a Bars, a dict) is pickled once to a file, not into every chunk."""
+    table = {"k": list(range(100))}
+    with LocalExecutor(n_jobs=2, tmp_dir=str(shared_dir)) as ex:
+        got = dict(ex.imap(_first_key, range(8), shared={"table": table}))
+        files = [f for _, _, fs in os.walk(shared_dir) for f in fs]
+        assert [f for f in files if f.endswith(".pkl")] == ["o0.pkl"]
+        ex.map(_first_key, range(3), shared={"table": table})  # same object: not written again
+        assert len([f for _, _, fs in os.walk(shared_dir) for f in fs]) == len(files)
+    assert sorted(got) == list(range(8)) and [got[i][1] for i in range(8)] == list(range(8))
+    # each worker process loaded it once: every chunk a worker ran saw the same object
+    assert len({v[2] for v in got.values()}) <= 2
+
+
 def test_shared_array_validation() -> None:
     with LocalExecutor(n_jobs=1) as ex:
         with pytest.raises(ValueError, match="identifier"):
             ex.map(_describe, [0], shared={"not valid": np.ones(1)})
         with pytest.raises(TypeError, match="numeric numpy array"):
-            ex.map(_describe, [0], shared={"data": [1, 2]})  # type: ignore[dict-item]
+            ex.map(_describe, [0], shared={"data": np.array([1, "a"], dtype=object)})
     with pytest.raises(ValueError, match="n_jobs"):
         LocalExecutor(n_jobs=0)
 

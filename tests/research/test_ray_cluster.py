@@ -1,0 +1,235 @@
+"""Sweeps on a real two-node Ray cluster (started here with `ray start`): same rows as the local pool, the
+bars put once, local-file components and plugin lists shipped with the job, versions checked, and
+infrastructure failures as one-line qf errors.
+
+The cluster (a head and a second worker node, one CPU each, token auth off, in this test's own temp dir)
+takes ~25 s to start on a loaded machine; it is started once for the module and its processes are
+killed by pid at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qf.config.loader import load_experiment
+from qf.errors import QfError
+from qf.research import ray_cluster
+from qf.research.ray_cluster import ClusterError, check_versions, connect_error, job_runtime_env, local_files
+from qf.research.run import ComboTask, evaluate_chunk, evaluate_grid, grid_of
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'qf[ray]')")
+
+EXPERIMENT = {
+    "name": "ray_sweep",
+    "data": {"type": "sample", "params": {"dataset": "arch_sp500", "start": "2014-01-01", "end": "2016-12-31"}},
+    "signal": {"type": "strategies/drv_sma.py:DrvSma", "params": {"fast": 10, "slow": 50}},
+    "sizer": {"type": "equal"},
+    "execution": {"fill": "next_open", "fees": 0.001},
+    "sweep": {"params": {"signal.params.fast": [5, 10, 20], "signal.params.slow": [40, 60, 80]}},
+}
+
+DRIVER_ONLY = '''
+from qf_plugins.signals.sma_cross import SmaCross
+
+
+class DrvSma(SmaCross):
+    """An SMA cross only the driver has on disk (its folder is not on any node)."""
+
+    name = "drv_sma"
+'''
+
+
+def _env_of(chunk: str) -> str | None:
+    return os.environ.get(chunk)
+
+
+def _ray_pids(temp_dir: Path) -> list[int]:
+    """Processes of our cluster: every Ray process names the session folder inside ``temp_dir``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(temp_dir).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _ray_cli(*args: str, env: dict[str, str]) -> None:
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray_bin, "start", *args], env=env, check=True, capture_output=True, timeout=90)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """GCS address of a running two-node cluster (one CPU per node)."""
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("finds the cluster's processes through /proc")
+    temp_dir = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    try:
+        _ray_cli("--head", "--port", "0", "--num-cpus", "1", "--temp-dir", str(temp_dir),
+                 "--include-dashboard", "false", "--disable-usage-stats", env=env)
+        address = (temp_dir / "ray_current_cluster").read_text().strip()
+        _ray_cli("--address", address, "--num-cpus", "1", "--temp-dir", str(temp_dir), env=env)
+        yield address
+    finally:
+        for _ in range(2):  # the raylets restart nothing once the GCS is gone; a second pass catches stragglers
+            for pid in _ray_pids(temp_dir):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_ray():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An experiment folder whose signal is a local file next to it."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "strategies").mkdir()
+    (root / "strategies" / "drv_sma.py").write_text(DRIVER_ONLY)
+    (root / "sweep.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    return root
+
+
+def _experiment(project: Path, **executor):
+    return load_experiment(project / "sweep.yaml",
+                           overrides=[f"execution.executor.{k}={v}" for k, v in executor.items()])
+
+
+# ------------------------------------------------------------------ without a cluster
+
+
+def test_connect_errors_are_one_line() -> None:
+    auth = ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+    auth.__cause__ = ray.exceptions.AuthenticationError("RPC error: InvalidAuthToken: token is missing")
+    for exc, expected in [
+        (ConnectionError("Could not find any running Ray instance. Please specify ..."), "no Ray cluster is running"),
+        (auth, "requires authentication"),
+        (RuntimeError("Failed to connect to GCS\nmore"), "cannot connect to Ray: RuntimeError: Failed to connect"),
+    ]:
+        err = connect_error("10.0.0.1:6379", exc)
+        assert expected in str(err) and "\n" not in str(err) and err.exit_code == 1
+
+
+def _gcs_running() -> bool:
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "gcs_server":
+                return True
+    return False
+
+
+def test_no_cluster_at_auto_is_one_line_exit_1(project: Path, tmp_path: Path) -> None:
+    if _gcs_running():  # `address: auto` also finds Ray instances by their processes
+        pytest.skip("another Ray instance runs on this machine: address auto would join it")
+    exp = tmp_path / "auto.yaml"
+    raw = {**EXPERIMENT, "signal": {"type": "sma_cross", "params": {"fast": 10, "slow": 50}},
+           "execution": {"executor": {"kind": "ray", "address": "auto"}}, "report": {"dir": str(tmp_path)}}
+    exp.write_text(yaml.safe_dump(raw))
+    # RAY_TMPDIR: where `address: auto` looks for a cluster started on this machine (none there)
+    env = {**os.environ, "RAY_TMPDIR": str(tmp_path), "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    proc = subprocess.run([sys.executable, "-m", "qf.cli.main", "run", str(exp)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    err = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr
+    assert [line for line in err if "execution.executor.address 'auto': no Ray cluster is running" in line], err
+
+
+def test_version_mismatch_message_names_node_and_versions() -> None:
+    driver = {"qf": "0.1.0", "python": "3.11.4", "plugins": {"acme": "1.2"}}
+    same = {**driver, "node": "n1", "ip": "10.0.0.2"}
+    check_versions(driver, same)
+    with pytest.raises(ClusterError) as info:
+        check_versions(driver, {**same, "python": "3.12.1", "plugins": {}})
+    msg = str(info.value)
+    assert msg.startswith("Ray node n1 (10.0.0.2) runs Python 3.12.1, plugin acme (not installed), the driver "
+                          "Python 3.11.4, acme 1.2") and "\n" not in msg
+
+
+def test_runtime_env_ships_local_files_and_plugin_lists(project: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("QF_PLUGINS_BLOCK", "acme")
+    raw = yaml.safe_load((project / "sweep.yaml").read_text())
+    assert local_files(raw, project) == {"strategies/drv_sma.py": project / "strategies" / "drv_sma.py"}
+    env = job_runtime_env(raw, project, {"pip": ["x"], "env_vars": {"A": "1"}}, tmp_path / "job")
+    assert env["pip"] == ["x"] and env["env_vars"] == {"QF_PLUGINS_BLOCK": "acme", "A": "1"}
+    assert (Path(env["working_dir"]) / "strategies" / "drv_sma.py").read_text() == DRIVER_ONLY
+    # the user's own working_dir wins; absolute paths are not copied
+    assert "working_dir" not in job_runtime_env({"t": "/abs/x.py:C"}, None, None, tmp_path / "j2")
+    assert job_runtime_env(raw, project, {"working_dir": "w"}, tmp_path / "j3")["working_dir"] == "w"
+
+
+# ------------------------------------------------------------------ on the cluster
+
+
+def test_sweep_on_the_cluster_matches_the_local_pool_and_puts_the_bars_once(cluster, project, monkeypatch) -> None:
+    local = _experiment(project, n_jobs=1)
+    bars = local.data.load()
+    expected = evaluate_grid(local, bars, grid_of(local))
+
+    puts: list[type] = []
+    real_put = ray.put
+    monkeypatch.setattr(ray, "put", lambda value, **kw: puts.append(type(value)) or real_put(value, **kw))
+    exp = _experiment(project, kind="ray", address=cluster, n_jobs=2)
+    seen: list[int] = []
+    table = evaluate_grid(exp, bars, grid_of(exp), progress=lambda done, total: seen.append(done))
+    assert table.equals(expected)
+    assert puts == [type(bars)]  # once per sweep, whatever the number of tasks
+    assert seen[-1] == len(table) and seen == sorted(seen)
+
+
+def test_driver_only_local_file_component_runs_on_the_cluster(cluster, project, monkeypatch) -> None:
+    monkeypatch.setenv("QF_PLUGINS_BLOCK", "nothing_here")
+    exp = _experiment(project, kind="ray", address=cluster)
+    bars = exp.data.load()
+    combos = grid_of(exp).to_dict("records")[:2]
+    expected = evaluate_chunk(ComboTask(exp.raw, exp.path, bars, combos))
+    # the workers see the experiment at a path that exists on no node: only the shipped copy can serve
+    task = ComboTask(exp.raw, Path("/nowhere/sweep.yaml"), None, combos)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with ray_cluster.ray_executor_for(exp) as ex:
+        assert ex.map(evaluate_chunk, [task], shared={"bars": bars}) == [expected]
+        assert ex.map(_env_of, ["QF_PLUGINS_BLOCK"]) == ["nothing_here"]
+    from qf.research.executors import RayExecutor
+
+    with RayExecutor(cluster, handshake=False) as bare, pytest.raises(QfError, match="drv_sma.py' not found"):
+        bare.map(evaluate_chunk, [task], shared={"bars": bars})
+
+
+def test_a_node_with_other_versions_is_refused(cluster, monkeypatch) -> None:
+    from qf.research.executors import RayExecutor
+
+    real = ray_cluster.versions()
+    monkeypatch.setattr(ray_cluster, "versions", lambda: {**real, "qf": "9.9.9"})
+    with pytest.raises(ClusterError, match=r"^Ray node .* runs qf \d.*, the driver qf 9\.9\.9: install the same"):
+        RayExecutor(cluster)
+    assert not ray.is_initialized()  # refused: the connection is closed again
+
+
+def test_experiments_accept_the_new_executor_fields(tmp_path: Path) -> None:
+    raw = {**EXPERIMENT, "signal": {"type": "sma_cross"},
+           "execution": {"executor": {"kind": "ray", "address": "auto", "max_retries": 5,
+                                      "runtime_env": {"pip": ["acme==1.0"]}}}}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_experiment(tmp_path / "x.yaml").spec.execution.executor
+    assert (spec.max_retries, spec.runtime_env) == (5, {"pip": ["acme==1.0"]})
+    with pytest.raises(QfError, match="max_retries"):
+        load_experiment(tmp_path / "x.yaml", overrides=["execution.executor.max_retries=-1"])
