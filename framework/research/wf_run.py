@@ -40,6 +40,8 @@ Example::
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +167,7 @@ def _describe(combo: dict[str, Any], exp: LoadedExperiment, trainable: bool, n_t
 
 
 def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame | None, metric: str,
-               fitted: list[tuple[int, Any]]) -> FoldPlan:
+               fitted: list[tuple[int, Any]], shared: dict[Any, Any] | None = None) -> FoldPlan:
     train_bars = bars.iloc(fold.train)
     combo: dict[str, Any] = {}
     train_score = float("nan")
@@ -178,6 +180,11 @@ def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame
     if trainable:
         fold_exp.signal.fit(train_bars)
         fitted.append((fold.index, fold_exp.signal))
+        # optional: a model that can serve every fold's history (a prefix of bars) from one build of its
+        # inputs gets the full data and a per-run dict to keep that build in
+        share = getattr(fold_exp.signal, "share_history", None)
+        if shared is not None and callable(share):
+            share(bars, shared)
     targets, history = fold_targets(fold_exp, bars, fold)
     model_metrics: dict[str, Any] = {}
     if trainable:
@@ -205,8 +212,38 @@ def _fold_metrics(result: EngineResult, fold: Fold, oos_start: int, eval_start: 
     return compute_metrics(part, initial_cash, eval_start=start)
 
 
-def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
-    """Run the experiment's ``walk_forward:`` section and write its report (see the module docstring)."""
+def _fold_workers(exp: LoadedExperiment, grid: pd.DataFrame | None, n_folds: int, workers: int | None) -> int:
+    """Threads planning folds at once: one per core for a trainable model without a sweep, else 1.
+
+    A sweep evaluates its grid on forked worker processes, which must not be forked from several threads;
+    a plain signal's fold is pandas work holding the GIL, which threads would not speed up.
+    """
+    if grid is not None or not isinstance(exp.signal, TrainableSignal):
+        return 1
+    if workers is None:
+        workers = os.cpu_count() or 1
+    return max(1, min(int(workers), n_folds))
+
+
+def _fit_final(exp: LoadedExperiment, bars: Bars, folds: list[Fold], grid: pd.DataFrame | None,
+               combo: dict[str, Any] | None = None) -> Any:
+    """The model paper trading uses: the last fold's params, trained on the latest train-sized window."""
+    assert grid is None or combo is not None  # with a sweep the last fold's choice is needed first
+    wf = exp.spec.walk_forward
+    assert wf is not None
+    n = len(bars.index)
+    start = 0 if wf.anchored else max(0, n - folds[-1].n_train)
+    final = combo_experiment(exp.raw, exp.path, combo or {}).signal
+    final.fit(bars.iloc(slice(start, n)))
+    return final
+
+
+def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console, workers: int | None = None) -> Path:
+    """Run the experiment's ``walk_forward:`` section and write its report (see the module docstring).
+
+    ``workers``: threads fitting a trainable model's folds at once (default: one per core; 1 = one fold
+    after the other). The fitted models and every number of the report are the same for any value.
+    """
     from qf.run import RunOutcome, default_report_dir, run_engine, write_report
 
     wf = exp.spec.walk_forward
@@ -222,7 +259,26 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
     console.print(f"{exp.name}: walk-forward, {len(folds)} folds"
                   + (f", {len(grid)} combinations per train window" if grid is not None else ""))
     fitted: list[tuple[int, Any]] = []
-    plans = [_plan_fold(exp, bars, fold, grid, metric, fitted) for fold in folds]
+    shared: dict[Any, Any] = {}
+    n_workers = _fold_workers(exp, grid, len(folds), workers)
+    final_fit = None
+    if n_workers == 1:
+        plans = [_plan_fold(exp, bars, fold, grid, metric, fitted, shared) for fold in folds]
+    else:
+        # a trainable model's fit spends its time in native code that releases the GIL (xgboost), so the
+        # folds' fits overlap on a thread pool; each model still trains on its own window with its own
+        # thread count and seed, so the models are the ones a sequential run fits
+        with ThreadPoolExecutor(n_workers, thread_name_prefix="qf-fold") as pool:
+            jobs = [pool.submit(_plan_fold, exp, bars, fold, grid, metric, fitted, shared) for fold in folds]
+            final_fit = pool.submit(_fit_final, exp, bars, folds, grid)  # needs only the last combo (fixed)
+            try:
+                plans = [job.result() for job in jobs]
+            except BaseException:
+                for job in (*jobs, final_fit):
+                    job.cancel()  # the earliest failing fold's error is the one raised, as sequentially
+                raise
+        fitted.sort(key=lambda kv: kv[0])  # appended in completion order
+    shared.clear()
 
     idx = bars.index
     oos_start, oos_stop = folds[0].test.start, folds[-1].test.stop
@@ -255,11 +311,8 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console) 
 
     final = None
     if fitted:
-        # the model paper trading uses: same params as the last fold, trained on the latest window
-        n = len(idx)
-        start = 0 if wf.anchored else max(0, n - folds[-1].n_train)
-        final = combo_experiment(exp.raw, exp.path, plans[-1].combo).signal
-        final.fit(bars.iloc(slice(start, n)))
+        final = final_fit.result() if final_fit is not None else _fit_final(exp, bars, folds, grid,
+                                                                             plans[-1].combo)
 
     outcome = RunOutcome(exp, bars, targets, result, metrics, None)
     run_id = writer.new_run_id()

@@ -24,7 +24,7 @@ from qf.bars import Bars
 from qf.components import Params as BaseParams
 from qf.components import SignalModel
 from qf.errors import QfError
-from qf_plugins.signals.ml.features import GROUPS, FeatureConfig, build_features
+from qf_plugins.signals.ml.features import GROUPS, FeatureConfig, HistoryFeatures, build_features
 from qf_plugins.signals.ml.labels import CLASSES, class_ids, class_labels, forward_returns, labelled_rows
 from qf_plugins.signals.ml.metrics import (
     calibration_table,
@@ -196,6 +196,7 @@ class XGBoostSignal(SignalModel):
         self._cache: tuple[Bars, FittedModel, pd.DataFrame] | None = None
         self._oos: pd.DataFrame | None = None
         self._warned_in_sample = False
+        self._history: HistoryFeatures | None = None
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -245,6 +246,26 @@ class XGBoostSignal(SignalModel):
         else:
             out.update(objective="reg:quantileerror", quantile_alpha=np.asarray(p.quantiles, dtype=float))
         return out
+
+    def share_history(self, bars: Bars, shared: dict[Any, Any]) -> XGBoostSignal:
+        """Score prefixes of ``bars`` from one feature build kept in ``shared`` (one dict per run).
+
+        The walk-forward runner calls this on every fold's model with the full data and the same dict:
+        the first model builds the full history's features (see :class:`HistoryFeatures`), the others
+        slice them, instead of rebuilding the features of a growing history on every fold. Scoring
+        anything that is not a prefix of ``bars`` builds its features as before. Example::
+
+            shared = {}
+            for fold_model in models:
+                fold_model.share_history(bars, shared)
+        """
+        cfg = feature_config(self.params)
+        key = ("xgboost.features", id(bars), cfg)
+        history = shared.get(key)
+        if history is None or history.bars is not bars:
+            history = shared[key] = HistoryFeatures(bars, cfg)
+        self._history = history
+        return self
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -354,7 +375,11 @@ class XGBoostSignal(SignalModel):
         if self._cache is not None and self._cache[0] is bars and self._cache[1] is fitted:
             return self._cache[2]
         p = fitted.params
-        feats = build_features(bars, fitted.config)
+        feats = None
+        if self._history is not None and self._history.cfg == fitted.config:
+            feats = self._history.for_prefix(bars)
+        if feats is None:
+            feats = build_features(bars, fitted.config)
         missing = [f for f in fitted.features if f not in feats.columns]
         if missing:
             raise QfError(

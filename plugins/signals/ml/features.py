@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ from qf.bars import Bars
 
 GROUPS: tuple[str, ...] = ("returns", "volatility", "ma_zscore", "rsi", "drawdown", "volume", "rank", "relative")
 
-__all__ = ["GROUPS", "FeatureConfig", "build_features", "cross_rank", "feature_names", "warm_mask"]
+__all__ = ["GROUPS", "FeatureConfig", "HistoryFeatures", "build_features", "cross_rank", "feature_names", "warm_mask"]
 
 
 @dataclass(frozen=True)
@@ -236,3 +237,60 @@ def build_features(bars: Bars, cfg: FeatureConfig | None = None) -> pd.DataFrame
         data[name] = values
     return pd.DataFrame(data, index=index)
 
+
+
+class HistoryFeatures:
+    """The features of one full history, built once and served to every prefix of it.
+
+    A walk-forward fold scores the history up to its test window's end, a prefix of the full data. Every
+    feature of row t is computed by a forward pass from the data's first bar to t (rolling windows) and
+    from the other symbols on row t (ranks, relatives), so the rows of ``build_features(prefix)`` are
+    bit for bit the first rows of ``build_features(full)``: slicing the full matrix replaces one build
+    per fold. This only holds for prefixes (same first bar): a window starting later (a fold's train
+    window) gets its own build, since rolling sums carry rounding from where they start.
+
+    Example::
+
+        shared = HistoryFeatures(bars, FeatureConfig())
+        shared.for_prefix(bars.iloc(slice(0, 1000)))   # == build_features(bars.iloc(slice(0, 1000)), cfg)
+        shared.for_prefix(bars.iloc(slice(5, 1000)))   # None: not a prefix, build it yourself
+    """
+
+    def __init__(self, bars: Bars, cfg: FeatureConfig) -> None:
+        self.bars = bars
+        self.cfg = cfg
+        self._feats: pd.DataFrame | None = None
+        self._row_dates: pd.Index | None = None
+        self._lock = threading.Lock()
+
+    def is_prefix(self, bars: Bars) -> bool:
+        """True when ``bars`` holds exactly the first rows of the full history (closes and volumes)."""
+        full = self.bars
+        n = len(bars.index)
+        if bars is full:
+            return True
+        if n > len(full.index) or list(bars.close.columns) != list(full.close.columns):
+            return False
+        if not bars.index.equals(full.index[:n]):
+            return False
+        if (bars.volume is None) != (full.volume is None):
+            return False
+        pairs = [(bars.close, full.close)] + ([(bars.volume, full.volume)] if bars.volume is not None else [])
+        # the values too: a caller may hand in other data on the same calendar (cheap next to a build)
+        return all(np.array_equal(a.to_numpy(dtype=float), b.to_numpy(dtype=float)[:n], equal_nan=True)
+                   for a, b in pairs)
+
+    def for_prefix(self, bars: Bars) -> pd.DataFrame | None:
+        """``build_features(bars, cfg)`` sliced from the full build, or None when ``bars`` is no prefix."""
+        if not self.is_prefix(bars):
+            return None
+        with self._lock:  # folds planned on several threads share one build
+            if self._feats is None:
+                self._feats = build_features(self.bars, self.cfg)
+                self._row_dates = self._feats.index.get_level_values(0)
+        assert self._row_dates is not None
+        if not len(bars.index):
+            return self._feats.iloc[:0]
+        # date-major rows: those up to the prefix's last date are a contiguous head of the matrix
+        stop = int(self._row_dates.searchsorted(bars.index[-1], side="right"))
+        return self._feats.iloc[:stop]
