@@ -423,6 +423,15 @@ def test_run_with_check_lookahead_refuses_a_leaking_signal(tmp_path: Path) -> No
     assert load_experiment(path).spec.execution.check_lookahead is False  # the check is opt-in
 
 
+def test_a_sweep_with_check_lookahead_refuses_a_leaking_signal_before_sweeping(tmp_path: Path) -> None:
+    sweep = "sweep: {params: {rebalance.every: [5, 10]}}\n"
+    path = _project(tmp_path, "PeekOnEntry", sweep.replace("rebalance.every", "execution.min_order_value"))
+    result = runner.invoke(app, ["run", str(path), "--set", "execution.check_lookahead=true"])
+    assert result.exit_code == 1, result.output
+    assert "error: signal 'guard_peek' looks ahead: on " in result.output
+    assert not (tmp_path / "reports").exists()
+
+
 def test_run_with_check_lookahead_warns_on_a_broken_warmup_contract(tmp_path: Path) -> None:
     from qf.run import run_experiment
 
