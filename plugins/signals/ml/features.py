@@ -289,8 +289,10 @@ class HistoryFeatures:
                 self._feats = build_features(self.bars, self.cfg)
                 self._row_dates = self._feats.index.get_level_values(0)
         assert self._row_dates is not None
-        if not len(bars.index):
-            return self._feats.iloc[:0]
         # date-major rows: those up to the prefix's last date are a contiguous head of the matrix
-        stop = int(self._row_dates.searchsorted(bars.index[-1], side="right"))
+        stop = int(self._row_dates.searchsorted(bars.index[-1], side="right")) if len(bars.index) else 0
+        if stop == 0:
+            # no warm row yet: a build of the (short) prefix is cheap and gives the same empty frame, index
+            # types included, as before
+            return build_features(bars, self.cfg)
         return self._feats.iloc[:stop]
