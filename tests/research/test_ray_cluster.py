@@ -233,3 +233,16 @@ def test_experiments_accept_the_new_executor_fields(tmp_path: Path) -> None:
     assert (spec.max_retries, spec.runtime_env) == (5, {"pip": ["acme==1.0"]})
     with pytest.raises(QfError, match="max_retries"):
         load_experiment(tmp_path / "x.yaml", overrides=["execution.executor.max_retries=-1"])
+
+
+def test_readme_ray_section_validates(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Running on a Ray cluster", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```yaml\n(.*?)```", section, re.S)[0]
+    raw = {**EXPERIMENT, "signal": {"type": "sma_cross"}, **yaml.safe_load(block)}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_experiment(tmp_path / "x.yaml").spec.execution.executor
+    assert (spec.kind, spec.address, spec.n_jobs, spec.max_retries) == ("ray", "auto", 16, 3)
+    assert spec.runtime_env == {"env_vars": {"OMP_NUM_THREADS": "1"}}
