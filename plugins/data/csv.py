@@ -10,7 +10,7 @@ from pydantic import Field
 
 from qf.errors import DataError
 from qf_plugins.data.common import printable
-from qf_plugins.data.files import FileParams, FileSource, Table
+from qf_plugins.data.files import ALIASES, FileParams, FileSource, Table
 
 
 class CsvSource(FileSource):
@@ -53,7 +53,18 @@ class CsvSource(FileSource):
             raise DataError(f"{path}: cannot read the file: {printable(str(exc))}") from None
 
     def read_header(self, path: Path) -> list[str]:
-        return [str(c) for c in self._read(path, nrows=0).columns]
+        names = [str(c) for c in self._read(path, nrows=0).columns]
+        # pandas renames a repeated column ("close", "close.1") and the first one would be read without a
+        # word: refuse a repeated name that qf could pick (an alias of a field, or a mapped column)
+        first = self._read(path, nrows=1, header=None, dtype=str, keep_default_na=False)
+        raw = [str(c).strip() for c in first.iloc[0]] if len(first) else []
+        wanted = {a for aliases in ALIASES.values() for a in aliases}
+        for name in dict.fromkeys(raw):
+            count = raw.count(name)
+            if count > 1 and (name.lower() in wanted or name in self.params.columns.values()):
+                raise DataError(f"{path}: line 1: column {printable(name)!r} appears {count} times in the header; "
+                                "rename or remove the extra one")
+        return names
 
     def read_table(self, path: Path, usecols: list[str] | None, text_columns: list[str] | None) -> Table:
         # Dates and symbols stay text: pandas would read ticker 0700 as the number 700. Blank lines are
