@@ -133,6 +133,7 @@ def _random_bars(seed: int = 3, T: int = 80, N: int = 3) -> tuple[Bars, pd.DataF
 @pytest.mark.parametrize("costs", [
     {"type": "fixed", "params": {"slippage": 0.001}},
     {"type": "spread", "params": {"bps": 15}},
+    {"type": "spread", "params": {"estimate": "corwin_schultz", "window": 5}},
     {"type": "volume_share", "params": {"price_impact": 0.2, "max_participation": 0.05}},
     {"type": "almgren_chriss", "params": {"eta": 0.3, "window": 10}},
 ])

@@ -63,3 +63,36 @@ def test_a_model_without_volume_data_is_a_clear_error():
     ex = ExecutionSpec.model_validate({"costs": {"type": "volume_share"}})
     with pytest.raises(QfError, match="volume_share.*needs volume"):
         cost_arrays(bars, ex)
+
+
+def test_corwin_schultz_spread_by_hand():
+    import math
+
+    from qf_plugins.costs.spread import Spread
+
+    idx = pd.bdate_range("2021-01-04", periods=4)
+    high = pd.DataFrame({"A": [101.0, 101.2, 101.5, 103.0]}, index=idx)
+    low = pd.DataFrame({"A": [99.0, 99.1, 100.0, 101.0]}, index=idx)
+    close = pd.DataFrame({"A": [100.0, 101.0, 100.5, 102.0]}, index=idx)
+    bars = Bars(close=close, high=high, low=low, source="t")
+    half = Spread({"estimate": "corwin_schultz", "window": 1}).arrays(bars).slippage[:, 0]
+    # the pair (bar 0, bar 1), charged at fill bar 2
+    beta = math.log(101 / 99) ** 2 + math.log(101.2 / 99.1) ** 2
+    gamma = math.log(101.2 / 99) ** 2
+    k = 3 - 2 * math.sqrt(2)
+    alpha = (math.sqrt(2 * beta) - math.sqrt(beta)) / k - math.sqrt(gamma / k)
+    s = max(2 * (math.exp(alpha) - 1) / (1 + math.exp(alpha)), 0.0)
+    assert s > 0
+    assert half[0] == 0.0 and half[1] == 0.0
+    assert half[2] == pytest.approx(s / 2, rel=1e-12)
+
+
+def test_spread_needs_exactly_one_source():
+    from pydantic import ValidationError
+
+    from qf_plugins.costs.spread import Spread
+
+    with pytest.raises(ValidationError, match="exactly one"):
+        Spread({})
+    with pytest.raises(ValidationError, match="exactly one"):
+        Spread({"bps": 3, "estimate": "corwin_schultz"})
