@@ -34,7 +34,10 @@ ANALYSIS_CSS = """
 #analysis{clear:both;padding-top:10px}#analysis h2{margin:0 0 10px}
 #analysis .grid{display:grid;grid-template-columns:1fr 1fr;gap:10px 30px}
 #analysis .wide{grid-column:1/-1}#analysis table.trades td{white-space:nowrap}
-#analysis p.caption{color:#555;margin:0 0 18px}#analysis table{margin-bottom:20px}
+#analysis p.caption{color:#555;margin:0 0 18px}
+#analysis p.legend span{display:inline-block;margin:0 12px 4px 0;font-size:12px}
+#analysis p.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
+#analysis table{margin-bottom:20px}
 """
 
 
@@ -143,7 +146,8 @@ def _figure(width: float, height: float, title: str, left: float = 0.9, right: f
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - 0.4 / height)
     ax = fig.add_subplot()
-    ax.set_title(title, fontweight="bold", fontsize=11)
+    # a fixed title position: matplotlib would otherwise measure every tick label to place it
+    ax.set_title(title, fontweight="bold", fontsize=11, y=1.02)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     # few ticks: each one is several artists, most of a small chart's drawing time
@@ -157,7 +161,7 @@ def _holding_chart(trades: pd.DataFrame, summary: dict[str, Any]) -> str:
     fig, ax = _figure(6, 3.2, "Holding period of closed round trips")
     top = int(hold.max()) if len(hold) else 0
     bins = np.arange(0, top + 2) - 0.5 if top <= 60 else np.histogram_bin_edges(hold, bins=60)
-    ax.hist(hold, bins=bins, color="#348dc1")
+    ax.hist(hold, bins=bins, color="#348dc1", histtype="stepfilled")  # one outline, not a patch per bin
     if summary.get("holding_bars_median") is not None:
         ax.axvline(summary["holding_bars_median"], color="red", ls="--", lw=1.2,
                    label=f"median {summary['holding_bars_median']:.1f}")
@@ -223,28 +227,28 @@ def _weights_chart(weights: pd.DataFrame) -> str:
 
     w = weights.fillna(0.0).astype(float)
     w = w.loc[:, (w != 0).any()]
-    fig, ax = _figure(12, 3.2, "Target weights (set on rebalance dates)", right=1.6)
-    x = w.index
+    fig, ax = _figure(12, 3.2, "Target weights (set on rebalance dates)")
     colors = [_color(k) for k in range(w.shape[1])]
     # longs stack up from zero and shorts down from it, so a long/short book reads as such
-    labelled = False
     for part in (w.clip(lower=0.0), w.clip(upper=0.0)):
         if (part != 0).any().any():
-            ax.stackplot(x, *(part[c].to_numpy() * 100 for c in part.columns), step="post", colors=colors,
-                         labels=() if labelled else [str(c) for c in part.columns], lw=0, rasterized=True)
-            labelled = True
+            ax.stackplot(w.index, *(part[c].to_numpy() * 100 for c in part.columns), step="post", colors=colors,
+                         lw=0, rasterized=True)
     ax.axhline(0, color="#000", lw=0.6)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    if w.shape[1] <= 20:
-        ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     _date_axis(ax)
-    return _svg(fig)
+    # the legend is HTML under the chart: it wraps to the page for any number of symbols, and a
+    # matplotlib legend of 20 entries cost as much as the chart
+    keys = "".join(f'<span><i style="background:{c}"></i>{html.escape(str(s))}</span>'
+                   for c, s in zip(colors, w.columns, strict=True))
+    return f'{_svg(fig)}<p class="legend">{keys}</p>'
 
 
-def _color(k: int) -> Any:
+def _color(k: int) -> str:
     from matplotlib import colormaps
+    from matplotlib.colors import to_hex
 
-    return colormaps["tab20"](k % 20)
+    return to_hex(colormaps["tab20"](k % 20))
 
 
 def _eval_slice(frame: Any, eval_start: Any) -> Any:
