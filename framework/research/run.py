@@ -290,7 +290,13 @@ def rank(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in table.columns:
         raise QfError(f"sweep.metric: {metric!r} is not a metric; use one of {', '.join(METRICS)}")
     asc = metric in LOWER_IS_BETTER
-    return table.sort_values(metric, ascending=asc, kind="mergesort", na_position="last")
+    ranked = table.sort_values(metric, ascending=asc, kind="mergesort", na_position="last")
+    if "eval_bars" in ranked.columns:
+        # a combination whose warm-up is longer than the data has no bar to evaluate: its figures are 0.0
+        # by convention, not a result, and would otherwise beat every losing (or more volatile) combination
+        empty = ranked["eval_bars"].fillna(0).to_numpy() == 0
+        ranked = pd.concat([ranked[~empty], ranked[empty]])
+    return ranked
 
 
 def sharpe_inference(returns: pd.Series, trial_sharpes: np.ndarray, n_trials: int) -> dict[str, float]:
