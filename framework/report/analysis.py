@@ -138,7 +138,7 @@ def _svg(fig: Any) -> str:
 
 
 def _figure(width: float, height: float, title: str, left: float = 0.9, right: float = 0.2,
-            bottom: float = 0.6) -> tuple[Any, Any]:
+            bottom: float = 0.6, title_loc: str = "center") -> tuple[Any, Any]:
     """A figure with one axes and margins in inches (room for tick labels, a legend on the right)."""
     from matplotlib.figure import Figure
 
@@ -147,7 +147,7 @@ def _figure(width: float, height: float, title: str, left: float = 0.9, right: f
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - 0.4 / height)
     ax = fig.add_subplot()
     # a fixed title position: matplotlib would otherwise measure every tick label to place it
-    ax.set_title(title, fontweight="bold", fontsize=11, y=1.02)
+    ax.set_title(title, fontweight="bold", fontsize=11, y=1.02, loc=title_loc)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     # few ticks: each one is several artists, most of a small chart's drawing time
@@ -195,7 +195,7 @@ def _money_ticks() -> Any:
 def _exposure_chart(frame: pd.DataFrame, summary: dict[str, Any]) -> str:
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(12, 3, "Exposure (fraction of equity, at each close)")
+    fig, ax = _figure(12, 3, "Exposure (fraction of equity, at each close)", title_loc="left")
     # long curves are drawn as one embedded image (rasterized): thousands of points stay a few kB
     long = len(frame) > 500
     gross, net = frame["gross"].to_numpy() * 100, frame["net"].to_numpy() * 100
@@ -209,7 +209,8 @@ def _exposure_chart(frame: pd.DataFrame, summary: dict[str, Any]) -> str:
                    label=f"gross average {summary['gross_exposure_avg']:.1%}")
     ax.axhline(0, color="#000", lw=0.6)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.legend(fontsize=8, loc="best")
+    # above the plot, right of the title: inside, it covered the curve wherever it was put
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False)
     _date_axis(ax)
     return _svg(fig)
 
