@@ -1,0 +1,143 @@
+"""xgb_swing's walk-forward: the plain path vs the fast path, side by side in one run, same models checked.
+
+Each side runs in a fresh process (imports included, as ``qf run`` would) on the same experiment
+(``experiments/xgb_swing.yaml`` by default, tear sheet included) and writes its report to a temp folder:
+
+- ``old``: the folds one after the other (``workers=1``), every fold rebuilding the features of its whole
+  history before scoring it (the fold models do not get ``share_history``): the path before issue 13;
+- ``new``: the full history's features built once and sliced per fold, the folds' models fitted on a
+  thread pool (one thread per core), the final model fitted alongside.
+
+The sides alternate ``--repeat`` times; the best wall and CPU seconds (user + system, all threads) of each
+are printed with the new/old ratio and where the time went (imports; data + folds: fitting and scoring;
+simulation; report). Then both reports are compared: every fold's model.json and the final one byte for
+byte, and folds.csv, orders, oos_predictions, equity and metrics exactly. CPU seconds are the steadier
+number on a shared machine; wall is what a user waits.
+
+Usage::
+
+    python benchmarks/xgb_walk_forward.py                 # best of 2
+    python benchmarks/xgb_walk_forward.py --repeat 1 --experiment experiments/xgb_swing.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T_START = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def child(side: str, experiment: str, out: Path) -> None:
+    """One timed run in this (fresh) process; prints a JSON line of phase times."""
+    import io
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from rich.console import Console
+
+    import qf.research.wf_run as wf_run
+    import qf.run as qf_run
+    from qf.config.loader import load_experiment
+    from qf_plugins.signals.xgb import XGBoostSignal
+
+    marks: dict[str, float] = {"imports": time.perf_counter() - T_START}
+    if side == "old":
+        XGBoostSignal.share_history = None  # type: ignore[assignment,method-assign]  # the runner skips it
+
+    def timed(name: str, fn):  # noqa: ANN001, ANN202
+        def run(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            marks.setdefault(f"{name}_enter", time.perf_counter())
+            try:
+                return fn(*a, **k)
+            finally:
+                marks[name] = marks.get(name, 0.0) + time.perf_counter() - marks[f"{name}_enter"]
+
+        return run
+
+    qf_run.run_engine = timed("simulation", qf_run.run_engine)  # type: ignore[assignment]
+    qf_run.write_report = timed("report", qf_run.write_report)  # type: ignore[assignment]
+    t0 = time.perf_counter()
+    exp = load_experiment(experiment)
+    wf_run.run_walk_forward(exp, out, Console(file=io.StringIO()), workers=1 if side == "old" else None)
+    end = time.perf_counter()
+    marks["data + folds"] = marks["simulation_enter"] - t0
+    wall = end - T_START
+    rest = wall - marks["imports"] - marks["data + folds"] - marks["simulation"] - marks["report"]
+    print(json.dumps({"wall": wall, "cpu": _cpu(), "imports": marks["imports"], "data + folds": marks["data + folds"],
+                      "simulation": marks["simulation"], "report": marks["report"], "other": rest}))
+
+
+def _same(old: Path, new: Path) -> list[str]:
+    import pandas as pd
+
+    problems = []
+    models = sorted(p.name for p in (old / "models").iterdir())
+    if models != sorted(p.name for p in (new / "models").iterdir()):
+        problems.append("different model folders")
+    for m in models:
+        if (old / "models" / m / "model.json").read_bytes() != (new / "models" / m / "model.json").read_bytes():
+            problems.append(f"models/{m}/model.json differs")
+    for f in ("folds.csv", "orders.csv", "importances.csv", "calibration.csv", "metrics.json"):
+        if (old / f).read_bytes() != (new / f).read_bytes():
+            problems.append(f"{f} differs")
+    for f in ("equity.parquet", "oos_predictions.parquet", "weights.parquet"):
+        if not pd.read_parquet(old / f).equals(pd.read_parquet(new / f)):
+            problems.append(f"{f} differs")
+    return problems
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--experiment", default=str(ROOT / "experiments" / "xgb_swing.yaml"))
+    ap.add_argument("--repeat", type=int, default=2, help="runs per side, alternating (the best is printed)")
+    ap.add_argument("--child", choices=["old", "new"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.experiment, Path(args.out))
+        return
+
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    print(f"{Path(args.experiment).name}, commit {commit}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    best: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="qf-xgb-bench-") as tmp:
+        for r in range(args.repeat):
+            for side in ("old", "new"):
+                out = Path(tmp) / f"{side}_{r}"
+                proc = subprocess.run([sys.executable, __file__, "--child", side, "--experiment", args.experiment,
+                                       "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+                if proc.returncode != 0:
+                    sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
+                t = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(f"  run {r + 1} {side}: wall {t['wall']:.1f} s, cpu {t['cpu']:.1f} s")
+                if side not in best or t["wall"] < best[side]["wall"]:
+                    best[side] = t
+        problems = _same(Path(tmp) / "old_0", Path(tmp) / "new_0")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end (the benchmark alone uses up to 2 cores)")
+    print(f"\n{'seconds (best run)':22s}{'old':>9s}{'new':>9s}{'new/old':>9s}")
+    for k in ("wall", "cpu", "imports", "data + folds", "simulation", "report", "other"):
+        o, n = best["old"][k], best["new"][k]
+        print(f"{k:22s}{o:9.2f}{n:9.2f}{(n / o if o > 0 else float('nan')):9.2f}")
+    print("\nidentical models, folds.csv, orders, predictions, equity: "
+          + ("yes" if not problems else "NO: " + "; ".join(problems)))
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
