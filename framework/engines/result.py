@@ -56,8 +56,11 @@ def events_frame(events: np.ndarray, inputs: SimInputs, capped: np.ndarray | Non
     index, symbols = inputs.index, inputs.symbols
     rows = [(index[i], "flatten", "") for i in np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))]
     rows += [(index[i], "stop", symbols[k]) for i, k in zip(*np.nonzero(events == EVENT_STOP), strict=True)]
-    if capped is not None:
-        rows += [(index[i], "participation_cap", symbols[k]) for i, k in zip(*np.nonzero(capped), strict=True)]
     rows += delisting_events(inputs)
     df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    if capped is not None and capped.any():
+        # built column-wise: a participation cap can clip thousands of orders in a run
+        i, k = np.nonzero(capped)
+        cap = pd.DataFrame({"time": index[i], "event": "participation_cap", "symbol": np.asarray(symbols)[k]})
+        df = pd.concat([df, cap], ignore_index=True) if len(df) else cap
     return df.sort_values(EVENT_COLUMNS, ignore_index=True)
