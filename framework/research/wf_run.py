@@ -30,7 +30,14 @@ Trainable signal models (e.g. the xgboost model) opt in with these methods, all 
 - ``evaluate(bars, test: slice) -> dict``: out-of-sample model metrics of the fold (added to folds.csv);
 - ``save(directory)``: write the fitted model (one folder per fold, and ``final`` for the model trained
   on the last train window, which is what paper trading loads);
-- ``summarize(fitted, directory)`` (classmethod): cross-fold tables such as calibration or importances.
+- ``summarize(fitted, directory)`` (classmethod): cross-fold tables such as calibration or importances;
+- ``share_history(bars, shared)``: told the full data and a per-run dict, so that every fold's history
+  (a prefix of the data) can be scored from inputs built once (the xgboost model's features).
+
+Without a sweep, a trainable model's folds (and the final model) are planned on a thread pool, one
+thread per core (``run_walk_forward(..., workers=1)`` plans them one after the other): fitting runs in
+native code that releases the GIL, and each fold is independent of the others, so the models, targets
+and every number of the report are the same as one fold after the other.
 
 Example::
 
