@@ -65,9 +65,28 @@ def _ray_pids(temp_dir: Path) -> list[int]:
     return pids
 
 
+def _with_children(pids: list[int]) -> set[int]:
+    """``pids`` and their descendants now (a node's workers are its raylet's children)."""
+    parent_of = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit():
+                stat = (entry / "stat").read_text()
+                parent_of[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    out, grew = set(pids), True
+    while grew:
+        more = {pid for pid, parent in parent_of.items() if parent in out} - out
+        out |= more
+        grew = bool(more)
+    return out
+
+
 def _ray_cli(*args: str, env: dict[str, str]) -> None:
     ray_bin = str(Path(sys.executable).with_name("ray"))
     subprocess.run([ray_bin, "start", *args], env=env, check=True, capture_output=True, timeout=90)
+
+
+CLUSTER_NODE_PIDS: list[int] = []
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +100,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         _ray_cli("--head", "--port", "0", "--num-cpus", "1", "--temp-dir", str(temp_dir),
                  "--include-dashboard", "false", "--disable-usage-stats", env=env)
         address = (temp_dir / "ray_current_cluster").read_text().strip()
+        head = set(_ray_pids(temp_dir))
         _ray_cli("--address", address, "--num-cpus", "1", "--temp-dir", str(temp_dir), env=env)
+        # the second node's own processes (its raylet and agents): what a lost machine takes with it
+        CLUSTER_NODE_PIDS[:] = sorted(set(_ray_pids(temp_dir)) - head)
         yield address
     finally:
         for _ in range(2):  # the raylets restart nothing once the GCS is gone; a second pass catches stragglers
@@ -246,3 +268,37 @@ def test_readme_ray_section_validates(tmp_path: Path) -> None:
     spec = load_experiment(tmp_path / "x.yaml").spec.execution.executor
     assert (spec.kind, spec.address, spec.n_jobs, spec.max_retries) == ("ray", "auto", 16, 3)
     assert spec.runtime_env == {"env_vars": {"OMP_NUM_THREADS": "1"}}
+
+
+def _slow(chunk: tuple[int, str]) -> tuple[int, str]:
+    """Marks where it started (a file per chunk and node), then takes long enough to be caught running."""
+    index, folder = chunk
+    node = ray.get_runtime_context().get_node_id()
+    (Path(folder) / f"{index}-{node}").touch()
+    time.sleep(1.5)
+    return index, node
+
+
+def test_tasks_of_a_lost_node_are_retried_on_the_others(cluster, tmp_path) -> None:
+    """Runs last in the module: it takes the second node down for good."""
+    from qf.research.executors import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    chunks = [(i, str(tmp_path)) for i in range(6)]
+    done: dict[int, str] = {}
+    caught: set[int] = set()
+    with RayExecutor(cluster, max_retries=2, handshake=False) as ex:
+        second = [n["NodeID"] for n in ray.nodes() if n["Alive"] and "node:__internal_head__" not in n["Resources"]]
+        assert len(second) == 1 and CLUSTER_NODE_PIDS
+        for index, (echo, node) in ex.imap(_slow, chunks):
+            assert echo == index
+            done[index] = node
+            if not caught:  # the first result: the second node is surely running something now
+                started = {int(f.name.split("-")[0]) for f in tmp_path.iterdir() if f.name.endswith(second[0])}
+                caught = started - set(done)
+                for pid in _with_children(CLUSTER_NODE_PIDS):  # the raylet, its agents and workers
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+    assert sorted(done) == list(range(6))
+    assert caught, "no task was running on the second node when it was killed"
+    assert all(done[i] != second[0] for i in caught)  # finished elsewhere
