@@ -292,20 +292,26 @@ def analysis_section(data: TradeData) -> str:
                "the figures are metrics.json's <code>trades</code> summary. Win rate, profit factor, averages, "
                "expectancy and holding periods are over closed round trips; P&amp;L by symbol includes the open "
                "ones. Exposure and weights cover the evaluation period.")
-    charts = [_holding_chart(data.trades, s), _symbol_chart(s)]
+    if closed:
+        charts = [_holding_chart(data.trades, s), _symbol_chart(s)]
+        listed = _trades_table(data.trades, s)
+    else:  # positions opened and never closed: no holding period or best trade yet, only their open P&L
+        charts = [_symbol_chart(s)]
+        listed = '<p class="empty">No closed round trip yet.</p>'
+    wide = []
     ex = _exposure_frame(data)
     if ex is not None and len(ex):
-        charts.append(_exposure_chart(ex, s))
+        wide.append(_exposure_chart(ex, s))
     weights = _eval_slice(data.weights, data.eval_start)
     weights_note = ""
     if weights is not None and len(weights) and (weights.fillna(0.0) != 0).any().any():
-        charts.append(_weights_chart(weights))
+        wide.append(_weights_chart(weights))
         weights_note = ('<p class="caption">Target weights are weights.parquet: what the sizer and risk rules '
                         "asked for on each rebalance date, held until the next one; the book actually held "
                         "drifts with prices between rebalances and skips orders below the minimum order value "
                         "(the exposure chart is the held book, rebuilt from the fills).</p>")
     # the two time series are full width: years of daily exposure are unreadable in half a page
-    grid = "".join(f'<div class="wide">{c}</div>' if k >= 2 else f"<div>{c}</div>" for k, c in enumerate(charts))
+    grid = "".join(f"<div>{c}</div>" for c in charts) + "".join(f'<div class="wide">{c}</div>' for c in wide)
     tables = (f'<div class="grid"><div><h3>Trade summary</h3>{_summary_table(s)}</div>'
-              f"<div><h3>Best and worst round trips</h3>{_trades_table(data.trades, s)}</div></div>")
+              f"<div><h3>Best and worst round trips</h3>{listed}</div></div>")
     return (f'{head}<p class="caption">{caption}</p>{tables}<div class="grid">{grid}</div>{weights_note}</div>')
