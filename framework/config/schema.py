@@ -122,8 +122,10 @@ class ExecutionSpec(Strict):
     @model_validator(mode="after")
     def _slippage_once(self) -> ExecutionSpec:
         if self.costs is not None and self.slippage:
-            raise ValueError(f"give the slippage once: `slippage` is the fixed cost model's shorthand, and "
-                             f"costs: {{type: {self.costs.type}}} sets its own (move it into costs.params)")
+            fix = ("move it into costs.params" if self.costs.type == "fixed"
+                   else "drop `slippage`: the cost model prices the fills")
+            raise ValueError(f"give the slippage once: `slippage` is the fixed cost model's shorthand, but "
+                             f"costs: {{type: {self.costs.type}}} is set ({fix})")
         return self
 
 
