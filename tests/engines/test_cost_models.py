@@ -137,10 +137,10 @@ def _random_bars(seed: int = 3, T: int = 80, N: int = 3) -> tuple[Bars, pd.DataF
     {"type": "volume_share", "params": {"price_impact": 0.2, "max_participation": 0.05}},
     {"type": "almgren_chriss", "params": {"eta": 0.3, "window": 10}},
 ])
-@pytest.mark.parametrize("fractional", [True, False])
-def test_engines_agree_under_every_cost_model(costs, fractional):
+@pytest.mark.parametrize(("fractional", "fill"), [(True, "next_open"), (False, "next_open"), (False, "close")])
+def test_engines_agree_under_every_cost_model(costs, fractional, fill):
     bars, targets = _random_bars()
-    ex = ExecutionSpec.model_validate({"fill": "next_open", "initial_cash": 100_000.0, "fees": 0.0005,
+    ex = ExecutionSpec.model_validate({"fill": fill, "initial_cash": 100_000.0, "fees": 0.0005,
                                        "fixed_fees": 1.0, "costs": costs, "fractional": fractional})
     a = run_vectorbt(bars, targets, RiskConfig(), ex)
     b = run_backtrader(bars, targets, RiskConfig(), ex)
