@@ -177,3 +177,22 @@ def test_a_failing_section_does_not_fail_the_page(tmp_path, monkeypatch):
                     trades=TradeData(trades, trade_summary(trades)))
     page = path.read_text()
     assert "No charts" in page and "Not drawn: ValueError: no font" in page
+
+
+def test_positions_never_closed_get_a_sentence_not_an_empty_histogram():
+    from qf.report.analysis import analysis_section
+    from qf.report.trades import exposure, round_trips
+
+    idx = pd.bdate_range("2024-01-02", periods=30, tz="America/New_York")  # live bars are time-zoned
+    close = pd.DataFrame({"A": np.linspace(100.0, 129.0, 30), "B": 50.0}, index=idx)
+    orders = pd.DataFrame({"time": idx[[3, 5]], "symbol": ["A", "B"], "side": ["buy", "sell"], "quantity": 10.0,
+                           "price": [103.0, 50.0], "fee": 0.1})
+    equity = pd.Series(10_000.0, index=idx)
+    trades = round_trips(orders, close)
+    summary = trade_summary(trades, exposure(orders, close, equity), str(idx[3]))
+    weights = pd.DataFrame({"A": 0.1, "B": -0.05}, index=idx[::5])
+    section = analysis_section(TradeData(trades, summary, orders, close, equity, weights, str(idx[3])))
+    assert summary["n_closed"] == 0 and summary["n_open"] == 2
+    assert "No closed round trip yet" in section and "Holding period" not in section
+    assert section.count("<svg") == 3  # P&L by symbol, exposure, weights (a short stacks below zero)
+    assert _values(section)["open_pnl"] == summary["open_pnl"] and _values(section)["win_rate"] is None
