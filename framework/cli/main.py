@@ -83,7 +83,8 @@ def _period(metrics: dict) -> str:
         return f"{metrics.get('start', '?')} to {metrics.get('end', '?')} (whole run)"
     if not metrics["eval_bars"]:
         return "no bar to evaluate"
-    return f"{metrics['eval_start']} to {metrics['eval_end']}, {metrics['eval_bars']} bars"
+    # .get: a hand-edited or partly written metrics.json must not turn `qf report compare` into a traceback
+    return f"{metrics.get('eval_start', '?')} to {metrics.get('eval_end', '?')}, {metrics['eval_bars']} bars"
 
 
 def print_summary(title: str, metrics: dict) -> None:
