@@ -581,12 +581,22 @@ def sweep_problems(spec: Experiment, raw: dict[str, Any], registry: Registry, ba
         integral_columns,
         sample_values,
     )
+    from qf.research.run import METRICS
 
     sweep = spec.sweep
     assert sweep is not None
     entries = {k: ({"range": list(v.range)} if isinstance(v, RangeSpec) else v) for k, v in sweep.params.items()}
     base = {k: v for k, v in raw.items() if k not in ("sweep", "walk_forward")}
     problems: list[Problem] = []
+    # the ranking metric is only looked up once every combination has run: refuse a typo before that
+    metrics = [(("sweep", "metric"), sweep.metric)]
+    if spec.walk_forward is not None:
+        metrics.append((("walk_forward", "metric"), spec.walk_forward.metric))
+    for at, metric in metrics:
+        if metric not in METRICS:
+            hint = _did_you_mean(metric, list(METRICS))
+            problems.append((at, f"{metric!r} is not a metric; " + (f"did you mean {hint!r}? " if hint else "")
+                             + f"use one of {', '.join(METRICS)}"))
     for key, value in entries.items():
         at: Path_ = ("sweep", "params", key)
         why = _sweep_path_problem(base, key)
