@@ -41,7 +41,7 @@ import pandas as pd
 from qf.bars import Bars, valuation_bars
 from qf.components import Broker, LiveDataSource
 from qf.config.loader import LoadedExperiment
-from qf.engines.bt import configure_broker
+from qf.engines.bt import configure_broker, per_order_slippage
 from qf.engines.result import EngineResult
 from qf.engines.risk import S_HALTED
 from qf.errors import QfError
@@ -278,6 +278,7 @@ def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackB
             raise QfError(f"the broker starts with {broker.getcash():,.2f} in cash but execution.initial_cash is "
                           f"{execution.initial_cash:,.2f}")
         configure_broker(broker, execution)
+        per_order_slippage(broker)  # each order fills at the slippage its cost model gave it, as in the backtest
         # the feeds carry the valuation prices (a gap or a delisted symbol at its last close), as the
         # backtest's broker sees them; the strategy takes the bars and their calendar from ``replay``
         source = ReplaySource(valuation_bars(bars), start, opts.speed)

@@ -4,8 +4,10 @@
 does not have the future, so :class:`PaperStrategy` keeps the same per-bar arrays in
 :class:`SessionArrays`, which grow as bars arrive, and recomputes the targets with
 :func:`qf.pipeline.targets_at` on the trailing window at each rebalance, exactly as ``QfStrategy`` does
-in incremental mode. Every order comes out of the same kernel, :func:`qf.engines.step.decide_nb` (the
-stateful risk rules on the broker's real cash and positions, then the order planner).
+in incremental mode. Every order comes out of the same kernel, :func:`qf.engines.step.decide_costed_nb` (the
+stateful risk rules on the broker's real cash and positions, then the order planner), costed by the
+experiment's cost model (:mod:`qf.engines.costs`): a replay charges the backtest's own arrays, a live
+session computes each fill's row from the bars it has.
 
 Two timings, one per kind of broker:
 
@@ -41,10 +43,11 @@ from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
 from qf.engines.bt import QfStrategy
+from qf.engines.costs import CostArrays, cost_arrays
 from qf.engines.inputs import fill_lag
-from qf.engines.orders import update_avg_price_nb
+from qf.engines.orders import order_slippage_nb, update_avg_price_nb
 from qf.engines.risk import S_HALT_UNTIL, S_HALTED, RiskConfig, new_state, trailing_vol
-from qf.engines.step import EVENT_FLATTEN, EVENT_STOP, decide_nb, value_nb
+from qf.engines.step import EVENT_FLATTEN, EVENT_STOP, decide_costed_nb, value_nb
 from qf.errors import QfError
 from qf.paper.broker import BrokerView, FillView, LiveBroker, PositionView
 from qf.paper.feed import BarHub, BarSource
@@ -152,6 +155,7 @@ class SessionArrays:
         self.vol[:n0] = self.calendar.vol[:n0]
         self.targets = np.full((cap, width), np.nan)
         self.events = np.zeros((cap, width), dtype=np.int8)
+        self.capped = np.zeros((cap, width), dtype=np.bool_)  # orders the cost model's participation cap clipped
         self.n = n0
 
     @property
@@ -192,6 +196,7 @@ class SessionArrays:
         self.targets = grow(self.targets, np.nan)
         self.vol = grow(self.vol, np.nan)
         self.events = grow(self.events, 0)
+        self.capped = grow(self.capped, False)
 
     def append(self, t: pd.Timestamp, values: dict[str, np.ndarray]) -> int:
         """Add the bar at ``t`` (values per field, NaN where a symbol has none) and return its row."""
@@ -261,6 +266,35 @@ class SessionArrays:
         gaps = self.gaps[first:n]
         mask = pd.DataFrame(gaps.copy(), index=idx, columns=self.symbols) if gaps.any() else None
         return Bars(**frames, source=self.source, meta=dict(self.meta), gaps=mask)
+
+    def fill_costs(self, d: int, execution: ExecutionSpec) -> CostArrays:
+        """The cost model's row for the fill after decision row ``d``, from the bars up to ``d`` only.
+
+        A live session decides at the close of ``d`` without the fill bar, so the model
+        (:func:`qf.engines.costs.cost_arrays`, the engines' own) runs on the bars so far plus a provisional
+        fill bar, a copy of bar ``d``. A model that reads only bars before the fill (``spread``'s high-low
+        estimate, ``almgren_chriss``'s volatility and volume) gives exactly the backtest's row;
+        ``volume_share``, which reads the fill bar's own volume, gets the decision bar's as its estimate.
+        Returns a one-row :class:`CostArrays`.
+
+        Example::
+
+            c = arrays.fill_costs(d, exp.spec.execution)
+            c.max_qty[0]   # the participation cap of each symbol's order after the close of d
+        """
+        window = self.bars(d + 1)
+        idx = window.index
+        step = idx[-1] - idx[-2] if len(idx) > 1 else pd.Timedelta(days=1)
+        nxt = pd.DatetimeIndex([idx[-1] + step])
+
+        def extend(frame: pd.DataFrame) -> pd.DataFrame:
+            return pd.concat([frame, frame.iloc[-1:].set_axis(nxt)])
+
+        frames = {f: extend(getattr(window, f)) for f in self.fields}
+        gaps = extend(window.gaps) if window.gaps is not None else None
+        c = cost_arrays(Bars(**frames, source=self.source, meta=dict(self.meta), gaps=gaps), execution)
+        last = slice(len(idx), len(idx) + 1)
+        return CostArrays(c.slippage[last], c.impact[last], c.exponent, c.max_qty[last])
 
 
 @dataclass
@@ -332,6 +366,11 @@ class PaperStrategy(QfStrategy):
         self.arrays = SessionArrays(paper.history, ex, paper.risk, replay=paper.replay)
         self.N = len(self.arrays.symbols)
         self.costs = (float(ex.fees), float(ex.fixed_fees), float(ex.slippage))
+        # a replay charges the backtest's own cost arrays (build_inputs computed them on the replayed bars); a
+        # live session computes each fill's row from the bars it has (SessionArrays.fill_costs)
+        self.cost_arrays = self.arrays.calendar.costs if paper.replay is not None else None
+        self.slip_out = np.zeros(self.N)
+        self.capped = np.zeros(self.N, dtype=np.bool_)
         self.integer = not ex.fractional
         self.min_value = float(ex.min_order_value)
         self.risk_array = paper.risk.as_array()
@@ -352,6 +391,11 @@ class PaperStrategy(QfStrategy):
         # the view's drawdown is measured on the equity the session recorded (the kernel's own peak is in
         # its units, which a live broker's cash reserve scales)
         self.peak_equity = float(equity.max()) if len(equity) else float("nan")
+
+    @property
+    def capped_at(self) -> np.ndarray:
+        """Per row and symbol: the participation cap clipped the order (``QfStrategy._place_orders`` writes it)."""
+        return self.arrays.capped
 
     # -- bars ------------------------------------------------------------------------------------
 
@@ -411,6 +455,7 @@ class PaperStrategy(QfStrategy):
         out = [("delisted", s) for s, at in zip(self.arrays.symbols, self.arrays.delisted_at, strict=True) if at == i]
         out += [("flatten", "")] if (ev == EVENT_FLATTEN).any() else []
         out += [("stop", self.arrays.symbols[k]) for k in np.flatnonzero(ev == EVENT_STOP)]
+        out += [("participation_cap", self.arrays.symbols[k]) for k in np.flatnonzero(self.arrays.capped[i])]
         return out
 
     def _done_one(self) -> None:
@@ -532,7 +577,7 @@ class SimPaperStrategy(PaperStrategy):
         self._place(i)
 
     def _place(self, i: int) -> None:
-        """:meth:`QfStrategy._at_open` on the growing arrays: the same decide_nb call, the same orders."""
+        """:meth:`QfStrategy._at_open` on the growing arrays: the same kernel call, the same orders."""
         a = self.arrays
         if not self.paper.risk.active and np.isnan(a.targets[i]).all():
             return
@@ -617,8 +662,9 @@ class LivePaperStrategy(PaperStrategy):
     """The session on a live broker: decide at the close of each completed bar, journal, then send.
 
     At each new bar: refresh the account, cancel this session's orders still working (their fills would
-    otherwise be counted twice), run :func:`decide_nb` on the account's cash and positions valued at the
-    bar's close, with the orders sized at that close. A halt from the risk kernel fires the broker's
+    otherwise be counted twice), run :func:`decide_costed_nb` on the account's cash and positions valued at
+    the bar's close, with the orders sized at that close and costed by the experiment's cost model on the
+    bars so far (:meth:`SessionArrays.fill_costs`). A halt from the risk kernel fires the broker's
     kill switch (cancel everything, close everything, persist the halt). Otherwise the planned orders are
     journaled, sells are sent at once and buys as soon as the buying power covers them (a cash account
     must wait for its sells to fill). A bar that was already decided before a restart is completed,
@@ -637,6 +683,7 @@ class LivePaperStrategy(PaperStrategy):
         super().__init__()
         self.live_orders: dict[str, bt.Order] = {}
         self._busy = False
+        self._slip: dict[str, float] = {}  # each planned order's modelled slippage (the buying-power check)
 
     @property
     def live(self) -> LiveBroker:
@@ -751,13 +798,14 @@ class LivePaperStrategy(PaperStrategy):
             s = a.symbols[k]
             orders.append(PlannedOrder(order_ref(t, s), t, s, "buy" if q > 0 else "sell", abs(q),
                                        float(a.exec_price[i, k])))
+            self._slip[orders[-1].ref] = float(self.slip_out[k])
         kind = "rebalance" if row is not None else ("stop" if self.exits.any() else "hold")
         state.record_decision(t, kind, targets, risk, orders)
         self._decision = state.decision(t)
         self._execute(t)
 
     def _run_kernel(self, d: int) -> tuple[float, np.ndarray]:
-        """:func:`decide_nb` for the fill after decision row ``d`` on the broker's last snapshot.
+        """:func:`decide_costed_nb` for the fill after decision row ``d`` on the broker's last snapshot.
 
         Returns the equity at the close of ``d`` and the positions it used; ``self.sizes`` gets the orders.
         """
@@ -768,12 +816,15 @@ class LivePaperStrategy(PaperStrategy):
         reserve = self.live.cash_reserve(equity)
         a.events[i] = 0
         self.avg_price[:] = avg
-        fees, fixed, slip = self.costs
+        fees, fixed, _ = self.costs
+        c = a.fill_costs(d, self.exp.spec.execution)
         # a reserve proportional to equity scales the kernel's equity by a constant factor, so its
         # drawdown and daily-loss ratios (and therefore its decisions) do not change
-        decide_nb(i, 1, cash - reserve, pos, a.exec_price, a.close, a.targets, a.vol, self.risk_array, fees, fixed,
-                  slip, self.integer, self.min_value, self.kernel, self.avg_price, self.exits, a.events, self.desired,
-                  self.sizes)
+        decide_costed_nb(i, 1, cash - reserve, pos, a.exec_price, a.close, a.targets, a.vol, self.risk_array, fees,
+                         fixed, c.slippage[0], c.impact[0], c.exponent, c.max_qty[0], self.integer, self.min_value,
+                         self.kernel, self.avg_price, self.exits, a.events, self.desired, self.sizes, self.slip_out,
+                         self.capped)
+        a.capped[i] = self.capped
         return float(equity), pos
 
     def _halt_reason(self, t: pd.Timestamp) -> str:
@@ -795,6 +846,12 @@ class LivePaperStrategy(PaperStrategy):
             if not self.live.halted()[0]:
                 self.live.kill_switch(self._halt_reason(t), decision=t)
             return
+        # the slippage the previous process modelled for the orders it journaled: the same model, same bars
+        c = self.arrays.fill_costs(d, self.exp.spec.execution)
+        col = {s: k for k, s in enumerate(self.arrays.symbols)}
+        for o in self.paper.state.planned(t):
+            k = col[o.symbol]
+            self._slip[o.ref] = float(order_slippage_nb(c.slippage[0, k], c.impact[0, k], c.exponent, o.quantity))
         self._execute(t)
 
     def _commit(self, d: int, dec: DecisionRecord | None) -> None:
@@ -845,8 +902,7 @@ class LivePaperStrategy(PaperStrategy):
             buys = [o for o in planned if o.side == "buy" and o.status == PLANNED]
             if not buys:
                 return
-            slip = self.costs[2]
-            cost = sum(o.quantity * o.price * (1.0 + slip) for o in buys)
+            cost = sum(o.quantity * o.price * (1.0 + self._slip.get(o.ref, self.costs[2])) for o in buys)
             if cost <= self.live.buying_power():
                 for o in buys:
                     self._send(o)
