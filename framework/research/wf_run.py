@@ -180,6 +180,10 @@ def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame
     train_score = float("nan")
     if grid is not None:
         table = rank(evaluate_grid(exp, train_bars, grid), metric)
+        if "eval_bars" in table.columns and not table["eval_bars"].fillna(0).to_numpy().any():
+            # every combination's warm-up outlasts the train window: the "choice" would be the first row
+            raise QfError(f"walk_forward: fold {fold.index}: no combination trades inside its {fold.n_train} train "
+                          "bars (each one's warm-up is at least that long); make walk_forward.train longer")
         combo = {p: _python(table[p].iloc[0]) for p in grid.columns}
         train_score = float(table[metric].iloc[0])
     fold_exp = combo_experiment(exp.raw, exp.path, combo)
