@@ -37,6 +37,7 @@ class Kind(StrEnum):
     risk = "risk"
     data = "data"
     broker = "broker"
+    cost = "cost"
 
 
 def new_plugin(

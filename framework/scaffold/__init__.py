@@ -46,6 +46,8 @@ KINDS: dict[str, dict[str, str]] = {
              "usage": "data:\n  type: {c}\n  params: {{symbols: [AAA, BBB], bars: 500, seed: 7}}"},
     "broker": {"label": "broker", "hook": "qf_brokers", "check": "check_broker",
                "usage": "execution: {{engine: backtrader}}\nbroker:\n  type: {c}\n  params: {{journal: fills.csv}}"},
+    "cost": {"label": "cost model", "hook": "qf_cost_models", "check": "check_cost_model",
+             "usage": "execution:\n  costs:\n    type: {c}\n    params: {{scale: 0.1, window: 20}}"},
 }
 
 

@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "assert_sizer_warmup": "qf.testing.contracts",
     "assert_weights_valid": "qf.testing.contracts",
     "check_broker": "qf.testing.checks",
+    "check_cost_model": "qf.testing.checks",
     "check_data_source": "qf.testing.checks",
     "check_risk_rule": "qf.testing.checks",
     "check_signal": "qf.testing.checks",
@@ -71,6 +72,7 @@ __all__ = [
     "assert_sizer_warmup",
     "assert_weights_valid",
     "check_broker",
+    "check_cost_model",
     "check_data_source",
     "check_risk_rule",
     "check_signal",
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from qf.testing.checks import (
         WarmupContractWarning,
         check_broker,
+        check_cost_model,
         check_data_source,
         check_risk_rule,
         check_signal,

@@ -19,12 +19,13 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from qf.bars import Bars, validate
-from qf.components import Broker, DataSource, RiskRule, SignalModel, Sizer, StatefulRiskRule
-from qf.errors import DataError
-from qf.lookahead import RANDOM_PROBES
+from qf.components import Broker, CostModel, DataSource, RiskRule, SignalModel, Sizer, StatefulRiskRule
+from qf.errors import DataError, QfError
+from qf.lookahead import RANDOM_PROBES, probe_positions
 from qf.testing.contracts import (
     assert_risk_rule_idempotent,
     assert_risk_rule_no_lookahead,
@@ -38,11 +39,13 @@ from qf.testing.contracts import (
 )
 
 if TYPE_CHECKING:
+    from qf.engines.costs import CostArrays
     from qf.registry import Registry
 
 __all__ = [
     "WarmupContractWarning",
     "check_broker",
+    "check_cost_model",
     "check_data_source",
     "check_risk_rule",
     "check_signal",
@@ -331,3 +334,59 @@ def check_broker(broker: Broker, execution: Any = None) -> Any:
         raise AssertionError(f"{who}: the broker starts with {cash:,.2f} in cash, not execution.initial_cash "
                              f"{execution.initial_cash:,.2f}")
     return created
+
+
+def _cost_arrays(model: CostModel, bars: Bars, who: str) -> CostArrays:
+    """``model.arrays(bars)`` held to the kernels' input checks, as an AssertionError naming ``who``."""
+    from qf.engines.costs import CostArrays
+
+    out = model.arrays(bars)
+    if not isinstance(out, CostArrays):
+        raise AssertionError(f"{who}: arrays() must return qf.engines.costs.CostArrays, got {type(out).__name__}")
+    try:
+        return out.check(bars.close.shape, model.name)
+    except QfError as exc:
+        raise AssertionError(f"{who}: {exc}") from None
+
+
+def check_cost_model(model: CostModel, bars: Bars | None = None, points: int = RANDOM_PROBES) -> CostArrays:
+    """Every cost-model contract; returns the model's :class:`qf.engines.costs.CostArrays` on ``bars``.
+
+    ``arrays(bars)`` must give arrays of the bars' shape, with a finite, non-negative ``slippage`` and
+    ``impact``, a non-negative ``max_qty`` (``inf``: no cap) and a positive ``exponent``, and must not look
+    ahead: its rows up to ``t`` are the same from the bars up to ``t`` (probed at ``points`` seeded rows).
+    A row may read its own bar (the fill bar, as ``volume_share`` reads its volume), never a later one.
+    ``bars`` defaults to :func:`qf.testing.sample_bars` (OHLCV, so any ``needs`` is met).
+
+    Example::
+
+        arrays = check_cost_model(AlmgrenChriss({"window": 20}), qf_bars)
+        arrays.impact.shape == qf_bars.close.shape   # True
+    """
+    bars = sample_bars() if bars is None else bars
+    who = _who(model)
+    _is(model, CostModel, who)
+    try:
+        bars.require(getattr(model, "needs", ()), who)
+    except DataError as exc:
+        raise AssertionError(str(exc)) from None
+    full = _cost_arrays(model, bars, who)
+    for name in ("slippage", "impact"):
+        bad = ~np.isfinite(getattr(full, name))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise AssertionError(f"{who}: {name} is {float(getattr(full, name)[r, c])!r} on {bars.index[r]:%Y-%m-%d} "
+                                 f"for {bars.symbols[c]}; it must be finite")
+    names = ("slippage", "impact", "max_qty")
+    for t in probe_positions(len(bars.index) - 1, points=points, start=1):
+        part = _cost_arrays(model, bars.iloc(slice(0, t + 1)), who)
+        for name in names:
+            whole, cut = getattr(full, name)[: t + 1], getattr(part, name)
+            diff = ~np.isclose(whole, cut, rtol=1e-9, atol=1e-12, equal_nan=True)
+            if diff.any():
+                r, c = np.argwhere(diff)[0]
+                raise AssertionError(
+                    f"{who}: {name} on {bars.index[r]:%Y-%m-%d} for {bars.symbols[c]} is {float(whole[r, c])!r} "
+                    f"from all the bars but {float(cut[r, c])!r} from the bars up to {bars.index[t]:%Y-%m-%d}: "
+                    "it uses later bars")
+    return full
