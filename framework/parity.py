@@ -90,7 +90,10 @@ def match_orders(a: pd.DataFrame, b: pd.DataFrame, tolerance: float,
         matched, only_a, only_b = match_orders(res_a.orders, res_b.orders, 1e-9, res_a.equity)
     """
     def keyed(df: pd.DataFrame) -> pd.DataFrame:
-        df = df.reset_index(drop=True).sort_values([*KEY, "quantity"], kind="mergesort")
+        # an engine with no order gives empty columns of another dtype (float symbol): merge would refuse
+        df = df.reset_index(drop=True).astype({"symbol": object, "side": object})
+        df["time"] = pd.to_datetime(df["time"])
+        df = df.sort_values([*KEY, "quantity"], kind="mergesort")
         return df.assign(_n=df.groupby(KEY, sort=False).cumcount())
 
     ka, kb = keyed(a), keyed(b)
