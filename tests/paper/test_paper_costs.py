@@ -4,7 +4,8 @@
   ``almgren_chriss`` (square-root impact) places the backtest's orders at the backtest's prices, with its
   ``participation_cap`` events, also when stopped and resumed in the middle;
 - a live session computes the fill bar's costs from the bars before it: for a model that reads only those
-  (``spread``'s high-low estimate, ``almgren_chriss``) the row equals the backtest's.
+  (``spread``'s high-low estimate, ``almgren_chriss``) the row equals the backtest's; through Alpaca (the
+  emulator) its orders respect ``volume_share``'s cap on the last bar's volume.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import pytest
 
 from qf.bars import Bars, validate
 from qf.components import DataSource
-from qf.config.loader import Source, build
+from qf.config.loader import Source, build, load_experiment
 from qf.config.schema import ExecutionSpec
 from qf.engines.bt import run_backtrader
 from qf.engines.costs import cost_arrays
 from qf.engines.risk import RiskConfig
 from qf.paper.session import PaperOptions, run_paper, warmup_bars
+from qf.paper.state import PaperState
 from qf.paper.strategy import SessionArrays
 from qf.pipeline import compute_targets
 
@@ -118,3 +120,18 @@ def test_a_live_session_costs_the_fill_from_the_bars_before_it(costs):
             for name in ("slippage", "impact", "max_qty"):
                 np.testing.assert_allclose(getattr(c, name)[0], getattr(whole, name)[d + 1], rtol=1e-12)
             assert (c.impact[0] > 0).any() or (c.slippage[0] > 0).any()
+
+
+def test_a_live_session_caps_its_orders_at_the_models_participation(alpaca, alpaca_experiment, tmp_path):
+    symbols = ["AAPL", "MSFT", "SPY"]
+    alpaca.store_bars(symbols, lambda d: 100.0)  # 1,000 shares traded on every bar
+    path = alpaca_experiment(execution={"engine": "backtrader", "fill": "next_open", "fees": 0.0, "costs": {
+        "type": "volume_share", "params": {"price_impact": 0.1, "max_participation": 0.05}}})
+    state_dir = tmp_path / "state"
+    out = run_paper(load_experiment(path), PaperOptions(state_dir=state_dir, write_report=False, max_bars=1))
+    assert out.status == "stopped"
+    # 30 % of 100k at 100 is 300 shares; the model allows 5 % of the last bar's 1,000
+    planned = PaperState(state_dir / "paper.sqlite").planned()
+    assert sorted((o.symbol, o.side, o.quantity) for o in planned) == [(s, "buy", 50.0) for s in symbols]
+    assert sorted(out.events["event"]) == ["participation_cap"] * 3
+    assert sorted(out.events["symbol"]) == symbols
