@@ -452,7 +452,8 @@ class RayExecutor:
         num_cpus: CPUs for a local instance (default: all).
         n_jobs: at most this many tasks run at once, whatever the address (default: the cluster's CPUs,
             re-read as the sweep runs so that an autoscaled cluster is used as it grows).
-        runtime_env: the job's Ray ``runtime_env`` (working_dir, py_modules, pip, env_vars ...).
+        runtime_env: the job's Ray ``runtime_env`` (working_dir, py_modules, pip, env_vars ...). Joining
+            a Ray connection this process already has, it applies per task, without local folders.
         max_retries: times Ray re-runs a task whose worker or node died (on the remaining nodes) before
             the sweep fails with a ``ClusterError``.
         handshake: check that every node runs the driver's qf, Python and plugin versions (clusters
@@ -478,6 +479,8 @@ class RayExecutor:
         self._reaper: _Reaper | None = None
         self._n_jobs = n_jobs
         self._task_env: dict[str, Any] | None = None
+        # clean-ups of resources the tasks need until the end (a runtime_env's working directory)
+        self.on_close: list[Callable[[], None]] = []
         local = address in (None, "local")
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
@@ -506,7 +509,11 @@ class RayExecutor:
                     raise ray_cluster.connect_error(str(address), exc) from None
             self._owns = True
         else:
-            self._task_env = runtime_env or None  # a job we did not start: apply it per task
+            # a job we did not start: its runtime_env applies per task, where Ray takes no local folders
+            # (the job's own working_dir / py_modules stay in force)
+            task_env = {k: v for k, v in (runtime_env or {}).items()
+                        if k not in ("working_dir", "py_modules") or "://" in str(v)}
+            self._task_env = task_env or None
         self._max_retries = max_retries
         self._refs: dict[int, tuple[Any, Any]] = {}
         self._remote = ray.remote(_run_ray_task)
@@ -602,6 +609,8 @@ class RayExecutor:
         if self._reaper is not None:
             self._reaper.stand_down()
             self._reaper = None
+        while self.on_close:
+            self.on_close.pop()()
 
     def __enter__(self) -> RayExecutor:
         return self

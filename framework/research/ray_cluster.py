@@ -218,6 +218,9 @@ def handshake(ray: Any, timeout: float = 120.0) -> None:
     driver = versions()
     try:
         answers = ray.get(refs, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(f"the Ray cluster's nodes did not answer the version check within {timeout:.0f} s "
+                           "(a node that cannot start workers: check `ray status` and the job's runtime_env)") from None
     except Exception as exc:  # a node that cannot even start the job's workers (runtime_env, crash)
         raise task_error(ray, exc) from None
     for worker in answers:
@@ -237,9 +240,13 @@ def ray_executor_for(exp: Any) -> Any:
     try:
         base_dir = exp.path.parent if exp.path is not None else None
         env = job_runtime_env(exp.raw, base_dir, spec.runtime_env, work_dir)
-        return RayExecutor(spec.address, num_cpus=spec.n_jobs, n_jobs=spec.n_jobs, runtime_env=env or None,
-                           max_retries=spec.max_retries)
-    finally:
-        # Ray uploads the working directory when it connects; the copy is no longer needed afterwards
+        ex = RayExecutor(spec.address, num_cpus=spec.n_jobs, n_jobs=spec.n_jobs, runtime_env=env or None,
+                         max_retries=spec.max_retries)
+    except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    # Ray uploads the working directory when it connects, or (joining a job already running in this
+    # process) when the first task goes out: the copy lives until the executor is closed
+    ex.on_close.append(lambda: shutil.rmtree(work_dir, ignore_errors=True))
+    return ex
 

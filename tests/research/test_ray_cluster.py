@@ -234,6 +234,14 @@ def test_driver_only_local_file_component_runs_on_the_cluster(cluster, project, 
 
     with RayExecutor(cluster, handshake=False) as bare, pytest.raises(QfError, match="drv_sma.py' not found"):
         bare.map(evaluate_chunk, [task], shared={"bars": bars})
+    # joining a connection this process already has: the runtime_env goes with each task instead (Ray
+    # takes no local folder there: the component is found at the driver's path, on this machine)
+    ray.init(address=cluster, include_dashboard=False, log_to_driver=False)
+    with ray_cluster.ray_executor_for(exp) as joined:
+        assert joined.map(_env_of, ["QF_PLUGINS_BLOCK"]) == ["nothing_here"]
+        on_disk = ComboTask(exp.raw, exp.path, None, combos)
+        assert joined.map(evaluate_chunk, [on_disk], shared={"bars": bars}) == [expected]
+    assert ray.is_initialized()  # not ours to shut down
 
 
 def test_a_node_with_other_versions_is_refused(cluster, monkeypatch) -> None:
@@ -271,12 +279,28 @@ def test_readme_ray_section_validates(tmp_path: Path) -> None:
 
 
 def _slow(chunk: tuple[int, str]) -> tuple[int, str]:
-    """Marks where it started (a file per chunk and node), then takes long enough to be caught running."""
+    """Marks when and where it started and when it finished; takes long enough to be caught running."""
     index, folder = chunk
     node = ray.get_runtime_context().get_node_id()
-    (Path(folder) / f"{index}-{node}").touch()
-    time.sleep(1.5)
+    (Path(folder) / f"s-{index}-{node}").touch()
+    time.sleep(2.0)
+    (Path(folder) / f"f-{index}").touch()
     return index, node
+
+
+def _running_on(folder: Path, node: str, timeout: float = 10.0) -> set[int]:
+    """Chunks started on ``node`` less than a second ago and not finished (so surely still running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = time.time()
+        names = [f.name for f in folder.iterdir()]
+        started = {int(n.split("-")[1]) for n in names
+                   if n.startswith("s-") and n.endswith(node) and now - (folder / n).stat().st_mtime < 1.0}
+        running = started - {int(n.split("-")[1]) for n in names if n.startswith("f-")}
+        if running:
+            return running
+        time.sleep(0.05)
+    return set()
 
 
 def test_tasks_of_a_lost_node_are_retried_on_the_others(cluster, tmp_path) -> None:
@@ -293,9 +317,8 @@ def test_tasks_of_a_lost_node_are_retried_on_the_others(cluster, tmp_path) -> No
         for index, (echo, node) in ex.imap(_slow, chunks):
             assert echo == index
             done[index] = node
-            if not caught:  # the first result: the second node is surely running something now
-                started = {int(f.name.split("-")[0]) for f in tmp_path.iterdir() if f.name.endswith(second[0])}
-                caught = started - set(done)
+            if len(done) == 1:  # mid-sweep: take the second node down while it runs a chunk
+                caught = _running_on(tmp_path, second[0])
                 for pid in _with_children(CLUSTER_NODE_PIDS):  # the raylet, its agents and workers
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
