@@ -94,7 +94,7 @@ PHASES = textwrap.dedent("""
     import sys, time
     t0 = time.perf_counter()
     from qf.config.loader import load_experiment
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
     marks = [("imports", time.perf_counter())]
     exp = load_experiment("experiments/hrp_swing.yaml")
     marks.append(("validate", time.perf_counter()))

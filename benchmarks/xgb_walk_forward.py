@@ -49,7 +49,7 @@ def child(side: str, experiment: str, out: Path) -> None:
     from rich.console import Console
 
     import qf.research.wf_run as wf_run
-    import qf.run as qf_run
+    import qf.runner as qf_run
     from qf.config.loader import load_experiment
     from qf_plugins.signals.xgb import XGBoostSignal
 

@@ -1,7 +1,7 @@
 """qf from Python (a notebook, a script): the same code path as ``qf run``, results as pandas objects.
 
 ``qf.run`` loads the experiment with the CLI's loader (``set=`` are the ``--set`` overrides), runs it
-with :func:`qf.run.run_experiment` without writing anything, and returns a :class:`Result`;
+with :func:`qf.runner.run_experiment` without writing anything, and returns a :class:`Result`;
 ``qf.sweep`` evaluates a ``sweep:`` section and returns the table ``sweep.parquet`` would hold. Bad
 input raises the CLI's :class:`~qf.errors.QfError` / :class:`~qf.errors.ConfigError` with the CLI's
 message (``err.problems`` lists every line). Heavy libraries (vectorbt, plotly) load when used.
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-    from qf.run import RunOutcome
+    from qf.runner import RunOutcome
 
 Overrides = Mapping[str, Any] | Iterable[str] | None
 
@@ -78,7 +78,7 @@ class Result:
     ``equity`` (account value at each close), ``orders`` (every fill), ``trades`` (round trips, see
     :mod:`qf.report.trades`), ``weights`` (the target weights on each rebalance date, weights.parquet),
     ``metrics`` (metrics.json's dict, with the trade summary under ``trades``), ``portfolio`` (the
-    vectorbt Portfolio, None under backtrader), ``outcome`` (the underlying :class:`qf.run.RunOutcome`).
+    vectorbt Portfolio, None under backtrader), ``outcome`` (the underlying :class:`qf.runner.RunOutcome`).
 
     Example::
 
@@ -177,7 +177,7 @@ class Result:
             res.report("/tmp/sma20")   # tearsheet.html, metrics.json, trades.csv, ...
         """
         from qf.report import writer
-        from qf.run import default_report_dir, write_report
+        from qf.runner import default_report_dir, write_report
 
         exp = self.outcome.experiment
         writer.check_report_target(Path(path) if path is not None else None, Path(exp.spec.report.dir), exp.name)
@@ -206,7 +206,7 @@ def run(path: str | Path, set: Overrides = None, engine: str | None = None) -> R
     """
     from qf.config.loader import load_experiment
     from qf.registry import get_registry
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
 
     exp = load_experiment(path, overrides_of(set, engine))
     if exp.spec.walk_forward is not None:

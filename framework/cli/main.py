@@ -132,7 +132,7 @@ def run(
 
             run_research(exp, out_dir, console=out)
             return
-        from qf.run import run_experiment
+        from qf.runner import run_experiment
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:

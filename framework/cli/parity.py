@@ -137,7 +137,7 @@ def parity(
     """
     from qf.config.loader import load_experiment
     from qf.parity import compare
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
 
     try:
         if experiment.is_dir():

@@ -194,7 +194,7 @@ class Watcher:
         """
         from qf.config.loader import load_experiment
         from qf.registry import get_registry
-        from qf.run import default_report_dir, run_experiment, write_report
+        from qf.runner import default_report_dir, run_experiment, write_report
 
         self.runs += 1
         t0 = time.perf_counter()

@@ -471,7 +471,7 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
     """
     from qf.pipeline import Targets
     from qf.report.metrics import compute_metrics, evaluation_start
-    from qf.run import RunOutcome, benchmark_returns, default_report_dir, write_report
+    from qf.runner import RunOutcome, benchmark_returns, default_report_dir, write_report
 
     initial = float(state.get_meta("initial_equity") or (equity.iloc[0] if len(equity) else "nan"))
     processed = int(len(equity))
@@ -532,11 +532,11 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
 
 def _write_tearsheet(exp: LoadedExperiment, outcome: Any, initial: float, note: str | None,
                      path: Path) -> str | None:
-    """The tear sheet :func:`qf.run.write_report` would draw (the metrics' evaluation period, the same
+    """The tear sheet :func:`qf.runner.write_report` would draw (the metrics' evaluation period, the same
     title and subtitle, ``note`` as its warning); on failure log a warning and return why."""
     from qf.report.metrics import eval_returns
     from qf.report.tearsheet import write_tearsheet
-    from qf.run import benchmark_returns
+    from qf.runner import benchmark_returns
 
     metrics = outcome.metrics
     start = metrics.get("eval_start") if metrics.get("eval_bars") else None

@@ -257,7 +257,7 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def run_trades(outcome: Any) -> pd.DataFrame:
-    """The round trips of a run (a :class:`qf.run.RunOutcome`), computed once per run.
+    """The round trips of a run (a :class:`qf.runner.RunOutcome`), computed once per run.
 
     The frame is kept in ``outcome.result.extra["trades"]`` and its summary put into
     ``outcome.metrics["trades"]`` (what metrics.json, the CLI and ``qf.run(...).metrics`` show), so the

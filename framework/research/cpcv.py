@@ -142,7 +142,7 @@ def run_cpcv(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     assemble the backtest paths, and write the report of the full-period best combination with
     ``cpcv.csv`` (one row per path), ``cpcv_splits.csv``, ``cpcv.json`` and ``cpcv.html``."""
     from qf.report import writer
-    from qf.run import RunOutcome, default_report_dir, write_report
+    from qf.runner import RunOutcome, default_report_dir, write_report
 
     _check(exp)
     val = exp.spec.validation

@@ -133,7 +133,7 @@ def _engine_result(exp: LoadedExperiment, bars: Bars, targets: Targets, light: b
         from qf.engines.batch import run_vectorbt_light
 
         return run_vectorbt_light(bars, targets.targets, targets.risk, exp.spec.execution)
-    from qf.run import run_engine
+    from qf.runner import run_engine
 
     return run_engine(exp, bars, targets, engine)
 
@@ -390,7 +390,7 @@ def run_research(exp: LoadedExperiment, out: Path | None, console: Console) -> P
 
 
 def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
-    from qf.run import RunOutcome, default_report_dir, write_report
+    from qf.runner import RunOutcome, default_report_dir, write_report
 
     sweep = exp.spec.sweep
     assert sweep is not None

@@ -288,9 +288,9 @@ def test_parity_command_agrees_and_exits_zero(tmp_path):
 
 
 def test_parity_command_exits_one_when_the_engines_differ(tmp_path, monkeypatch):
-    import qf.run
+    import qf.runner
 
-    real = qf.run.run_experiment
+    real = qf.runner.run_experiment
 
     def skewed(exp, engine=None, write=True, **kw):
         outcome = real(exp, engine=engine, write=write, **kw)
@@ -298,7 +298,7 @@ def test_parity_command_exits_one_when_the_engines_differ(tmp_path, monkeypatch)
             outcome.result.equity = outcome.result.equity * (1 + 1e-6)
         return outcome
 
-    monkeypatch.setattr(qf.run, "run_experiment", skewed)
+    monkeypatch.setattr(qf.runner, "run_experiment", skewed)
     res = CliRunner().invoke(cli(), ["parity", str(write_experiment(tmp_path)), "--tolerance", "1e-9"])
     assert res.exit_code == 1, res.output
     assert "differ" in res.output
@@ -312,7 +312,7 @@ def test_parity_command_reports_user_errors_with_exit_two(tmp_path):
 
 def test_run_with_the_backtrader_engine_writes_the_report(tmp_path):
     from qf.config.loader import load_experiment
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
 
     exp = load_experiment(write_experiment(tmp_path, engine="backtrader"))
     outcome = run_experiment(exp, out=tmp_path / "run")

@@ -119,14 +119,15 @@ def test_backtrader_run_has_no_portfolio():
     assert res.metrics["trades"]["n_trades"] == len(res.trades) > 0
 
 
-def test_import_qf_is_light_and_qf_run_is_both_module_and_function():
+def test_import_qf_is_light_and_qf_run_is_the_api_function():
     code = (
         "import sys, qf\n"
-        "heavy = [m for m in ('pandas', 'vectorbt', 'plotly', 'numba', 'qf.run', 'qf.api') if m in sys.modules]\n"
+        "heavy = [m for m in ('pandas', 'vectorbt', 'plotly', 'numba', 'qf.runner', 'qf.api') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "from qf.run import run_experiment\n"  # the module bound first, by a plain import
-        "assert callable(qf.run) and qf.run.run_experiment is run_experiment\n"
-        "assert callable(qf.sweep) and qf.Result.__name__ == 'Result'\n"
+        "import qf.runner\n"  # the engine-driving module does not shadow the notebook function
+        "from qf import run\n"
+        "import qf.api\n"
+        "assert qf.run is run is qf.api.run and callable(qf.sweep) and qf.Result.__name__ == 'Result'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

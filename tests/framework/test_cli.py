@@ -87,7 +87,7 @@ def test_failure_while_writing_removes_the_temporary_folder(tmp_path, monkeypatc
 def test_lifecycle_hooks_are_called(tmp_path):
     from qf.config.loader import load_experiment
     from qf.registry import Registry, new_plugin_manager, register_builtins
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
 
     calls = []
 

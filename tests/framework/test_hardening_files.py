@@ -41,12 +41,12 @@ def _run(*args: str):
 @pytest.fixture
 def no_simulation(monkeypatch):
     """Fail the test if the simulation starts: a bad target must be refused before any work."""
-    import qf.run
+    import qf.runner
 
     def refuse(*a, **k):
         raise AssertionError("the simulation ran before the output folder was checked")
 
-    monkeypatch.setattr(qf.run, "run_engine", refuse)
+    monkeypatch.setattr(qf.runner, "run_engine", refuse)
 
 
 def _fake_run(root: Path, experiment: str, run_id: str) -> None:
@@ -415,13 +415,13 @@ def test_a_disk_that_fills_while_the_report_is_written_is_exit_1(tmp_path, monke
 
 def test_a_storage_error_outside_the_report_writer_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
     # e.g. a sweep's shared arrays on a full /tmp: main() turns the OSError into one line
-    import qf.run
+    import qf.runner
     from qf.cli.main import main
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/qf-shared-1/a0.npy")
 
-    monkeypatch.setattr(qf.run, "run_engine", full)
+    monkeypatch.setattr(qf.runner, "run_engine", full)
     monkeypatch.setattr(sys, "argv", ["qf", "run", EXPERIMENT, *SHORT, "--out", str(tmp_path / "run")])
     with pytest.raises(SystemExit) as exc:
         main()

@@ -191,7 +191,7 @@ def test_qf_before_run_and_qf_after_run_get_keyword_arguments_in_order(qf_plugin
 
 
 def test_qf_before_run_can_abort_a_run_before_any_data_is_loaded(qf_register, tmp_path):
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
 
     class Veto:
         @hookimpl

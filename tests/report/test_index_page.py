@@ -8,7 +8,7 @@ import re
 
 from qf.config.loader import load_experiment
 from qf.report.index import main_page, render_index, scan, write_index
-from qf.run import run_experiment
+from qf.runner import run_experiment
 
 YAML = """
 name: idx

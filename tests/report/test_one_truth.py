@@ -21,7 +21,7 @@ from qf.config.loader import load_experiment
 from qf.engines.result import ORDER_COLUMNS, EngineResult
 from qf.report.metrics import compute_metrics, eval_returns, evaluation_start
 from qf.report.tearsheet import quantstats_headline
-from qf.run import RunOutcome, run_experiment, write_report
+from qf.runner import RunOutcome, run_experiment, write_report
 
 runner = CliRunner()
 

@@ -96,7 +96,7 @@ def test_a_quantstats_failure_gives_a_simple_page(tmp_path, monkeypatch):
 
 def test_a_run_that_never_gets_past_its_warmup_still_writes_its_report(tmp_path):
     from qf.config.loader import load_experiment
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
 
     exp_file = tmp_path / "long.yaml"
     exp_file.write_text(
@@ -117,7 +117,7 @@ def test_write_report_marks_an_interrupted_paper_session(tmp_path):
     from qf.engines.result import ORDER_COLUMNS, EngineResult
     from qf.pipeline import compute_targets
     from qf.report.metrics import compute_metrics
-    from qf.run import RunOutcome, write_report
+    from qf.runner import RunOutcome, write_report
 
     exp_file = tmp_path / "p.yaml"
     exp_file.write_text(

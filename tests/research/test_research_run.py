@@ -15,7 +15,7 @@ from rich.console import Console
 from qf.config.loader import load_experiment
 from qf.research.run import combo_experiment, evaluate_grid, grid_of, run_sweep
 from qf.research.walkforward import walk_forward_splits
-from qf.run import run_experiment
+from qf.runner import run_experiment
 
 YAML = """
 name: sweep_test

@@ -19,7 +19,7 @@ from qf.engines.vbt import run_vectorbt
 from qf.pipeline import compute_targets
 from qf.research import run as research_run
 from qf.research.run import METRICS, PERIOD, combo_experiment, evaluate_grid, grid_of, simulate
-from qf.run import run_experiment
+from qf.runner import run_experiment
 
 BASE = {
     "name": "fast_sweep",

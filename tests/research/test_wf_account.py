@@ -25,7 +25,7 @@ from qf.errors import QfError
 from qf.pipeline import compute_targets
 from qf.research.walkforward import walk_forward_splits
 from qf.research.wf_run import run_walk_forward
-from qf.run import run_engine
+from qf.runner import run_engine
 from qf.testing.contracts import sample_bars
 
 BARS = sample_bars(n_symbols=3, n_bars=424, seed=3)

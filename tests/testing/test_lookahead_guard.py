@@ -433,7 +433,7 @@ def test_a_sweep_with_check_lookahead_refuses_a_leaking_signal_before_sweeping(t
 
 
 def test_run_with_check_lookahead_warns_on_a_broken_warmup_contract(tmp_path: Path) -> None:
-    from qf.run import run_experiment
+    from qf.runner import run_experiment
 
     exp = load_experiment(_project(tmp_path, "Sticky"), ["execution.check_lookahead=true"])
     with pytest.warns(LookaheadWarning, match="signal 'guard_sticky' breaks its warmup contract"):

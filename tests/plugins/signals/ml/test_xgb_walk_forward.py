@@ -17,7 +17,7 @@ from qf.errors import QfError
 from qf.pipeline import targets_at
 from qf.research.walkforward import walk_forward_splits
 from qf.research.wf_run import run_walk_forward
-from qf.run import run_experiment
+from qf.runner import run_experiment
 from qf.testing.contracts import sample_bars
 from qf_plugins.signals.xgb import XGBoostSignal
 
