@@ -111,6 +111,10 @@ def sweep_pbo(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame,
         return None, f"PBO skipped: {len(grid)} combinations > {PBO_MAX_COMBOS}"
     combos = grid.to_dict("records")
     r = returns_matrix(returns, combos) if returns is not None else combo_returns(exp, bars, grid)
+    values = r.to_numpy(dtype=float)
+    if len(values) and (values == values[:, :1]).all():
+        # ties everywhere (e.g. no combination trades): CSCV's "best" is arbitrary and PBO came out as 1.0
+        return None, "PBO not computed: every combination has the same returns, so none is chosen over another"
     s = PBO_PARTITIONS
     while s > 2 and len(r) // s < 20:  # keep at least 20 bars per partition
         s -= 2
