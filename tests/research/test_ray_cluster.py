@@ -89,11 +89,25 @@ def _ray_cli(*args: str, env: dict[str, str]) -> None:
 CLUSTER_NODE_PIDS: list[int] = []
 
 
+def _advertised_ip() -> str:
+    return str(ray.util.get_node_ip_address())
+
+
+# A multi-node Ray cluster advertises the machine's routable address, never loopback. The tests send traffic
+# to loopback only, so the cluster runs inside a private network namespace (only `lo`) that the test
+# makes itself: there Ray's address is 127.0.0.1. Outside one, the cluster tests skip and
+# test_cluster_suite_runs_in_a_private_network_namespace re-runs this module inside one.
+IN_PRIVATE_NETNS = os.environ.get("QF_RAY_NETNS") == "1"
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """GCS address of a running two-node cluster (one CPU per node)."""
     if not Path("/proc/self/cmdline").exists():
         pytest.skip("finds the cluster's processes through /proc")
+    if not _advertised_ip().startswith("127."):
+        pytest.skip(f"Ray would advertise {_advertised_ip()}; the cluster runs in a private network namespace "
+                    "(test_cluster_suite_runs_in_a_private_network_namespace)")
     temp_dir = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     try:
@@ -325,3 +339,24 @@ def test_tasks_of_a_lost_node_are_retried_on_the_others(cluster, tmp_path) -> No
     assert sorted(done) == list(range(6))
     assert caught, "no task was running on the second node when it was killed"
     assert all(done[i] != second[0] for i in caught)  # finished elsewhere
+
+
+@pytest.mark.skipif(IN_PRIVATE_NETNS, reason="already inside the private network namespace")
+def test_cluster_suite_runs_in_a_private_network_namespace() -> None:
+    """The cluster tests, run inside a network namespace of their own (loopback only, made here)."""
+    import shutil
+
+    if _advertised_ip().startswith("127."):
+        pytest.skip("Ray advertises loopback here: the cluster tests ran in this session")
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2) to make a private network namespace")
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here: {probe.stderr.decode(errors='replace').strip()}")
+    cmd = (f"ip link set lo up && exec {sys.executable} -m pytest -p no:cacheprovider {__file__} "
+           "-k 'not private_network_namespace'")
+    proc = subprocess.run(["unshare", "-rn", "sh", "-c", cmd], env={**os.environ, "QF_RAY_NETNS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+    assert proc.returncode == 0, tail
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
