@@ -87,10 +87,10 @@ def scan(root: Path) -> list[RunEntry]:
 
 
 def fmt(metrics: dict, key: str, pattern: str) -> str:
-    v = metrics.get(key)
-    if v is None:
+    if key not in metrics:
         return ""
-    if isinstance(v, float) and v != v:
+    v = metrics[key]
+    if v is None or (isinstance(v, float) and v != v):  # null in strict JSON, NaN in older reports
         return "n/a"  # a run without the figure (e.g. no trade), not the text "nan"
     try:
         return pattern.format(v)

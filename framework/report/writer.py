@@ -12,6 +12,7 @@ import errno
 import hashlib
 import importlib.metadata as md
 import json
+import math
 import os
 import re
 import secrets
@@ -296,8 +297,24 @@ def data_hash(frames: dict[str, pd.DataFrame]) -> str:
     return h.hexdigest()
 
 
+def _finite(data: Any) -> Any:
+    """``data`` with non-finite floats (NaN, inf) as None: JSON has no such numbers, and browsers and jq
+    refuse the ``NaN`` literals Python would write."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    if hasattr(data, "item") and callable(data.item) and getattr(data, "ndim", None) == 0:  # numpy scalars
+        return _finite(data.item())
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    """Strict JSON (non-finite numbers become null), e.g. ``write_json(Path("best.json"), {"psr": nan})``."""
+    text = json.dumps(_finite(data), indent=2, sort_keys=False, default=str, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def write_yaml(path: Path, data: Any) -> None:
