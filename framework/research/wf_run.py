@@ -353,9 +353,24 @@ def _print_folds(console: Console, folds: pd.DataFrame, metric: str | None) -> N
             *([f"train_{metric}"] if metric else []), "test_return", "test_sharpe", "test_fees"]
     title = "walk-forward folds traded by one account (" + (f"best {metric} on each train window; " if metric else "") \
         + "all columns in folds.csv)"
+    # a classifier's out-of-sample accuracy against always calling its train window's majority class: a
+    # fold below that baseline has no edge, whatever its return says
+    baseline = {"accuracy", "majority_accuracy"} <= set(folds.columns)
+    if baseline:
+        cols.append("model vs baseline")
     t = Table(title=title)
     for c in cols:
         t.add_column(c)
-    for _, r in folds[cols].iterrows():
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
+    below = 0
+    for _, r in folds.iterrows():
+        cells = [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols if c != "model vs baseline"]
+        if baseline:
+            acc, base = float(r["accuracy"]), float(r["majority_accuracy"])
+            low = acc < base
+            below += low
+            cells.append(f"{acc:.3f} vs {base:.3f}" + (" [red]below[/]" if low else ""))
+        t.add_row(*cells)
     console.print(t)
+    if baseline:
+        console.print(f"{below} of {len(folds)} folds below their majority-class baseline (accuracy of always "
+                      "predicting the train window's most common label)")
