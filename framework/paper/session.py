@@ -534,16 +534,22 @@ def _write_tearsheet(exp: LoadedExperiment, outcome: Any, initial: float, note: 
                      path: Path) -> str | None:
     """The tear sheet :func:`qf.runner.write_report` would draw (the metrics' evaluation period, the same
     title and subtitle, ``note`` as its warning); on failure log a warning and return why."""
+    from qf.report.analysis import TradeData
     from qf.report.metrics import eval_returns
     from qf.report.tearsheet import write_tearsheet
+    from qf.report.trades import run_trades
     from qf.runner import benchmark_returns
 
     metrics = outcome.metrics
     start = metrics.get("eval_start") if metrics.get("eval_bars") else None
     try:
-        rets = eval_returns(outcome.result.equity, initial, pd.Timestamp(start) if start is not None else None)
+        first = pd.Timestamp(start) if start is not None else None
+        rets = eval_returns(outcome.result.equity, initial, first)
+        res = outcome.result
+        trades = TradeData(run_trades(outcome), metrics["trades"], res.orders, outcome.bars.close, res.equity,
+                           outcome.targets.targets, first)
         write_tearsheet(rets, benchmark_returns(exp, outcome.bars), path, exp.spec.report.title or exp.name,
-                        subtitle="paper, backtrader", warning=note, metrics=metrics)
+                        subtitle="paper, backtrader", warning=note, metrics=metrics, trades=trades)
     except Exception as exc:  # the session's numbers are written whatever the page does
         path.unlink(missing_ok=True)
         why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

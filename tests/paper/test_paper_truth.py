@@ -345,3 +345,11 @@ def test_cli_reports_the_achieved_replay_speed(sample_experiment, tmp_path):
     assert m and float(m.group(1)) < 4500, result.stdout
     # on the per-bar status lines as it happens
     assert "bars/s (asked 5000: cannot keep up)" in " ".join(result.stderr.split())
+
+
+def test_a_paper_tear_sheet_has_the_trades_section(sample_experiment, tmp_path):
+    exp = load_experiment(sample_experiment(report={"dir": str(tmp_path / "reports"), "tearsheet": True}))
+    out = run_paper(exp, PaperOptions(broker="sim", speed=0, state_dir=tmp_path / "state"))
+    page = (out.report_dir / "tearsheet.html").read_text()
+    summary = json.loads((out.report_dir / "metrics.json").read_text())["trades"]
+    assert "<h2>Trades and exposure</h2>" in page and summary["n_trades"] > 0
