@@ -167,7 +167,25 @@ def _init_worker(lifeline: Connection | None, parent: int) -> None:
     threading.Thread(target=_orphan_guard, args=(lifeline, parent), name="qf-orphan-guard", daemon=True).start()
 
 
-class LocalExecutor:
+class _InOrder:
+    """``map`` for an executor that streams ``imap`` results: the same results, in chunk order."""
+
+    def imap(self, func: Callable[..., R], chunks: Iterable[Any],
+             shared: Mapping[str, Any] | None = None) -> Iterator[tuple[int, R]]:
+        raise NotImplementedError
+
+    def map(
+        self,
+        func: Callable[..., R],
+        chunks: Iterable[Any],
+        shared: Mapping[str, Any] | None = None,
+    ) -> list[R]:
+        """Run ``func(chunk, **shared)`` for every chunk; results in chunk order."""
+        chunk_list = list(chunks)
+        return map_in_order(self.imap(func, chunk_list, shared), len(chunk_list))
+
+
+class LocalExecutor(_InOrder):
     """Process-pool executor; shared arrays travel once, as memory-mapped ``.npy`` files.
 
     Args:
@@ -234,16 +252,6 @@ class LocalExecutor:
                 max_workers=self.n_workers, mp_context=ctx, initializer=_init_worker, initargs=(lifeline, os.getpid())
             )
         return self._pool
-
-    def map(
-        self,
-        func: Callable[..., R],
-        chunks: Iterable[Any],
-        shared: Mapping[str, Any] | None = None,
-    ) -> list[R]:
-        """Run ``func(chunk, **shared)`` for every chunk; results in chunk order."""
-        chunk_list = list(chunks)
-        return map_in_order(self.imap(func, chunk_list, shared), len(chunk_list))
 
     def imap(
         self,
@@ -439,7 +447,7 @@ def _run_ray_task(func: Callable[..., R], chunk: Any, names: list[str], *values:
 RESIZE_SECONDS = 2.0
 
 
-class RayExecutor:
+class RayExecutor(_InOrder):
     """Ray executor with the same ``map`` API; every shared value is ``ray.put`` once per executor.
 
     Args:
@@ -543,16 +551,6 @@ class RayExecutor:
         ref = self._ray.put(np.ascontiguousarray(value) if _is_array(value) else value)
         self._refs[id(value)] = (value, ref)
         return ref
-
-    def map(
-        self,
-        func: Callable[..., R],
-        chunks: Iterable[Any],
-        shared: Mapping[str, Any] | None = None,
-    ) -> list[R]:
-        """Run ``func(chunk, **shared)`` for every chunk as Ray tasks; results in chunk order."""
-        chunk_list = list(chunks)
-        return map_in_order(self.imap(func, chunk_list, shared), len(chunk_list))
 
     def imap(
         self,
