@@ -3,7 +3,7 @@
 The run: 20 US large caps (skfolio's bundled adjusted closes, 1990-2022, about 8,300 bars), equal weight,
 rebalanced at each month end, filled at the decision close, whole shares, 5 bp fees.
 
-- **qf**: the pipeline (``constant`` signal, ``equal`` sizer) and :func:`qf.engines.bt.run_backtrader`
+- **qf**: the pipeline (``constant`` signal, ``equal`` sizer) and :func:`qf.engines.backtrader.strategy.run_backtrader`
   (numpy feeds, the shared risk and order-planning kernels, fill and fee bookkeeping).
 - **bare**: the script a backtrader user would write: one ``PandasData`` feed per symbol and a strategy
   calling ``order_target_percent`` on month-end bars, with cheat-on-close.
@@ -29,7 +29,7 @@ import pandas as pd
 
 from qf.bars import Bars, validate
 from qf.config.loader import LoadedExperiment, Source, build
-from qf.engines.bt import run_backtrader
+from qf.engines.backtrader.strategy import run_backtrader
 from qf.pipeline import compute_targets
 
 FEES = 0.0005

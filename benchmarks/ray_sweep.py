@@ -1,7 +1,7 @@
 """Ray sweep benchmark: bytes shipped per sweep and wall time, Ray vs the local process pool.
 
 A YAML sweep of an SMA cross over the bundled ``arch_sp500`` sample (``--combos`` combinations, 1,000 by
-default) runs through :func:`qf.research.run.evaluate_grid` twice on this machine: on the local pool and on
+default) runs through :func:`qf.research.sweep.evaluate_grid` twice on this machine: on the local pool and on
 Ray (a private ``address: local`` instance, or ``--address`` for a running cluster). Both tables must be
 identical. Bytes shipped are the pickled sizes of what goes to the workers: the bars once plus every chunk's
 task (now), against the bars inside every chunk's task (before the bars were shared).
@@ -47,7 +47,7 @@ def experiment(combos: int, folder: Path, executor: dict) -> Path:
 
 def shipped_bytes(exp, bars, n_rows: int, n_workers: int) -> dict[str, int]:
     """Pickled bytes sent to workers: bars once + light tasks, vs the bars in every task."""
-    from qf.research.run import ComboTask, grid_of
+    from qf.research.sweep import ComboTask, grid_of
 
     combos = grid_of(exp).to_dict("records")[:n_rows]
     n_chunks = max(1, min(len(combos), n_workers * 16))  # as evaluate_grid splits them
@@ -61,7 +61,7 @@ def shipped_bytes(exp, bars, n_rows: int, n_workers: int) -> dict[str, int]:
 
 def timed(path: Path) -> tuple[float, object]:
     from qf.config.loader import load_experiment
-    from qf.research.run import evaluate_grid, grid_of
+    from qf.research.sweep import evaluate_grid, grid_of
 
     exp = load_experiment(path)
     bars = exp.data.load()
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--address", default="local", help="Ray address (default: a private local instance)")
     args = parser.parse_args()
     from qf.config.loader import load_experiment
-    from qf.research.run import grid_of
+    from qf.research.sweep import grid_of
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -7,7 +7,7 @@ By default the issue's grid (fast 5..50 step 5, slow 20..200 step 20, fast < slo
 
 Each part runs in a fresh subprocess and reports its own wall time and peak RSS:
 
-- **qf**: :func:`qf.research.run.evaluate_grid` on the experiment (what ``qf run`` does for the
+- **qf**: :func:`qf.research.sweep.evaluate_grid` on the experiment (what ``qf run`` does for the
   sweep table, on the configured executor: 2 worker processes here), timed from the grid to the table;
   peak RSS is the parent's plus the largest worker's times the number of workers (an upper bound of the
   pool's sum). CPU seconds count this process and its direct children (the forked workers on Linux;
@@ -82,7 +82,7 @@ def cpu_seconds() -> float:
 
 def part_qf(path: str, jobs: int) -> dict:
     from qf.config.loader import load_experiment
-    from qf.research.run import ComboTask, evaluate_chunk, evaluate_grid, grid_of
+    from qf.research.sweep import ComboTask, evaluate_chunk, evaluate_grid, grid_of
 
     exp = load_experiment(path)
     bars = exp.data.load()

@@ -48,7 +48,7 @@ def child(side: str, experiment: str, out: Path) -> None:
     warnings.simplefilter("ignore")
     from rich.console import Console
 
-    import qf.research.wf_run as wf_run
+    import qf.research.walk_forward as wf_run
     import qf.runner as qf_run
     from qf.config.loader import load_experiment
     from qf_plugins.signals.xgb import XGBoostSignal

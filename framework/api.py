@@ -240,7 +240,7 @@ def sweep(path: str | Path, set: Overrides = None, out: str | Path | None = None
 
     from qf.config.loader import load_experiment
     from qf.report import writer
-    from qf.research.run import evaluate_grid, grid_of, rank, run_sweep
+    from qf.research.sweep import evaluate_grid, grid_of, rank, run_sweep
 
     exp = load_experiment(path, overrides_of(set), max_combos=max_combos)
     if exp.spec.sweep is None:

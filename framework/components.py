@@ -266,7 +266,7 @@ class RiskRule(Component):
 class StatefulRiskRule(RiskRule):
     """A rule that watches the portfolio path: drawdown halts, loss limits, stops.
 
-    It writes its settings into a :class:`qf.engines.risk.RiskConfig`; both engines evaluate that
+    It writes its settings into a :class:`qf.engines.kernels.risk.RiskConfig`; both engines evaluate that
     config with the same numba kernel at every bar, so the rule acts identically in vectorbt and
     backtrader (and in paper trading).
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
-from qf.engines.risk import RiskConfig, merge
+from qf.engines.kernels.risk import RiskConfig, merge
 from qf.errors import QfError
 from qf.rebalance import rebalance_dates
 

@@ -44,12 +44,12 @@ def _noop(_: str) -> None:
 
 def run_engine(exp: LoadedExperiment, bars: Bars, targets: Targets, engine: str) -> EngineResult:
     if engine == "vectorbt":
-        from qf.engines.vbt import run_vectorbt
+        from qf.engines.vectorbt import run_vectorbt
 
         return run_vectorbt(bars, targets.targets, targets.risk, exp.spec.execution)
     if engine == "backtrader":
         try:
-            from qf.engines.bt import run_backtrader
+            from qf.engines.backtrader.strategy import run_backtrader
         except ImportError as exc:  # pragma: no cover - the module ships with qf
             raise QfError(f"the backtrader engine is not available: {exc}") from None
         return run_backtrader(bars, targets.targets, targets.risk, exp.spec.execution, broker=exp.broker)

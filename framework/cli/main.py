@@ -128,7 +128,7 @@ def run(
         # a report that cannot be written is refused now, not after minutes of simulation
         check_report_target(out_dir, Path(exp.spec.report.dir), exp.name)
         if exp.spec.sweep is not None or exp.spec.walk_forward is not None or exp.spec.validation is not None:
-            from qf.research.run import run_research
+            from qf.research.study import run_research
 
             run_research(exp, out_dir, console=out)
             return

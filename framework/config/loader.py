@@ -581,7 +581,7 @@ def sweep_problems(spec: Experiment, raw: dict[str, Any], registry: Registry, ba
         integral_columns,
         sample_values,
     )
-    from qf.research.run import METRICS
+    from qf.research.sweep import METRICS
 
     sweep = spec.sweep
     assert sweep is not None
@@ -645,7 +645,7 @@ def sweep_problems(spec: Experiment, raw: dict[str, Any], registry: Registry, ba
 
 def walk_forward_problems(spec: Experiment, n_bars: int) -> list[Problem]:
     """Why the walk-forward windows do not fit ``n_bars`` bars (or are inconsistent), at the section's line."""
-    from qf.research.walkforward import walk_forward_splits
+    from qf.research.folds import walk_forward_splits
 
     wf = spec.walk_forward
     assert wf is not None

@@ -1,8 +1,8 @@
 """The vectorbt engine's result without a ``vbt.Portfolio``: what a sweep evaluates each combination with.
 
-:func:`run_vectorbt_light` runs the very same simulation as :func:`qf.engines.vbt.run_vectorbt` (the same
-:func:`qf.engines.vbt.simulate_nb` kernel, so the same :func:`qf.engines.step.decide_nb` step and vectorbt's
-own order execution) and then values the account from the order records with the same vectorbt kernels,
+:func:`run_vectorbt_light` runs the very same simulation as :func:`qf.engines.vectorbt.run_vectorbt` (the
+same :func:`qf.engines.vectorbt.simulate_nb` kernel, so the same :func:`qf.engines.kernels.step.decide_nb` step and
+vectorbt's own order execution) and then values the account from the order records with the same vectorbt kernels,
 in the same order, as ``Portfolio.value()`` does: cash flows per column, summed for the cash-sharing group,
 accumulated from the initial cash, plus positions at the (filled) close. Only the wrappers are skipped:
 ``Portfolio.value()`` builds dozens of array wrappers, configs and frames per call, which cost a sweep about
@@ -35,8 +35,8 @@ from vectorbt.records.nb import col_map_nb
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.inputs import SimInputs, build_inputs
+from qf.engines.kernels.risk import RiskConfig
 from qf.engines.result import EVENT_COLUMNS, ORDER_COLUMNS, EngineResult, events_frame
-from qf.engines.risk import RiskConfig
 
 
 @nb.njit(cache=True)
@@ -127,14 +127,14 @@ def orders_frame(order_records: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
 
 def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskConfig,
                        execution: ExecutionSpec) -> EngineResult:
-    """:func:`qf.engines.vbt.run_vectorbt`'s equity, orders and events, without building a ``vbt.Portfolio``.
+    """:func:`qf.engines.vectorbt.run_vectorbt`'s equity, orders and events, without building a ``vbt.Portfolio``.
 
     Example::
 
         res = run_vectorbt_light(bars, tg.targets, tg.risk, exp.spec.execution)
         compute_metrics(res, exp.spec.execution.initial_cash)["sharpe"]
     """
-    from qf.engines.vbt import run_kernel
+    from qf.engines.vectorbt import run_kernel
 
     inputs = build_inputs(bars, targets, risk, execution)
     order_records, _, events, capped = run_kernel(inputs, execution)

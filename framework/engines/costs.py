@@ -2,7 +2,7 @@
 
 A cost model (a plugin of kind ``cost``, see :class:`qf.components.CostModel`) never runs inside the
 simulation: before it, it turns the bars into a :class:`CostArrays`, computed vectorized, and the numba
-kernels (the order planner :func:`qf.engines.orders.plan_costed_nb`, both engines' fills) only read it.
+kernels (the order planner :func:`qf.engines.kernels.orders.plan_costed_nb`, both engines' fills) only read it.
 The slippage fraction charged on an order of ``q`` units of symbol ``k`` filled at bar ``i`` is::
 
     s = min(slippage[i, k] + impact[i, k] * q ** exponent, MAX_SLIPPAGE)

@@ -4,7 +4,7 @@ Trading calendar of a symbol (the same in every engine):
 
 - before its first bar (not listed yet) a target is held at 0: nothing can be bought;
 - on a bar where it did not trade (a gap: NaN in the raw data, see :attr:`qf.bars.Bars.gaps`) nothing
-  fills: ``exec_price`` is NaN there, and :func:`qf.engines.step.decide_nb` makes the order wait for the
+  fills: ``exec_price`` is NaN there, and :func:`qf.engines.kernels.step.decide_nb` makes the order wait for the
   symbol's next real bar (it is sized there, at that bar's fill price). Positions are valued at the last
   real price in the meantime (``close`` is forward-filled for valuation only);
 - when its data ends before the universe's last bar it is delisted on its last bar ``L``. With
@@ -24,7 +24,7 @@ import pandas as pd
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.costs import CostArrays, cost_arrays
-from qf.engines.risk import RiskConfig, trailing_vol
+from qf.engines.kernels.risk import RiskConfig, trailing_vol
 from qf.errors import QfError
 
 

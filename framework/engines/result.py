@@ -51,7 +51,7 @@ def events_frame(events: np.ndarray, inputs: SimInputs, capped: np.ndarray | Non
     """
     # imported here: reading results (reports, paper state) must not load the numba kernels
     from qf.engines.inputs import delisting_events
-    from qf.engines.step import EVENT_FLATTEN, EVENT_STOP
+    from qf.engines.kernels.step import EVENT_FLATTEN, EVENT_STOP
 
     index, symbols = inputs.index, inputs.symbols
     rows = [(index[i], "flatten", "") for i in np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))]

@@ -41,9 +41,9 @@ import pandas as pd
 from qf.bars import Bars, valuation_bars
 from qf.components import Broker, LiveDataSource
 from qf.config.loader import LoadedExperiment
-from qf.engines.bt import configure_broker, per_order_slippage
+from qf.engines.backtrader.strategy import configure_broker, per_order_slippage
+from qf.engines.kernels.risk import S_HALTED
 from qf.engines.result import EngineResult
-from qf.engines.risk import S_HALTED
 from qf.errors import QfError
 from qf.paper.broker import LiveBroker
 from qf.paper.feed import BarHub, BarSource, LiveFeed, ReplaySource

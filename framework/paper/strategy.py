@@ -1,10 +1,10 @@
 """qf's backtrader strategy for paper sessions: the backtest's decisions, one completed bar at a time.
 
-:class:`qf.engines.bt.QfStrategy` runs on arrays that hold the whole history up front. A paper session
+:class:`qf.engines.backtrader.strategy.QfStrategy` runs on arrays that hold the whole history up front. A paper session
 does not have the future, so :class:`PaperStrategy` keeps the same per-bar arrays in
 :class:`SessionArrays`, which grow as bars arrive, and recomputes the targets with
 :func:`qf.pipeline.targets_at` on the trailing window at each rebalance, exactly as ``QfStrategy`` does
-in incremental mode. Every order comes out of the same kernel, :func:`qf.engines.step.decide_costed_nb` (the
+in incremental mode. Every order comes out of the same kernel, :func:`qf.engines.kernels.step.decide_costed_nb` (the
 stateful risk rules on the broker's real cash and positions, then the order planner), costed by the
 experiment's cost model (:mod:`qf.engines.costs`): a replay charges the backtest's own arrays, a live
 session computes each fill's row from the bars it has.
@@ -42,12 +42,12 @@ import pandas as pd
 from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt import QfStrategy
+from qf.engines.backtrader.strategy import QfStrategy
 from qf.engines.costs import CostArrays, cost_arrays
 from qf.engines.inputs import fill_lag
-from qf.engines.orders import order_slippage_nb, update_avg_price_nb
-from qf.engines.risk import S_HALT_UNTIL, S_HALTED, RiskConfig, new_state, trailing_vol
-from qf.engines.step import EVENT_FLATTEN, EVENT_STOP, decide_costed_nb, value_nb
+from qf.engines.kernels.orders import order_slippage_nb, update_avg_price_nb
+from qf.engines.kernels.risk import S_HALT_UNTIL, S_HALTED, RiskConfig, new_state, trailing_vol
+from qf.engines.kernels.step import EVENT_FLATTEN, EVENT_STOP, decide_costed_nb, value_nb
 from qf.errors import QfError
 from qf.paper.broker import BrokerView, FillView, LiveBroker, PositionView
 from qf.paper.feed import BarHub, BarSource
@@ -90,7 +90,7 @@ class SessionArrays:
     Rows are bars (history first). ``data`` holds the bars the pipeline sees (:meth:`bars`); ``close`` is
     the valuation close (carried forward through gaps and after a delisting); ``exec_price`` the open
     (fill ``next_open``) or the close, NaN on a bar the symbol did not trade, so no order fills there (it
-    waits for the symbol's next real bar, see :func:`qf.engines.step.decide_nb`); ``targets[i]`` is the
+    waits for the symbol's next real bar, see :func:`qf.engines.kernels.step.decide_nb`); ``targets[i]`` is the
     rebalance row executed at fill bar ``i`` (NaN = none); ``vol`` the trailing volatility the
     volatility stop uses.
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from qf.report.page import PERCENT, figure_div, format_metric, format_param, html_page, plotly_js
-from qf.research.run import LOWER_IS_BETTER, inference_html, rank
+from qf.research.sweep import LOWER_IS_BETTER, inference_html, rank
 
 # columns of the top table after the parameters, in this order (the chosen metric comes first)
 TOP_COLUMNS = ("sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "turnover", "fees_paid",

@@ -2,7 +2,7 @@
 
 The statistics themselves live in :mod:`qf.research.overfitting`; this module turns an experiment with a
 ``sweep:`` section into the return matrix they need (every combination simulated through the same
-pipeline, engine and evaluation period as the sweep, :func:`qf.research.run.simulate`) and writes the
+pipeline, engine and evaluation period as the sweep, :func:`qf.research.sweep.simulate`) and writes the
 CPCV report.
 
 Example::
@@ -25,7 +25,7 @@ from qf.config.loader import LoadedExperiment
 from qf.errors import QfError
 from qf.report.metrics import eval_returns
 from qf.research.overfitting import CpcvResult, PboResult, check_cpcv_sizes, cpcv, n_paths, pbo
-from qf.research.run import (
+from qf.research.sweep import (
     HOLDOUT_SPLIT,
     ComboTask,
     SignalCache,
@@ -157,7 +157,7 @@ def run_cpcv(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     if trainable:
         raise QfError(f"{exp.path or 'experiment'}: validation: cpcv refits nothing yet: the signal "
                       f"{exp.spec.signal.type!r} is trainable; validate it with walk_forward")
-    from qf.research.wf_run import _where
+    from qf.research.walk_forward import _where
 
     where = _where(exp, ("validation",))
     try:  # the sizes alone, before minutes of simulation (the data length is checked below)

@@ -240,7 +240,7 @@ def check_risk_rule(rule: RiskRule, bars: Bars | None = None, weights: pd.DataFr
         check_risk_rule(MaxWeight({"limit": 0.2}))
         check_risk_rule(DrawdownHalt({"max_drawdown": 0.2}))
     """
-    from qf.engines.risk import RiskConfig
+    from qf.engines.kernels.risk import RiskConfig
 
     bars = sample_bars() if bars is None else bars
     who = _who(rule)

@@ -17,7 +17,7 @@ The temporary impact of trading ``q`` shares, as a fraction of the price, is::
 The order size ``q`` is the target's quantity at the bar's reference price; the impact is charged on top of
 it, so there is nothing circular to solve for a single order. When the cash cannot pay the buys, the planner
 scales them down by the largest affordable factor, found by bisection (see
-:func:`qf.engines.orders.plan_costed_nb`), and charges each its impact at its final size.
+:func:`qf.engines.kernels.orders.plan_costed_nb`), and charges each its impact at its final size.
 """
 
 from __future__ import annotations

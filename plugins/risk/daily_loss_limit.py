@@ -10,8 +10,8 @@ from qf.components import Params as BaseParams
 from qf.components import StatefulRiskRule
 
 if TYPE_CHECKING:
-    # annotation only: qf.engines.risk imports numba (and numba scipy), which listing commands should not load
-    from qf.engines.risk import RiskConfig
+    # annotation only: qf.engines.kernels.risk imports numba (and numba scipy), which listing commands should not load
+    from qf.engines.kernels.risk import RiskConfig
 
 
 class DailyLossLimit(StatefulRiskRule):

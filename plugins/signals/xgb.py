@@ -1,6 +1,6 @@
 """An xgboost swing model: stationary features in, forward-return labels out, trained walk-forward.
 
-The model is trainable (see the protocol in :mod:`qf.research.wf_run`): a ``walk_forward:`` section fits
+The model is trainable (see the protocol in :mod:`qf.research.walk_forward`): a ``walk_forward:`` section fits
 one model per fold on the fold's purged train window and predicts the test window, which is the only
 part of each fold that trades. ``save`` writes each fitted model with its feature list, params and
 training window; ``load`` / ``model_path`` bring a saved model back for a plain run or paper trading.

@@ -34,7 +34,7 @@ def trailing_vol(bars: Bars, window: int) -> pd.DataFrame:
 
     The same estimate the risk kernel's volatility stops use, so "volatility" means one thing in qf.
     """
-    from qf.engines.risk import trailing_vol as engine_trailing_vol  # numba: not at import time
+    from qf.engines.kernels.risk import trailing_vol as engine_trailing_vol  # numba: not at import time
 
     vol = engine_trailing_vol(bars.close.to_numpy(dtype=float), window)
     return pd.DataFrame(vol, index=bars.close.index, columns=bars.close.columns)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 import qf
-from qf.research.run import rank
+from qf.research.sweep import rank
 
 
 def test_rank_puts_combinations_without_an_evaluation_period_last() -> None:

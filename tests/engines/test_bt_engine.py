@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 from qf.bars import Bars, validate
 from qf.config.loader import Source, build
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt import fit_to_cash, run_backtrader
-from qf.engines.bt_commission import QfCommission
-from qf.engines.bt_feed import NumpyData, date_numbers, feeds_from_bars, ohlcv_array
+from qf.engines.backtrader.commission import QfCommission
+from qf.engines.backtrader.feed import NumpyData, date_numbers, feeds_from_bars, ohlcv_array
+from qf.engines.backtrader.strategy import fit_to_cash, run_backtrader
+from qf.engines.kernels.risk import RiskConfig
 from qf.engines.result import ORDER_COLUMNS, EngineResult
-from qf.engines.risk import RiskConfig
-from qf.engines.vbt import run_vectorbt
+from qf.engines.vectorbt import run_vectorbt
 from qf.errors import QfError
 from qf.parity import compare, match_orders
 

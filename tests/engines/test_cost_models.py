@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from qf.bars import Bars
 from qf.cli.main import app
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt import run_backtrader
-from qf.engines.risk import RiskConfig
-from qf.engines.vbt import run_vectorbt
+from qf.engines.backtrader.strategy import run_backtrader
+from qf.engines.kernels.risk import RiskConfig
+from qf.engines.vectorbt import run_vectorbt
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = [run_vectorbt, run_backtrader]

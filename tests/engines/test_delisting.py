@@ -22,10 +22,10 @@ from qf.components import DataSource
 from qf.components import Params as BaseParams
 from qf.config.loader import LoadedExperiment, Source, build, load_experiment
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt import run_backtrader
+from qf.engines.backtrader.strategy import run_backtrader
+from qf.engines.kernels.risk import RiskConfig
 from qf.engines.result import EngineResult
-from qf.engines.risk import RiskConfig
-from qf.engines.vbt import run_vectorbt
+from qf.engines.vectorbt import run_vectorbt
 from qf.errors import ConfigError, DataError
 from qf.parity import compare
 from qf.pipeline import compute_targets

@@ -14,10 +14,10 @@ import pytest
 
 from qf.bars import Bars, validate
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt import run_backtrader
-from qf.engines.orders import plan_orders_nb
-from qf.engines.risk import RiskConfig
-from qf.engines.vbt import run_vectorbt
+from qf.engines.backtrader.strategy import run_backtrader
+from qf.engines.kernels.orders import plan_orders_nb
+from qf.engines.kernels.risk import RiskConfig
+from qf.engines.vectorbt import run_vectorbt
 
 
 def _bars(n: int = 160, k: int = 6, seed: int = 3) -> Bars:

@@ -17,9 +17,9 @@ from qf.bars import Bars, validate
 from qf.components import DataSource
 from qf.components import Params as BaseParams
 from qf.config.loader import LoadedExperiment, Source, build
-from qf.engines.bt import run_backtrader
+from qf.engines.backtrader.strategy import run_backtrader
 from qf.engines.result import EngineResult
-from qf.engines.vbt import run_vectorbt
+from qf.engines.vectorbt import run_vectorbt
 from qf.parity import ParityReport, compare
 from qf.pipeline import compute_targets
 

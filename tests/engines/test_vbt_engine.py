@@ -10,10 +10,10 @@ from vectorbt.portfolio.nb import order_nb, order_nothing_nb
 
 from qf.bars import Bars, validate
 from qf.config.schema import ExecutionSpec, RebalanceSpec
-from qf.engines.orders import update_avg_price_nb
-from qf.engines.risk import RiskConfig
-from qf.engines.step import decide_nb
-from qf.engines.vbt import run_vectorbt
+from qf.engines.kernels.orders import update_avg_price_nb
+from qf.engines.kernels.risk import RiskConfig
+from qf.engines.kernels.step import decide_nb
+from qf.engines.vectorbt import run_vectorbt
 from qf.errors import QfError
 from qf.rebalance import rebalance_dates
 
@@ -204,8 +204,8 @@ def test_cached_kernel_equals_vectorbt_from_order_func(fill, fractional):
     import vectorbt as vbt
 
     from qf.engines.inputs import build_inputs
-    from qf.engines.risk import new_state
-    from qf.engines.vbt import simulate
+    from qf.engines.kernels.risk import new_state
+    from qf.engines.vectorbt import simulate
 
     bars = _bars(k=4, seed=11)
     rng = np.random.default_rng(5)

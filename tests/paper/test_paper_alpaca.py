@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from qf.cli.paper import paper
 from qf.config.loader import load_experiment
 from qf.config.schema import RebalanceSpec
-from qf.engines.bt import run_backtrader
+from qf.engines.backtrader.strategy import run_backtrader
 from qf.errors import DataError, QfError
 from qf.paper.session import PaperOptions, run_paper
 from qf.paper.state import PLANNED, PaperState

@@ -20,9 +20,9 @@ from qf.bars import Bars, validate
 from qf.components import DataSource
 from qf.config.loader import Source, build, load_experiment
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt import run_backtrader
+from qf.engines.backtrader.strategy import run_backtrader
 from qf.engines.costs import cost_arrays
-from qf.engines.risk import RiskConfig
+from qf.engines.kernels.risk import RiskConfig
 from qf.paper.session import PaperOptions, run_paper, warmup_bars
 from qf.paper.state import PaperState
 from qf.paper.strategy import SessionArrays

@@ -22,7 +22,7 @@ from qf.cli.main import app as main_app
 from qf.cli.paper import paper
 from qf.config.loader import load_experiment
 from qf.config.schema import RebalanceSpec
-from qf.engines.bt import run_backtrader
+from qf.engines.backtrader.strategy import run_backtrader
 from qf.errors import QfError
 from qf.paper.feed import ReplaySource
 from qf.paper.schedule import index_calendar, is_decision

@@ -29,7 +29,7 @@ from qf.cli.main import SUMMARY
 from qf.cli.main import app as main_app
 from qf.components import DataSource
 from qf.config.loader import Source, build, load_experiment
-from qf.engines.bt import run_backtrader
+from qf.engines.backtrader.strategy import run_backtrader
 from qf.paper.session import PaperOptions, run_paper, warmup_bars
 from qf.pipeline import compute_targets
 
@@ -187,7 +187,7 @@ def test_sim_replay_on_gaps_and_delistings_places_the_backtests_orders(fill, on_
 
 def test_live_arrays_treat_a_missing_bar_as_a_gap_never_traded():
     from qf.config.schema import ExecutionSpec
-    from qf.engines.risk import RiskConfig
+    from qf.engines.kernels.risk import RiskConfig
     from qf.paper.strategy import SessionArrays
 
     idx = pd.bdate_range("2024-01-01", periods=3)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from qf.engines.risk import RiskConfig
+from qf.engines.kernels.risk import RiskConfig
 from qf.registry import get_registry
 from qf.testing.contracts import (
     assert_risk_rule_idempotent,

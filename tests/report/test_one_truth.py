@@ -227,8 +227,8 @@ sweep:
 
 
 def test_sweep_honours_the_engine_and_its_best_combination_passes_parity(tmp_path, monkeypatch):
-    import qf.engines.bt as bt
-    from qf.research.run import run_sweep
+    import qf.engines.backtrader.strategy as bt
+    from qf.research.sweep import run_sweep
 
     calls = []
     real = bt.run_backtrader

@@ -66,8 +66,8 @@ def test_round_trips_equal_vectorbt_on_a_qf_engine_run():
     """The vectorbt engine's own Portfolio (partial rebalances of several symbols) against trades.csv's rows."""
     pytest.importorskip("vectorbt")
     from qf.config.schema import ExecutionSpec
-    from qf.engines.risk import RiskConfig
-    from qf.engines.vbt import run_vectorbt
+    from qf.engines.kernels.risk import RiskConfig
+    from qf.engines.vectorbt import run_vectorbt
     from qf.testing.contracts import sample_bars
 
     bars = sample_bars(n_symbols=3, n_bars=120, seed=4, unlisted=1)

@@ -18,7 +18,7 @@ from qf.errors import QfError
 from qf.report.metrics import eval_returns
 from qf.research.cpcv import combo_returns, run_cpcv
 from qf.research.overfitting import annual_sharpe, cpcv, cpcv_paths, cpcv_splits, n_paths, pbo
-from qf.research.run import grid_of, run_sweep
+from qf.research.sweep import grid_of, run_sweep
 from qf.runner import run_experiment
 
 SQ = math.sqrt(252)

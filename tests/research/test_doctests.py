@@ -10,7 +10,7 @@ import pytest
 MODULES = [
     "qf.research.grid",
     "qf.research.stats",
-    "qf.research.walkforward",
+    "qf.research.folds",
     "qf.research.sma_sweep",
     "qf.research.executors",
 ]

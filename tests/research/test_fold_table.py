@@ -7,7 +7,7 @@ import io
 import pandas as pd
 from rich.console import Console
 
-from qf.research.wf_run import _print_folds
+from qf.research.walk_forward import _print_folds
 
 
 def _folds(**extra) -> pd.DataFrame:

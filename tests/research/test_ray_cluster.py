@@ -24,7 +24,7 @@ from qf.config.loader import load_experiment
 from qf.errors import QfError
 from qf.research import ray_cluster
 from qf.research.ray_cluster import ClusterError, check_versions, connect_error, job_runtime_env, local_files
-from qf.research.run import ComboTask, evaluate_chunk, evaluate_grid, grid_of
+from qf.research.sweep import ComboTask, evaluate_chunk, evaluate_grid, grid_of
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'qf[ray]')")
 

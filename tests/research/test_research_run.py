@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from qf.config.loader import load_experiment
-from qf.research.run import combo_experiment, evaluate_grid, grid_of, run_sweep
-from qf.research.walkforward import walk_forward_splits
+from qf.research.folds import walk_forward_splits
+from qf.research.sweep import combo_experiment, evaluate_grid, grid_of, run_sweep
 from qf.runner import run_experiment
 
 YAML = """
@@ -115,7 +115,7 @@ def test_walk_forward_choices_depend_only_on_train_data(tmp_path):
 
 
 def test_walk_forward_run_stitches_out_of_sample(tmp_path):
-    from qf.research.wf_run import run_walk_forward
+    from qf.research.walk_forward import run_walk_forward
 
     p = tmp_path / "wf.yaml"
     p.write_text(WF_YAML)

@@ -15,10 +15,10 @@ import yaml
 
 from qf.config.loader import load_experiment
 from qf.engines.batch import run_vectorbt_light
-from qf.engines.vbt import run_vectorbt
+from qf.engines.vectorbt import run_vectorbt
 from qf.pipeline import compute_targets
-from qf.research import run as research_run
-from qf.research.run import METRICS, PERIOD, combo_experiment, evaluate_grid, grid_of, simulate
+from qf.research import sweep as research_run
+from qf.research.sweep import METRICS, PERIOD, combo_experiment, evaluate_grid, grid_of, simulate
 from qf.runner import run_experiment
 
 BASE = {

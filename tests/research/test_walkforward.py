@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from qf.research.walkforward import Fold, walk_forward_splits
+from qf.research.folds import Fold, walk_forward_splits
 
 
 def _spans(folds: list[Fold]) -> list[tuple[int, int, int, int]]:

@@ -23,8 +23,8 @@ from qf.cli.main import app
 from qf.config.loader import load_experiment
 from qf.errors import QfError
 from qf.pipeline import compute_targets
-from qf.research.walkforward import walk_forward_splits
-from qf.research.wf_run import run_walk_forward
+from qf.research.folds import walk_forward_splits
+from qf.research.walk_forward import run_walk_forward
 from qf.runner import run_engine
 from qf.testing.contracts import sample_bars
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from qf.engines.risk import RiskConfig, merge, new_state, risk_step_nb
+from qf.engines.kernels.risk import RiskConfig, merge, new_state, risk_step_nb
 from qf.testing.contracts import sample_bars
 from qf_plugins.risk.daily_loss_limit import DailyLossLimit
 from qf_plugins.risk.drawdown_halt import DrawdownHalt

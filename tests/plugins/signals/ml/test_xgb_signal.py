@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from qf.bars import Bars, validate
 from qf.errors import QfError
-from qf.research.walkforward import walk_forward_splits
+from qf.research.folds import walk_forward_splits
 from qf.testing.contracts import assert_signal_no_lookahead, assert_signal_valid, sample_bars
 from qf_plugins.signals.ml.metrics import pinball_loss
 from qf_plugins.signals.xgb import XGBoostSignal, load

@@ -18,8 +18,8 @@ from rich.console import Console
 
 from qf.bars import Bars
 from qf.config.loader import load_experiment
-from qf.research.walkforward import walk_forward_splits
-from qf.research.wf_run import run_walk_forward
+from qf.research.folds import walk_forward_splits
+from qf.research.walk_forward import run_walk_forward
 from qf.testing.contracts import sample_bars
 from qf_plugins.signals import xgb as xgb_module
 from qf_plugins.signals.ml import features as features_module

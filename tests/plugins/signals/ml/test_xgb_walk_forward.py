@@ -15,8 +15,8 @@ from qf.bars import Bars, validate
 from qf.config.loader import load_experiment
 from qf.errors import QfError
 from qf.pipeline import targets_at
-from qf.research.walkforward import walk_forward_splits
-from qf.research.wf_run import run_walk_forward
+from qf.research.folds import walk_forward_splits
+from qf.research.walk_forward import run_walk_forward
 from qf.runner import run_experiment
 from qf.testing.contracts import sample_bars
 from qf_plugins.signals.xgb import XGBoostSignal

@@ -4,7 +4,7 @@ Exact semantics of :func:`walk_forward_splits` (all positions are bar numbers, `
 
 * Test windows: ``test_k = [s_k, s_k + test)`` with ``s_0 = train`` and ``s_{k+1} = s_k + test``. They
   tile the out-of-sample span ``[train, train + n_folds * test)`` with no gap and no overlap, so one
-  account can trade the whole span (what :mod:`qf.research.wf_run` does). Folds are generated while the
+  account can trade the whole span (what :mod:`qf.research.walk_forward` does). Folds are generated while the
   test window fits in ``n_bars``; with ``allow_partial=True`` one last, shorter test window reaches the
   end of the data.
 * ``step`` (distance between test starts) must equal ``test`` (its default). A larger step would leave

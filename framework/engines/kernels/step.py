@@ -18,8 +18,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from qf.engines.orders import plan_costed_nb
-from qf.engines.risk import risk_step_nb
+from qf.engines.kernels.orders import plan_costed_nb
+from qf.engines.kernels.risk import risk_step_nb
 
 EVENT_FLATTEN, EVENT_STOP = 1, 2
 

@@ -1,6 +1,6 @@
 """The vectorbt engine: targets -> vectorbt's order-function simulation -> a ``vbt.Portfolio``.
 
-One path serves stateless and stateful rules alike: at each bar :func:`qf.engines.step.decide_nb` (the
+One path serves stateless and stateful rules alike: at each bar :func:`qf.engines.kernels.step.decide_nb` (the
 stateful risk kernel on the simulated portfolio, then orders planned from the fill price; the same step
 the backtrader engine runs) decides, sells go before buys, and vectorbt's own ``process_order_nb``
 executes exactly those quantities (never on a bar the symbol did not trade: see :mod:`qf.engines.inputs`
@@ -22,10 +22,10 @@ from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.costs import CostArrays
 from qf.engines.inputs import SimInputs, build_inputs
-from qf.engines.orders import update_avg_price_nb
+from qf.engines.kernels.orders import update_avg_price_nb
+from qf.engines.kernels.risk import RiskConfig, new_state
+from qf.engines.kernels.step import decide_costed_nb
 from qf.engines.result import ORDER_COLUMNS, EngineResult, events_frame
-from qf.engines.risk import RiskConfig, new_state
-from qf.engines.step import decide_costed_nb
 from qf.errors import QfError
 
 

@@ -10,7 +10,7 @@ real execution, then :meth:`getcommission` once per leg, then ``confirmexec`` on
 scheme counts the legs between those two calls and charges the fixed fee on the first leg only. Outside
 an execution every call charges the fixed fee. Backtrader's submission-time check (``checksubmit``) pseudo-executes
 orders without that call, so it cannot tell the legs of one order from two orders; qf's engine turns that
-check off (see :mod:`qf.engines.bt`) and relies on the real execution's cash check instead.
+check off (see :mod:`qf.engines.backtrader.strategy`) and relies on the real execution's cash check instead.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The backtrader engine: one generic ``bt.Strategy`` that drives qf's pipeline bar by bar.
 
 It calls the same kernels as the vectorbt engine, so the two agree to rounding: at each bar,
-:func:`decide_nb` evaluates the stateful risk kernel (:func:`qf.engines.risk.risk_step_nb`) on the real
+:func:`decide_nb` evaluates the stateful risk kernel (:func:`qf.engines.kernels.risk.risk_step_nb`) on the real
 broker state at the decision bar (its cash and positions valued at the decision close, the average entry
-prices tracked from the fills with :func:`qf.engines.orders.update_avg_price_nb`), then plans the orders
-with :func:`qf.engines.orders.plan_orders_nb` from the fill price; the strategy sends sells before buys.
+prices tracked from the fills with :func:`qf.engines.kernels.orders.update_avg_price_nb`), then plans the orders
+with :func:`qf.engines.kernels.orders.plan_orders_nb` from the fill price; the strategy sends sells before buys.
 
 Fill conventions. Cerebro runs with ``cheat_on_open``: ``next_open`` of bar ``i`` sees bar ``i`` before the
 broker processes it, and every order is placed there and filled in the same broker step:
@@ -24,7 +24,7 @@ at), but the strategy decides on :class:`qf.engines.inputs.SimInputs`, where suc
 so no order is ever placed on it (it waits for the symbol's next real bar); a delisted symbol is closed on
 its last bar or held at its last close, as ``execution.on_delist`` says (see :mod:`qf.engines.inputs`).
 
-Costs: :class:`qf.engines.bt_commission.QfCommission` charges ``fees * value + fixed_fees`` per order, and
+Costs: :class:`qf.engines.backtrader.commission.QfCommission` charges ``fees * value + fixed_fees`` per order, and
 the broker's percentage slippage is set with ``slip_out`` so that it is ``price * (1 +/- slippage)`` even
 outside the bar's high/low, as in vectorbt. Under a cost model (:mod:`qf.engines.costs`) each order carries
 the slippage fraction the planner computed for it (``order.info.qf_slippage``), and the broker uses that
@@ -50,14 +50,14 @@ from qf.bars import Bars, valuation_bars
 from qf.components import Broker
 from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
-from qf.engines.bt_commission import QfCommission
-from qf.engines.bt_feed import feeds_from_bars
+from qf.engines.backtrader.commission import QfCommission
+from qf.engines.backtrader.feed import feeds_from_bars
 from qf.engines.costs import CostArrays
 from qf.engines.inputs import SimInputs, build_inputs
-from qf.engines.orders import update_avg_price_nb
+from qf.engines.kernels.orders import update_avg_price_nb
+from qf.engines.kernels.risk import RiskConfig, new_state
+from qf.engines.kernels.step import decide_costed_nb, decide_nb, fill_value_nb
 from qf.engines.result import ORDER_COLUMNS, EngineResult, events_frame
-from qf.engines.risk import RiskConfig, new_state
-from qf.engines.step import decide_costed_nb, decide_nb, fill_value_nb
 from qf.errors import QfError
 
 
@@ -366,7 +366,7 @@ def run_backtrader(
     broker: Broker | None = None,
     experiment: LoadedExperiment | None = None,
 ) -> EngineResult:
-    """Run the targets bar by bar in backtrader; the result matches :func:`qf.engines.vbt.run_vectorbt`.
+    """Run the targets bar by bar in backtrader; the result matches :func:`qf.engines.vectorbt.run_vectorbt`.
 
     Give either ``targets`` (weights indexed by decision dates, as :func:`qf.pipeline.compute_targets`
     makes them) or ``experiment=`` without targets: then the strategy recomputes the targets from the

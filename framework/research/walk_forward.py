@@ -1,6 +1,6 @@
 """Walk-forward runs: choose on each train window only, then trade every test window with ONE account.
 
-For every fold (see :mod:`qf.research.walkforward` for the windows): the sweep (if any) is evaluated on
+For every fold (see :mod:`qf.research.folds` for the windows): the sweep (if any) is evaluated on
 the fold's purged train window alone and its best combination is taken; a trainable signal model is
 fitted on that window; then the pipeline runs on the history up to the end of the test window (signals
 only ever look back) and only the target rows decided inside the test window are kept. The test
@@ -67,8 +67,8 @@ from qf.pipeline import Targets, apply_weights, compute_signal, risk_config
 from qf.rebalance import rebalance_dates
 from qf.report import writer
 from qf.report.metrics import compute_metrics, evaluation_start
-from qf.research.run import _python, combo_experiment, evaluate_grid, grid_of, rank
-from qf.research.walkforward import Fold, walk_forward_splits
+from qf.research.folds import Fold, walk_forward_splits
+from qf.research.sweep import _python, combo_experiment, evaluate_grid, grid_of, rank
 
 __all__ = ["FoldPlan", "fold_targets", "run_walk_forward"]
 

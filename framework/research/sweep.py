@@ -370,25 +370,6 @@ def _progress(console: Console):
                     TimeRemainingColumn(), console=console, transient=True)
 
 
-def run_research(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
-    """Run the experiment's walk-forward, CPCV or sweep. With ``execution.check_lookahead`` the experiment's
-    own components (the file's params) get the look-ahead check on the data first: a leak is in a
-    component's code, whichever combination is chosen later."""
-    if exp.spec.execution.check_lookahead:
-        from qf.lookahead import guard_run
-
-        guard_run(exp, exp.data.load())
-    if exp.spec.walk_forward is not None:
-        from qf.research.wf_run import run_walk_forward
-
-        return run_walk_forward(exp, out, console)
-    if exp.spec.validation is not None:
-        from qf.research.cpcv import run_cpcv
-
-        return run_cpcv(exp, out, console)
-    return run_sweep(exp, out, console)
-
-
 def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     from qf.runner import RunOutcome, default_report_dir, write_report
 
