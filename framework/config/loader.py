@@ -147,6 +147,13 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+# YAML 1.1 (PyYAML) reads ``1e9`` as the string "1e9" (its floats need a dot); researchers write sweep values and
+# sizes that way and mean numbers (YAML 1.2 agrees), so exponent-only floats resolve as floats too
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _check_size(text: str, where: str, with_line: bool = True) -> None:

@@ -422,3 +422,16 @@ def test_epoch_dates_in_the_sweep_free_path_keep_working(tmp_path):
     assert result.exit_code == 0, result.output
     bars = load_experiment(tmp_path / "exp.yaml").data.load()
     assert bars.index[0] == pd.Timestamp("2020-01-01") and np.isclose(bars.close.iloc[-1, 0], 12.9)
+
+
+def test_exponent_only_floats_are_numbers(tmp_path):
+    """PyYAML alone reads ``1e6`` as the string '1e6'; qf reads it as the number a researcher means (YAML 1.2),
+    also inside sweep values, where a string would reach the grid and best.json."""
+    (tmp_path / "exp.yaml").write_text(_text({8: "execution: {initial_cash: 1e6, fees: 5e-4}"},
+                                             ("sweep:", "  params:", "    execution.initial_cash: [1e5, 2E5]")))
+    exp = load_experiment(tmp_path / "exp.yaml")
+    assert exp.spec.execution.initial_cash == 1_000_000.0 and exp.spec.execution.fees == 0.0005
+    assert exp.raw["sweep"]["params"]["execution.initial_cash"] == [100_000.0, 200_000.0]
+    assert all(isinstance(x, float) for x in exp.raw["sweep"]["params"]["execution.initial_cash"])
+    (tmp_path / "quoted.yaml").write_text(_text({1: 'name: "1e9"'}))
+    assert load_experiment(tmp_path / "quoted.yaml").name == "1e9"
