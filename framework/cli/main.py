@@ -160,9 +160,11 @@ def validate(
     """Check an experiment without running it: schema, component names, every component's params, the sweep.
 
     What depends on the data's length (rebalance period, walk-forward windows) is checked too when the data
-    is local (sample, csv, parquet); other sources are checked when ``qf run`` loads them. ``--lookahead``
+    is local (sample, csv, parquet); files of your own (csv, parquet) are always read and checked; other
+    sources are checked when ``qf run`` loads them. ``--lookahead``
     loads the data and runs the look-ahead and warmup checks of :mod:`qf.lookahead` on it.
     """
+    from qf.components import PathResolving
     from qf.config.loader import load_experiment, needs_data
 
     try:
@@ -172,7 +174,9 @@ def validate(
 
             validate_lookahead(exp, out, err)
             return
-        if needs_data(exp) and exp.data.loads_offline:
+        if exp.data.loads_offline and (needs_data(exp) or isinstance(exp.data, PathResolving)):
+            # the user's own files are read and checked (a missing or malformed file fails here, not in
+            # `qf run`); shipped sample data is known good and loaded only when a length rule needs it
             exp.data.load()  # checked against the experiment on load
     except QfError as exc:
         fail(exc)
