@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 Overrides = Mapping[str, Any] | Iterable[str] | None
 
 
+def _python(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (plain values unchanged)."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, list | dict) else value
+
+
 def _yaml_text(value: Any) -> str:
     """``value`` as the text a user would type after ``--set key=`` (read back as YAML by the loader)."""
     if isinstance(value, str):
@@ -205,7 +210,6 @@ def run(path: str | Path, set: Overrides = None, engine: str | None = None) -> R
         res.equity.iloc[-1], res.metrics["trades"]["win_rate"]
     """
     from qf.config.loader import load_experiment
-    from qf.registry import get_registry
     from qf.runner import run_experiment
 
     exp = load_experiment(path, overrides_of(set, engine))
@@ -215,7 +219,7 @@ def run(path: str | Path, set: Overrides = None, engine: str | None = None) -> R
     if exp.spec.sweep is not None:
         raise QfError(f"{path}: has a sweep: section; use qf.sweep({str(path)!r}) for its table, or "
                       "set={'sweep': None} to run the file's own parameters")
-    outcome = run_experiment(exp, write=False, registry=get_registry())
+    outcome = run_experiment(exp, write=False)  # fires the lifecycle hooks (kind "backtest")
     result = Result(outcome)
     result.trades  # noqa: B018 - the trade summary belongs in the metrics from the start
     return result
@@ -241,6 +245,7 @@ def sweep(path: str | Path, set: Overrides = None, out: str | Path | None = None
     from qf.config.loader import load_experiment
     from qf.report import writer
     from qf.research.sweep import evaluate_grid, grid_of, rank, run_sweep
+    from qf.runner import lifecycle
 
     exp = load_experiment(path, overrides_of(set), max_combos=max_combos)
     if exp.spec.sweep is None:
@@ -250,8 +255,15 @@ def sweep(path: str | Path, set: Overrides = None, out: str | Path | None = None
         raise QfError(f"{path}: has a walk_forward: section; run it with `qf run {path}`")
     if out is not None:
         writer.check_report_target(Path(out), Path(exp.spec.report.dir), exp.name)
-        report_dir = run_sweep(exp, Path(out), Console(quiet=True))
-        table = pd.read_parquet(report_dir / "sweep.parquet")
-    else:
-        table = evaluate_grid(exp, exp.data.load(), grid_of(exp))
-    return rank(table, exp.spec.sweep.metric).reset_index(drop=True)
+    with lifecycle(exp, "sweep") as run:
+        if out is not None:
+            run.report_dir = run_sweep(exp, Path(out), Console(quiet=True))
+            run.read_metrics()
+            table = pd.read_parquet(run.report_dir / "sweep.parquet")
+        else:
+            table = evaluate_grid(exp, exp.data.load(), grid_of(exp))
+        table = rank(table, exp.spec.sweep.metric).reset_index(drop=True)
+        if out is None:  # nothing written: the hooks get the table and the best row's figures
+            run.outcome = table
+            run.metrics = {k: _python(v) for k, v in table.iloc[0].items()} if len(table) else {}
+    return table

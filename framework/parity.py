@@ -2,10 +2,12 @@
 
 :func:`compare` lines up two :class:`qf.engines.result.EngineResult` objects: final equity, the equity path
 bar by bar, the orders (matched on time, symbol and side, with quantities equal within the tolerance)
-and the risk events. ``qf parity EXP.yaml`` runs both engines and prints the report.
+and the risk events. :func:`run_parity` runs an experiment in both engines and compares them inside one
+:func:`qf.runner.lifecycle` (kind ``parity``); ``qf parity EXP.yaml`` uses it and prints the report.
 
 Example::
 
+    report = run_parity(exp)          # or, by hand:
     a = run_experiment(exp, engine="vectorbt", write=False).result
     b = run_experiment(exp, engine="backtrader", write=False).result
     report = compare(a, b)
@@ -14,12 +16,19 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from qf.config.loader import LoadedExperiment
 from qf.engines.result import ORDER_COLUMNS, EngineResult
+from qf.runner import lifecycle, run_experiment
+
+ENGINES = ("vectorbt", "backtrader")
 
 KEY = ["time", "symbol", "side"]
 
@@ -164,3 +173,29 @@ def compare(result_a: EngineResult, result_b: EngineResult, tolerance: float = 1
         fees_a=result_a.fees_paid,
         fees_b=result_b.fees_paid,
     )
+
+
+def run_parity(exp: LoadedExperiment, tolerance: float = 1e-9,
+               progress: Callable[[str], AbstractContextManager[Any]] = lambda _: nullcontext()) -> ParityReport:
+    """Run ``exp`` in vectorbt and in backtrader (nothing written) and :func:`compare` them.
+
+    The lifecycle hooks fire once for the pair (kind ``parity``; their ``result.outcome`` is the
+    :class:`ParityReport`, ``result.metrics`` its headline figures). ``progress(engine)`` returns a
+    context manager held while that engine runs (e.g. a console status line).
+
+    Example::
+
+        report = run_parity(load_experiment("experiments/sma_cross.yaml"), tolerance=1e-9)
+        report.ok
+    """
+    with lifecycle(exp, "parity") as run:
+        results = []
+        for engine in ENGINES:
+            with progress(engine):
+                results.append(run_experiment(exp, engine=engine, write=False).result)
+        report = compare(results[0], results[1], tolerance)
+        run.outcome = report
+        run.metrics = {"ok": report.ok, "final_rel_diff": report.final_rel_diff,
+                       "max_rel_diff": report.max_rel_diff, "matched": report.matched,
+                       "orders_a": report.orders_a, "orders_b": report.orders_b}
+    return report

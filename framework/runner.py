@@ -1,4 +1,11 @@
-"""One backtest run end to end: load, pipeline, engine, metrics, report.
+"""One backtest run end to end (load, pipeline, engine, metrics, report), and the run lifecycle every
+runner goes through.
+
+:func:`lifecycle` is the one place that fires the ``qf_before_run`` / ``qf_after_run`` hooks: single runs
+(:func:`run_experiment`), sweeps, walk-forward and CPCV (:func:`qf.research.study.run_research`), ``qf
+parity``, paper sessions, ``qf watch`` and the Python API (``qf.run`` / ``qf.sweep``) all wrap their work
+in it. A run started inside another one (the two engine runs of ``qf parity``) fires nothing itself: the
+hooks see one run per command.
 
 Example::
 
@@ -9,9 +16,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -20,6 +31,7 @@ from qf.config.loader import LoadedExperiment
 from qf.engines.result import EngineResult
 from qf.errors import QfError
 from qf.pipeline import Targets, compute_targets
+from qf.registry import Registry, get_registry, loaded
 from qf.report import writer
 from qf.report.index import write_index
 from qf.report.metrics import compute_metrics, eval_returns, evaluation_start
@@ -40,6 +52,90 @@ class RunOutcome:
 
 def _noop(_: str) -> None:
     return None
+
+
+RunKind = Literal["backtest", "sweep", "walk_forward", "cpcv", "parity", "paper"]
+RUN_KINDS: tuple[RunKind, ...] = ("backtest", "sweep", "walk_forward", "cpcv", "parity", "paper")
+
+
+@dataclass
+class RunRecord:
+    """One run as the lifecycle hooks see it: ``qf_after_run(experiment, result, report_dir)`` gets it as
+    ``result``. ``kind`` says which runner ran; ``metrics`` is always a dict of the run's headline figures;
+    ``outcome`` is the runner's own object:
+
+    ============== ============================================ ==================================================
+    kind           run by                                       outcome / metrics
+    ============== ============================================ ==================================================
+    backtest       ``qf run``, ``qf.run``, ``qf watch``          :class:`RunOutcome` / its metrics.json dict
+    sweep          ``qf run`` (``sweep:``), ``qf.sweep``         the ranked table (``qf.sweep`` without ``out``), else
+                                                                None / the best combination's metrics
+    walk_forward   ``qf run`` (``walk_forward:``)                None / the out-of-sample account's metrics
+    cpcv           ``qf run`` (``validation:``)                  None / the full-period best combination's metrics
+    parity         ``qf parity``                                 :class:`qf.parity.ParityReport` / ``ok``,
+                                                                ``final_rel_diff``, ``max_rel_diff``, ``matched``
+    paper          ``qf paper`` (sim replay or live)             :class:`qf.paper.session.PaperOutcome` / the
+                                                                session's metrics ({} when nothing was written)
+    ============== ============================================ ==================================================
+
+    ``report_dir`` is the folder written (None when nothing was, e.g. ``qf.run``).
+
+    Example::
+
+        @hookimpl
+        def qf_after_run(experiment, result, report_dir):
+            if result.kind in ("backtest", "paper"):
+                print(experiment.name, result.kind, result.metrics.get("sharpe"))
+    """
+
+    kind: RunKind
+    experiment: LoadedExperiment
+    outcome: Any = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    report_dir: Path | None = None
+    # False when the runner found nothing to run (a paper replay that had already ended): no after-run hook
+    ran: bool = True
+
+    def read_metrics(self) -> None:
+        """Fill ``metrics`` from ``report_dir/metrics.json`` (the runners that return only a folder)."""
+        if self.report_dir is not None and (Path(self.report_dir) / "metrics.json").is_file():
+            self.metrics = json.loads((Path(self.report_dir) / "metrics.json").read_text())
+
+
+# the run the hooks were fired for in this thread/task; a run started inside it fires none itself
+_ACTIVE: ContextVar[RunRecord | None] = ContextVar("qf_active_run", default=None)
+
+
+@contextmanager
+def lifecycle(experiment: LoadedExperiment, kind: RunKind, registry: Registry | None = None) -> Iterator[RunRecord]:
+    """Fire ``qf_before_run`` now and ``qf_after_run`` when the block ends without an exception.
+
+    The block fills the yielded :class:`RunRecord` (``outcome``, ``metrics``, ``report_dir``). A hook that
+    raises in ``qf_before_run`` aborts the run before the block starts. Inside another lifecycle block this
+    one fires nothing (the outer run is the one the hooks see). ``registry`` defaults to the process's
+    :func:`qf.registry.get_registry`.
+
+    Example::
+
+        with lifecycle(exp, "backtest") as run:
+            run.outcome = outcome = run_experiment(exp)   # fires nothing itself: nested
+            run.metrics, run.report_dir = outcome.metrics, outcome.report_dir
+    """
+    if kind not in RUN_KINDS:
+        raise ValueError(f"unknown run kind {kind!r}; one of {', '.join(RUN_KINDS)}")
+    record = RunRecord(kind, experiment)
+    if _ACTIVE.get() is not None:
+        yield record
+        return
+    reg = registry if registry is not None else get_registry()
+    reg.call_before_run(experiment)
+    token = _ACTIVE.set(record)
+    try:
+        yield record
+    finally:
+        _ACTIVE.reset(token)
+    if record.ran:
+        reg.call_after_run(experiment, record, record.report_dir)
 
 
 def run_engine(exp: LoadedExperiment, bars: Bars, targets: Targets, engine: str) -> EngineResult:
@@ -83,8 +179,6 @@ def benchmark_returns(exp: LoadedExperiment, bars: Bars) -> pd.Series:
 
 def _plugin_versions() -> dict[str, str]:
     """Every plugin (built-in and third-party) loaded for this run, with its distribution's version."""
-    from qf.registry import get_registry, loaded
-
     try:
         return dict(loaded(get_registry().pm))
     except QfError:
@@ -158,11 +252,16 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
 
 
 def run_experiment(exp: LoadedExperiment, out: Path | None = None, engine: str | None = None,
-                   step: Step = _noop, write: bool = True, registry=None) -> RunOutcome:
-    """Run ``exp`` once and (unless ``write=False``) write its report folder."""
-    engine = engine or exp.spec.execution.engine
-    if registry is not None:
-        registry.call_before_run(exp)
+                   step: Step = _noop, write: bool = True, registry: Registry | None = None) -> RunOutcome:
+    """Run ``exp`` once and (unless ``write=False``) write its report folder, inside :func:`lifecycle`
+    (kind ``backtest``; ``registry`` defaults to the process's)."""
+    with lifecycle(exp, "backtest", registry) as run:
+        run.outcome = outcome = _run_once(exp, out, engine or exp.spec.execution.engine, step, write)
+        run.metrics, run.report_dir = outcome.metrics, outcome.report_dir
+    return outcome
+
+
+def _run_once(exp: LoadedExperiment, out: Path | None, engine: str, step: Step, write: bool) -> RunOutcome:
     step("loading data")
     bars = exp.data.load()
     if exp.spec.execution.check_lookahead:
@@ -181,6 +280,4 @@ def run_experiment(exp: LoadedExperiment, out: Path | None = None, engine: str |
         run_id = writer.new_run_id()
         out = Path(out) if out is not None else default_report_dir(exp, run_id)
         outcome.report_dir = write_report(exp, outcome, out, out.name, engine)
-    if registry is not None:
-        registry.call_after_run(exp, outcome, outcome.report_dir)
     return outcome

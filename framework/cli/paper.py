@@ -131,7 +131,6 @@ def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | N
     from qf.config.loader import load_experiment
     from qf.paper.session import PaperOptions, run_paper
     from qf.paper.view import Pace, render, status_line
-    from qf.registry import get_registry
 
     try:
         exp = load_experiment(experiment, list(set_ or []))
@@ -160,7 +159,7 @@ def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | N
                         live.update(render(view, shown))
 
                 try:
-                    outcome = run_paper(exp, options, on_update=show, registry=get_registry())
+                    outcome = run_paper(exp, options, on_update=show)  # fires the lifecycle hooks (kind "paper")
                 finally:
                     if latest[0] is not None:  # the last state, even if throttled away
                         live.update(render(latest[0], pace if latest[0].mode == "sim" else None))
@@ -177,7 +176,7 @@ def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | N
                 if view.mode != "sim" or speed > 0 or news:
                     err.print(escape(status_line(view, shown)), highlight=False)
 
-            outcome = run_paper(exp, options, on_update=line, registry=get_registry())
+            outcome = run_paper(exp, options, on_update=line)
     except QfError as exc:
         _fail(exc)
     return exp.name, outcome, pace

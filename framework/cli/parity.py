@@ -24,8 +24,6 @@ from qf.errors import QfError
 out = Console()
 err = Console(stderr=True)
 
-ENGINES = ("vectorbt", "backtrader")
-
 
 def _fail(exc: QfError) -> None:
     for line in exc.problems:
@@ -136,8 +134,7 @@ def parity(
     qf parity reports/sma_cross/<run-id> for the exact configuration of a run (a sweep's best combination)
     """
     from qf.config.loader import load_experiment
-    from qf.parity import compare
-    from qf.runner import run_experiment
+    from qf.parity import run_parity
 
     try:
         if experiment.is_dir():
@@ -149,14 +146,10 @@ def parity(
         if exp.spec.sweep is not None or exp.spec.walk_forward is not None:
             err.print("note: parity runs the experiment's own parameters, not its sweep or walk-forward; "
                       "give a sweep's run folder, or --set the combination and --set sweep=null", highlight=False)
-        results = []
-        for engine in ENGINES:
-            with err.status(f"{exp.name}: running {engine}"):
-                results.append(run_experiment(exp, engine=engine, write=False).result)
+        report = run_parity(exp, tolerance, progress=lambda engine: err.status(f"{exp.name}: running {engine}"))
     except QfError as exc:
         _fail(exc)
         return
-    report = compare(results[0], results[1], tolerance)
     out.print(render(report, f"{exp.name}: parity at tolerance {tolerance:g}"))
     if not report.orders_equal:
         out.print(_unmatched(report))

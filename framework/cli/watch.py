@@ -193,8 +193,7 @@ class Watcher:
         it was printed.
         """
         from qf.config.loader import load_experiment
-        from qf.registry import get_registry
-        from qf.runner import default_report_dir, run_experiment, write_report
+        from qf.runner import lifecycle, run_experiment
 
         self.runs += 1
         t0 = time.perf_counter()
@@ -206,12 +205,18 @@ class Watcher:
             if exp.spec.sweep is not None or exp.spec.walk_forward is not None or exp.spec.validation is not None:
                 raise QfError(f"{self.experiment}: qf watch runs single experiments; run sweeps and "
                               "walk-forward with qf run")
-            registry = get_registry()
-            registry.call_before_run(exp)
-            outcome = run_experiment(exp, write=False)
-            from qf.report.trades import run_trades
+            with lifecycle(exp, "backtest") as run:  # the lifecycle hooks see each watched run
+                run.outcome = outcome = run_experiment(exp, write=False)  # nested: fires nothing itself
+                from qf.report.trades import run_trades
 
-            run_trades(outcome)  # the trade summary line, as qf run shows it
+                run_trades(outcome)  # the trade summary line, as qf run shows it
+                run.metrics = metrics = outcome.metrics
+                when = f"summary in {time.perf_counter() - t0:.2f} s"
+                if saved_at is not None:  # the poll's delay included
+                    when = f"summary {max(time.perf_counter() - t0, time.time() - saved_at):.2f} s after the save"
+                self._print(exp, metrics, when)
+                run.report_dir = self._write(exp, outcome, t0)
+                run.ran = run.report_dir is not None  # after-run hooks get a written report, as with qf run
         except QfError as exc:
             self._error(exc.problems)
             self._done()
@@ -220,28 +225,28 @@ class Watcher:
             self._error([f"{self._where(exc)}: the run failed: {type(exc).__name__}: {exc}"])
             self._done()
             return None
-        when = f"summary in {time.perf_counter() - t0:.2f} s"
-        if saved_at is not None:  # the poll's delay included
-            when = f"summary {max(time.perf_counter() - t0, time.time() - saved_at):.2f} s after the save"
-        metrics = outcome.metrics
-        self._print(exp, metrics, when)
-        try:
-            from qf.report import writer
+        self.previous = metrics
+        self._done()
+        return metrics
 
+    def _write(self, exp, outcome, t0: float) -> Path | None:
+        """Write the run's report folder; a problem is said and the watch goes on (returns None)."""
+        from qf.report import writer
+        from qf.runner import default_report_dir, write_report
+
+        try:
             run_id = writer.new_run_id()
             root = self.out_root if self.out_root is not None else Path(exp.spec.report.dir)
             out = root / exp.name / run_id if self.out_root is not None else default_report_dir(exp, run_id)
             outcome.report_dir = write_report(exp, outcome, out, run_id, exp.spec.execution.engine)
-            registry.call_after_run(exp, outcome, outcome.report_dir)
         except QfError as exc:
             self._error(exc.problems)
+            return None
         except OSError as exc:  # e.g. an unwritable or full --out: said, and the watch goes on
             self._error([f"{exc.filename or self.out_root}: cannot write the report: {exc.strerror or exc}"])
-        else:
-            self.out.print(f"report: {outcome.report_dir} ({time.perf_counter() - t0:.2f} s)", highlight=False)
-        self.previous = metrics
-        self._done()
-        return metrics
+            return None
+        self.out.print(f"report: {outcome.report_dir} ({time.perf_counter() - t0:.2f} s)", highlight=False)
+        return outcome.report_dir
 
     def _print(self, exp, metrics: dict, when: str) -> None:
         title = f"{exp.name} ({exp.spec.execution.engine}), run {self.runs}"
