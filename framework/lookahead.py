@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from qf.components import TrainableSignal
 from qf.errors import QfError
 
 if TYPE_CHECKING:
@@ -492,15 +493,15 @@ def _fit_if_trainable(exp: LoadedExperiment, bars: Bars, report: LookaheadReport
     """A trainable signal (``fit``) without a model is fitted on the first walk-forward train window, so
     the check probes its features and predictions as a walk-forward fold would use them."""
     model = exp.signal
-    fit = getattr(model, "fit", None)
-    if not callable(fit) or getattr(model, "fitted", True) is not None:
+    # ``fitted`` is not part of the protocol: a model without it counts as ready (e.g. loaded from a file)
+    if not isinstance(model, TrainableSignal) or getattr(model, "fitted", True) is not None:
         return
     wf = exp.spec.walk_forward
     if wf is None:
         return  # computing will say that the model needs training or a model_path
     train = min(wf.train, len(bars.index))
     progress(f"fitting {who(model)} on the first {train} bars", 0, 0)
-    fit(bars.iloc(slice(0, train)))
+    model.fit(bars.iloc(slice(0, train)))
     report.notes.append(f"{who(model)} was fitted on the first walk-forward train window ({train} bars) "
                         "and probed on the whole history")
 
