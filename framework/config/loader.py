@@ -666,7 +666,8 @@ def walk_forward_problems(spec: Experiment, n_bars: int) -> list[Problem]:
 
 
 def data_problems(exp: LoadedExperiment, bars: Bars) -> list[Problem]:
-    """What the experiment asks of its data that ``bars`` cannot give: rebalance period, walk-forward windows."""
+    """What the experiment asks of its data that ``bars`` cannot give: rebalance period, walk-forward windows,
+    and a warm-up (signal or sizer) shorter than the data, so that at least one bar is evaluated."""
     n = len(bars.index)
     problems: list[Problem] = []
     every = exp.spec.rebalance.every
@@ -675,11 +676,21 @@ def data_problems(exp: LoadedExperiment, bars: Bars) -> list[Problem]:
                                                  f"{bars.source}): it would never rebalance after the first bar"))
     if exp.spec.walk_forward is not None:
         problems += [(p, f"{msg} ({n} bars of data)") for p, msg in walk_forward_problems(exp.spec, n)]
+    warmup = max(int(getattr(exp.signal, "warmup", 0) or 0), int(getattr(exp.sizer, "warmup", 0) or 0), 0)
+    lag = 0 if exp.spec.execution.fill == "close" else 1
+    if n and warmup + lag >= n and not problems:  # one line: the length rules above already say the data is short
+        # the first decision comes after the warm-up and fills `lag` bars later: past the data, so a run would
+        # trade nothing and report an empty period
+        who = ("signal",) if int(getattr(exp.signal, "warmup", 0) or 0) == warmup else ("sizer",)
+        problems.append((who, f"needs {warmup} bars of warm-up before its first decision, but {bars.source} has "
+                              f"only {n} bars ({bars.index[0]:%Y-%m-%d} to {bars.index[-1]:%Y-%m-%d}): nothing "
+                              "would be traded or evaluated; load earlier data or use shorter windows"))
     return problems
 
 
 def needs_data(exp: LoadedExperiment) -> bool:
-    """Whether :func:`check_data` has anything to check (a rebalance period in bars, walk-forward windows)."""
+    """Whether :func:`check_data` has anything to check beyond the warm-up (a rebalance period in bars,
+    walk-forward windows)."""
     return exp.spec.rebalance.every is not None or exp.spec.walk_forward is not None
 
 

@@ -40,3 +40,16 @@ def test_good_file_validates(tmp_path):
     result = _validate(tmp_path)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "ok"
+
+
+def test_data_shorter_than_the_warm_up_is_refused(tmp_path):
+    """Five bars cannot serve a 5-bar moving average with a next-bar fill: one line naming the signal's line, exit 2,
+    and (for `qf run`) no report at all instead of one with an empty period."""
+    rows = "\n".join(f"2020-01-{d:02d},{10 + d}" for d in range(1, 6))
+    (tmp_path / "prices.csv").write_text("date,close\n" + rows + "\n")
+    result = _validate(tmp_path)
+    assert result.exit_code == 2
+    assert "exp.yaml:3: signal: needs 4 bars of warm-up" in result.stderr and "only 5 bars" in result.stderr
+    run = runner.invoke(app, ["run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 2 and "warm-up" in run.stderr
+    assert not (tmp_path / "out").exists()
