@@ -446,6 +446,8 @@ def params_from_options(model: type[BaseModel], items: list[str], flag: str) -> 
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"{flag} {item}: expected key=value")
+        if key in origin:  # the last one silently winning hides a typo in a long command line
+            raise ConfigError(f"{flag} {item}: {key} is already set by {flag} {origin[key]}; give each key once")
         raw[key] = parse_value(text, f"{flag} {item}")
         origin[key] = item
     problems = number_problems(raw, ("params",))

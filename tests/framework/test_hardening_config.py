@@ -307,6 +307,8 @@ CASES: dict[str, Case] = {
     "param_int64": show("--param max_gap=99999999999999999999: params.max_gap: 99999999999999999999 does not fit",
                         "max_gap=99999999999999999999", source="sample"),
     "param_empty_key": show("--param =x: expected key=value", "=x", source="sample"),
+    "param_twice": show("--param dataset=arch_sp500: dataset is already set by --param dataset=sp500_20",
+                        "dataset=sp500_20", "dataset=arch_sp500", source="sample"),
     "param_case_hint": show("--param MAX_GAP=3: params.MAX_GAP: unknown field; did you mean 'max_gap'?", "MAX_GAP=3",
                             source="sample"),
 }
