@@ -8,6 +8,7 @@ Component sections (``data``, ``signal``, ``sizer``, ``risk[]``, ``broker``) onl
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -183,6 +184,83 @@ class ValidationSpec(Strict):
         return self
 
 
+class DriftSpec(Strict):
+    """``paper: {drift: ...}``: PSI/KS drift of the signal's output (and of every feature a signal exposes)
+    against the reference window before the session, per bar (see :mod:`qf.paper.drift`).
+
+    Example::
+
+        paper:
+          drift: {psi_threshold: 0.1, ks_pvalue: 0.01, window: 20, reference_bars: 252,
+                  reference_end: 2019-12-31, retrain_on_drift: false}
+    """
+
+    psi_threshold: float = Field(default=0.1, gt=0, description="PSI above which a variable is drifting")
+    ks_pvalue: float | None = Field(default=None, gt=0, lt=1,
+                                    description="KS p-value below which a variable drifts (None: KS only reported)")
+    window: int = Field(default=20, ge=2, description="trailing session bars each measurement pools")
+    reference_bars: int | None = Field(default=252, ge=2,
+                                       description="bars of the reference window (None: all bars up to reference_end)")
+    reference_end: date | None = Field(default=None,
+                                       description="last reference bar (default: the bar before the session)")
+    bins: int = Field(default=10, ge=2, le=100, description="PSI bins (quantiles of the reference)")
+    features: bool = Field(default=True, description="also measure every feature a FeatureSource signal exposes")
+    retrain_on_drift: bool = Field(default=False, description="refit a trainable signal when drift starts")
+    retrain_bars: int = Field(default=504, ge=2, description="trailing bars a drift refit trains on")
+    retrain_cooldown: int | None = Field(default=None, ge=1,
+                                         description="bars between two refits (default: window)")
+
+
+class PaperSpec(Strict):
+    """Paper-session options beyond the broker: ``drift`` (absent: no drift monitoring)."""
+
+    drift: DriftSpec | None = None
+
+
+class VolatilityGate(Strict):
+    """Realised annualised volatility within ``target`` ± ``tolerance``; ``target: backtest`` is the
+    volatility of the backtest replay of the same period."""
+
+    target: float | Literal["backtest"]
+    tolerance: float = Field(ge=0)
+
+    @field_validator("target")
+    @classmethod
+    def _positive(cls, v: float | str) -> float | str:
+        if isinstance(v, float | int) and v <= 0:
+            raise ValueError("must be > 0 or 'backtest'")
+        return v
+
+
+class GateSpec(Strict):
+    """Go/no-go thresholds for a paper session (``gate:`` in the experiment or a ``--gate`` file, see
+    :mod:`qf.report.gate`). Every criterion given must pass for GO; absent criteria are not checked.
+
+    Example::
+
+        min_trades: 20
+        min_win_rate: 0.55
+        volatility: {target: 0.15, tolerance: 0.02}
+        max_drawdown: 0.15
+        max_tracking_error: 0.05
+    """
+
+    min_trades: int | None = Field(default=None, ge=0, description="closed round trips at least")
+    min_win_rate: float | None = Field(default=None, ge=0, le=1, description="share of closed trades won")
+    volatility: VolatilityGate | None = None
+    max_drawdown: float | None = Field(default=None, gt=0, le=1, description="drawdown shallower (0.15 = 15 %)")
+    max_tracking_error: float | None = Field(default=None, ge=0,
+                                             description="annualised std of paper minus backtest-replay returns")
+    min_bars: int | None = Field(default=None, ge=1, description="evaluated bars at least")
+
+    @model_validator(mode="after")
+    def _something(self) -> GateSpec:
+        if all(getattr(self, k) is None for k in type(self).model_fields):
+            raise ValueError("a gate needs at least one criterion (min_trades, min_win_rate, volatility, "
+                             "max_drawdown, max_tracking_error, min_bars)")
+        return self
+
+
 class ReportSpec(Strict):
     """Where and what to write. ``dir`` is relative to the working directory."""
 
@@ -219,6 +297,8 @@ class Experiment(Strict):
     sweep: SweepSpec | None = None
     walk_forward: WalkForwardSpec | None = None
     validation: ValidationSpec | None = None
+    paper: PaperSpec | None = None
+    gate: GateSpec | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
 
     @field_validator("validation")

@@ -46,6 +46,7 @@ from qf.engines.kernels.risk import S_HALTED
 from qf.engines.result import EngineResult
 from qf.errors import QfError
 from qf.paper.broker import LiveBroker
+from qf.paper.drift import attach_drift, with_drift_events, write_drift_report
 from qf.paper.feed import BarHub, BarSource, LiveFeed, ReplaySource
 from qf.paper.state import STATE_FILE, PaperState
 from qf.paper.strategy import LivePaperStrategy, PaperPlan, SessionView, SimPaperStrategy
@@ -54,7 +55,7 @@ from qf.report import writer
 log = logging.getLogger(__name__)
 
 # Parts of the config that do not change what the session trades: editing them must not orphan a state.
-_NEUTRAL_KEYS = ("description", "report", "sweep", "walk_forward")
+_NEUTRAL_KEYS = ("description", "report", "sweep", "walk_forward", "gate")
 # data params that only say how far a replay goes or how often a live feed polls
 _NEUTRAL_DATA_PARAMS = ("end", "poll_interval", "bar_delay")
 # state meta: the report of a replay that reached its end
@@ -283,6 +284,7 @@ def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackB
         # backtest's broker sees them; the strategy takes the bars and their calendar from ``replay``
         source = ReplaySource(valuation_bars(bars), start, opts.speed)
         history = bars.iloc(slice(0, start))
+        source, on_update = attach_drift(exp, state_dir, history, source, on_update, replay=bars)  # paper.drift
         hub = BarHub(source, bars.symbols, bars.fields)
         cerebro = _cerebro(broker, sim=True)
         for k, s in enumerate(bars.symbols):
@@ -352,6 +354,7 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
             broker.sync()
             state.set_meta("initial_equity", repr(float(broker.getvalue())))
         anchor_text = state.get_meta("anchor")
+        source, on_update = attach_drift(exp, state_dir, history, source, on_update)  # paper.drift
         hub = BarHub(source, history.symbols, history.fields)
         if anchor_text is None:
             # the first live bar (the latest completed one) starts the "every: n" count
@@ -411,7 +414,7 @@ def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: 
             done: int, bars: Bars | None, orders: pd.DataFrame, origin: pd.Timestamp | None = None) -> PaperOutcome:
     """The session's outcome, with its report (any number of bars, zero included, when ``origin`` is known)."""
     equity = state.equity()
-    events = state.events()
+    events = with_drift_events(state.events(), state_dir)  # risk events and paper.drift's drift/retrain events
     outcome = PaperOutcome(status, name, state_dir, state.get_meta("run_id") or "", done, len(equity), equity,
                            orders, events, _halted(state))
     if opts.write_report and bars is not None and (len(equity) > 0 or origin is not None):
@@ -522,6 +525,7 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
             "initial_equity": initial, "fills": int(len(orders)), **({"note": note} if note else {}),
             **({"tearsheet_error": error} if error else {}),
         })
+        write_drift_report(state.path.parent, tmp, equity.index[-1], exp.spec.paper.drift if exp.spec.paper else None)
         manifest = json.loads((tmp / "manifest.json").read_text())
         manifest["paper_status"] = status
         writer.write_json(tmp / "manifest.json", manifest)

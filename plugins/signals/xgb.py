@@ -418,6 +418,13 @@ class XGBoostSignal(SignalModel):
             wide = wide.where(best | wide.isna(), 0.0)
         return wide
 
+    def features(self, bars: Bars) -> pd.DataFrame:
+        """The feature matrix the model scores (:class:`qf.features.FeatureSource`, used by drift monitoring):
+        the fitted or loaded model's feature columns, or every configured one before fitting."""
+        fitted = self._fitted if self._fitted is not None or self.params.model_path is None else self._require_model()
+        feats = build_features(bars, fitted.config if fitted is not None else feature_config(self.params))
+        return feats[fitted.features] if fitted is not None else feats
+
     def _warn_in_sample(self, bars: Bars, fitted: FittedModel) -> None:
         """Say (once) when a loaded model scores dates it was trained on: a backtest over them is
         in-sample. Walk-forward fold models are exempt: their runner trades only the test window."""
