@@ -23,7 +23,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -31,16 +30,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from qf.cli import common
+from qf.cli.common import SUMMARY, fail, fmt_metric, print_summary
 from qf.errors import QfError
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a value: dotted.path=value (repeatable).")]
 
-
-def _cli() -> ModuleType:
-    # qf.cli.main imports this module to register the command: import it back only when used
-    import qf.cli.main
-
-    return qf.cli.main
 
 # a local component in the YAML: "path/to/file.py:Class" (see qf.registry.load_local)
 _LOCAL_TYPE = re.compile(r"([^\s'\"{}\[\],:#]+\.py):[A-Za-z_]\w*")
@@ -86,7 +81,7 @@ def _delta(key: str, before: float | int, after: float | int) -> str:
     sign = "+" if d > 0 else ""
     if key in ("cagr", "total_return", "max_drawdown", "volatility"):
         return f"{sign}{d * 100:.2f} pp"
-    return sign + _cli()._fmt_metric(key, d)
+    return sign + fmt_metric(key, d)
 
 
 def changed_metrics(before: dict, after: dict) -> list[tuple[str, str, str, str]]:
@@ -96,11 +91,10 @@ def changed_metrics(before: dict, after: dict) -> list[tuple[str, str, str, str]
 
         changed_metrics({"sharpe": 1.0}, {"sharpe": 1.25})  # [("sharpe", "1.000", "1.250", "+0.250")]
     """
-    cli = _cli()
     rows = []
-    for key in cli.SUMMARY:
+    for key in SUMMARY:
         a, b = before.get(key), after.get(key)
-        fa, fb = cli._fmt_metric(key, a), cli._fmt_metric(key, b)
+        fa, fb = fmt_metric(key, a), fmt_metric(key, b)
         if fa == fb:
             continue
         numeric = all(isinstance(v, int | float) and v == v for v in (a, b))
@@ -126,8 +120,8 @@ class Watcher:
     out_root: Path | None = None
     tearsheet: bool = True
     poll: float = 0.2
-    out: Console = field(default_factory=lambda: _cli().out)
-    err: Console = field(default_factory=lambda: _cli().err)
+    out: Console = field(default_factory=lambda: common.out)
+    err: Console = field(default_factory=lambda: common.err)
     max_runs: int | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     after_run: Callable[[int], None] | None = None
@@ -182,7 +176,7 @@ class Watcher:
         return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else str(self.experiment)
 
     def _error(self, lines: list[str]) -> None:
-        # the same lines as `qf validate` (qf.cli.main.fail), without exiting
+        # the same lines as `qf validate` (qf.cli.common.fail), without exiting
         for line in lines:
             self.err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
@@ -250,7 +244,7 @@ class Watcher:
 
     def _print(self, exp, metrics: dict, when: str) -> None:
         title = f"{exp.name} ({exp.spec.execution.engine}), run {self.runs}"
-        print_to(self.out, lambda: _cli().print_summary(title, metrics))
+        print_summary(title, metrics, self.out)
         if self.previous is None:
             self.out.print(when, highlight=False)
             return
@@ -271,17 +265,6 @@ class Watcher:
             self.after_run(self.runs)
 
 
-def print_to(console: Console, fn: Callable[[], None]) -> None:
-    """Run ``fn`` (which prints to qf's stdout console) with ``console`` standing in for it."""
-    cli = _cli()
-    saved = cli.out
-    cli.out = console
-    try:
-        fn()
-    finally:
-        cli.out = saved
-
-
 def watch(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     out_dir: Annotated[Path | None, typer.Option(
@@ -296,11 +279,10 @@ def watch(
     Prints the summary table and the metrics that changed against the previous run, then writes the report.
     A bad edit prints the error and the watch goes on. Ctrl-C stops it.
     """
-    cli = _cli()
     if not experiment.is_file():
-        cli.fail(QfError(f"{experiment}: no such file"))
+        fail(QfError(f"{experiment}: no such file"))
     watcher = Watcher(experiment, list(set_ or []), out_dir, tearsheet=not no_tearsheet)
     try:
         watcher.loop()
     except KeyboardInterrupt:
-        cli.err.print("stopped", highlight=False)
+        common.err.print("stopped", highlight=False)
