@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from qf.cli.common import print_summary
 from qf.errors import QfError
 
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -96,8 +97,6 @@ def paper(
         except KeyboardInterrupt:  # before the session started (loading): nothing to report
             err.print("interrupted")
             raise typer.Exit(143 if terminated else 130) from None
-    from qf.cli.main import print_summary
-
     if outcome.status == "finished":
         out.print(f"{exp_name}: the replay had already finished ({outcome.bars_total} bar(s), last "
                   f"{outcome.equity.index[-1]:%Y-%m-%d}); nothing to run")
@@ -111,7 +110,7 @@ def paper(
     if outcome.broker == "sim" and pace.summary():
         out.print(pace.summary())  # the achieved replay speed, and whether --speed could be kept
     if outcome.metrics is not None:
-        print_summary(f"{exp_name} (paper, {outcome.broker})", outcome.metrics)
+        print_summary(f"{exp_name} (paper, {outcome.broker})", outcome.metrics, out)
     if outcome.report_dir is not None:
         out.print(f"report: {outcome.report_dir}")
     if outcome.status == "done":
