@@ -51,6 +51,7 @@ from qf.paper.feed import BarHub, BarSource, LiveFeed, ReplaySource
 from qf.paper.state import STATE_FILE, PaperState
 from qf.paper.strategy import LivePaperStrategy, PaperPlan, SessionView, SimPaperStrategy
 from qf.report import writer
+from qf.runner import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -207,18 +208,17 @@ def run_paper(exp: LoadedExperiment, options: PaperOptions | None = None,
     component = resolve_broker(exp, opts.broker)
     name = component.name
     state_dir = Path(opts.state_dir) if opts.state_dir is not None else default_state_dir(exp, name)
-    if registry is not None:
-        registry.call_before_run(exp)
-    broker = _create(component, exp, state_dir)
-    if isinstance(broker, bt.brokers.BackBroker):
-        outcome = _run_sim(exp, opts, broker, name, state_dir, on_update)
-    elif isinstance(broker, LiveBroker):
-        outcome = _run_live(exp, opts, broker, name, state_dir, on_update)
-    else:
-        raise QfError(f"broker {name!r} created a {type(broker).__name__}, which is neither backtrader's "
-                      "BackBroker nor a qf.paper.broker.LiveBroker; it cannot run a paper session")
-    if registry is not None and outcome.status != "finished":  # nothing ran: no after-run hooks
-        registry.call_after_run(exp, outcome, outcome.report_dir)
+    with lifecycle(exp, "paper", registry) as run:  # the qf_before_run / qf_after_run hooks (kind "paper")
+        broker = _create(component, exp, state_dir)
+        if isinstance(broker, bt.brokers.BackBroker):
+            outcome = _run_sim(exp, opts, broker, name, state_dir, on_update)
+        elif isinstance(broker, LiveBroker):
+            outcome = _run_live(exp, opts, broker, name, state_dir, on_update)
+        else:
+            raise QfError(f"broker {name!r} created a {type(broker).__name__}, which is neither backtrader's "
+                          "BackBroker nor a qf.paper.broker.LiveBroker; it cannot run a paper session")
+        run.outcome, run.metrics, run.report_dir = outcome, outcome.metrics or {}, outcome.report_dir
+        run.ran = outcome.status != "finished"  # a replay that had already ended: nothing ran, no after-run hook
     return outcome
 
 
