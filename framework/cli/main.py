@@ -369,6 +369,7 @@ def _register_commands() -> None:
     app.command("paper")(paper)
     app.command("new-plugin")(new_plugin)
     app.command("watch")(__import__("qf.cli.watch", fromlist=["watch"]).watch)
+    report_app.command("gate")(__import__("qf.cli.gate", fromlist=["report_gate"]).report_gate)
 
 
 _register_commands()

@@ -82,6 +82,8 @@ def paper(
         "--max-bars", help="Stop after this many newly processed bars (the state is kept).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a value: dotted.path=value (repeatable).")] = None,
+    gate: Annotated[Path | None, typer.Option(
+        "--gate", help="Go/no-go gate file: print GO (exit 0) or NO-GO (exit 3) after the session.")] = None,
 ) -> None:
     """Paper-trade an experiment in a backtrader live session; stop with Ctrl-C, run again to resume.
 
@@ -91,6 +93,9 @@ def paper(
 
     Every session writes a report (kind: paper) that `qf report compare` puts next to the backtest.
     """
+    from qf.cli.gate import check_gate_file, gate_after_paper
+
+    check_gate_file(gate)  # a bad gate file fails before the session (exit 2)
     with _sigterm_as_interrupt() as terminated:
         try:
             exp_name, outcome, pace = _run(experiment, broker, speed, state_dir, flatten, max_bars, set_)
@@ -119,6 +124,9 @@ def paper(
         out.print(f"state: {outcome.state_dir} (run the same command to resume)")
     if outcome.status == "interrupted" or terminated:
         raise typer.Exit(143 if terminated else 130)
+    verdict = gate_after_paper(experiment, set_, gate, outcome.report_dir)  # --gate or the YAML's gate:
+    if verdict:
+        raise typer.Exit(verdict)
 
 
 def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | None, flatten: bool,
@@ -170,7 +178,7 @@ def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | N
                 if view.event == "order":
                     return
                 shown = paced(view)
-                news = view.stops or view.halted != was_halted[0] or view.event != "bar"
+                news = view.stops or view.halted != was_halted[0] or view.event != "bar" or view.message
                 was_halted[0] = view.halted
                 if view.mode != "sim" or speed > 0 or news:
                     err.print(escape(status_line(view, shown)), highlight=False)
