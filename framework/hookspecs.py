@@ -109,7 +109,13 @@ def qf_cost_models() -> Iterable[type[CostModel]]:
 
 @hookspec
 def qf_before_run(experiment: Any) -> None:
-    """Called once before a run starts, with the validated experiment; may raise to abort.
+    """Called once before a run starts, with the validated experiment; may raise to abort it (a
+    ``qf.errors.QfError`` is one ``error:`` line and exit code 2).
+
+    Every runner fires it, through :func:`qf.runner.lifecycle`: ``qf run`` (a single run, a sweep, a
+    walk-forward, a CPCV), ``qf parity``, ``qf paper`` (sim replay or live), ``qf watch`` (each run) and
+    ``qf.run`` / ``qf.sweep``. A run started inside another one (the two engine runs of ``qf parity``)
+    fires nothing itself: one command, one call.
 
     Example::
 
@@ -121,11 +127,20 @@ def qf_before_run(experiment: Any) -> None:
 
 @hookspec
 def qf_after_run(experiment: Any, result: Any, report_dir: Any) -> None:
-    """Called once after a run's report is written, with the result and the report folder.
+    """Called once after a run succeeded (its report written, if it writes one), by the same runners as
+    :func:`qf_before_run`; not called when the run raised, nor for a paper replay that had already ended.
+
+    ``result`` is a :class:`qf.runner.RunRecord`: ``result.kind`` names the runner (``backtest``, ``sweep``,
+    ``walk_forward``, ``cpcv``, ``parity`` or ``paper``), ``result.metrics`` is a dict of the run's
+    headline figures (the report's metrics.json; ``ok``, ``final_rel_diff`` ... for parity),
+    ``result.outcome`` the runner's own object (:class:`qf.runner.RunOutcome`, the sweep table,
+    :class:`qf.parity.ParityReport`, :class:`qf.paper.session.PaperOutcome`), ``report_dir`` the folder
+    written (None when nothing was, e.g. ``qf.run``, ``qf parity``).
 
     Example::
 
         @hookimpl
         def qf_after_run(experiment, result, report_dir):
-            notify(f"{experiment.name}: {result.metrics['sharpe']:.2f}")
+            if result.kind != "parity":
+                notify(f"{experiment.name} ({result.kind}): sharpe {result.metrics.get('sharpe')}")
     """
