@@ -28,6 +28,8 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from typer import Typer
+
     from qf.components import Broker, CostModel, DataSource, RiskRule, SignalModel, Sizer
 
 hookspec = pluggy.HookspecMarker("qf")
@@ -104,6 +106,30 @@ def qf_cost_models() -> Iterable[type[CostModel]]:
         @hookimpl
         def qf_cost_models():
             return [HalfPercent]   # HalfPercent.name == "half_percent"
+    """
+
+
+@hookspec
+def qf_register_commands(app: Typer) -> None:
+    """Add commands to the ``qf`` command line: ``app`` is qf's typer app (as llm's ``register_commands``).
+
+    Called once while ``qf`` builds its command line, so keep the module that implements the hook light:
+    import the command's heavy code inside the command's function, where it runs only when the command does
+    (``qf plugins`` or ``qf validate`` must not pay for it). A command may not replace a qf command or
+    another plugin's; a plugin whose hook raises or clashes is reported as broken in one line and
+    registers no command, and the rest of the command line works.
+
+    Example::
+
+        import typer
+
+        @hookimpl
+        def qf_register_commands(app):
+            @app.command("hello", help="Print a greeting.")
+            def hello(name: str = typer.Option("world", help="Who to greet.")) -> None:
+                from my_plugin.greeting import greet   # heavy code: imported when the command runs
+
+                print(greet(name))
     """
 
 

@@ -27,13 +27,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from qf import hookspecs
 from qf.components import KINDS, Component
 from qf.errors import PluginError, QfError
+
+if TYPE_CHECKING:
+    import typer
 
 GROUP = "qf"
 HOOKS: dict[str, str] = {
@@ -44,7 +47,7 @@ HOOKS: dict[str, str] = {
     "broker": "qf_brokers",
     "cost": "qf_cost_models",
 }
-HOOK_NAMES = [*HOOKS.values(), "qf_before_run", "qf_after_run"]
+HOOK_NAMES = [*HOOKS.values(), "qf_register_commands", "qf_before_run", "qf_after_run"]
 KIND_LABELS = {
     "data": "data source",
     "signal": "signal model",
@@ -54,7 +57,7 @@ KIND_LABELS = {
     "cost": "cost model",
 }
 BUILTIN_MODULES = ("qf_plugins.data", "qf_plugins.signals", "qf_plugins.sizers", "qf_plugins.risk",
-                   "qf_plugins.brokers", "qf_plugins.costs")
+                   "qf_plugins.brokers", "qf_plugins.costs", "qf_plugins.alpaca")
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,7 @@ class Registry:
     def __init__(self, pm: pluggy.PluginManager, allow_broken: bool = False) -> None:
         self.pm = pm
         self._by_kind: dict[str, dict[str, Registration]] = {k: {} for k in HOOKS}
+        self.commands: dict[str, str] = {}  # command name -> plugin, set by register_commands
         versions = loaded(pm)
         self.broken: dict[str, BrokenPlugin] = {
             name: BrokenPlugin(b.name, b.version, list(b.problems)) for name, b in broken(pm).items()}
@@ -345,11 +349,73 @@ class Registry:
         msg += f"; did you mean {hint[0]!r}?" if hint else f" (installed: {', '.join(known) or 'none'})"
         raise QfError(msg)
 
+    def register_commands(self, app: typer.Typer, taken: Iterable[str] = ()) -> dict[str, str]:
+        """Let every healthy plugin add its commands to ``app`` (``qf_register_commands``).
+
+        Returns the names added, each with the plugin that added it (kept in :attr:`commands` until the next call).
+        Plugins are asked in load order (built-ins first). A plugin is used whole or not at all: one whose
+        hook raises, or that adds a command or group whose name is taken (one of ``taken``, qf's own
+        commands, or an earlier plugin's), gets everything it added removed, its components dropped and
+        one line in ``broken`` naming it; the other plugins' commands and the rest of the command line work.
+
+        Example::
+
+            extra = typer.Typer()
+            get_registry(allow_broken=True).register_commands(extra, taken={"run", "plugins"})
+            # -> {'alpaca-emulator': 'qf_alpaca'}
+        """
+        added: dict[str, str] = {}
+        for impl in self.pm.hook.qf_register_commands.get_hookimpls():
+            provider = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            if provider in self.broken:
+                continue
+            used = {*taken, *command_names(app)}
+            n_commands, n_groups = len(app.registered_commands), len(app.registered_groups)
+            try:
+                impl.function(*[{"app": app}[arg] for arg in impl.argnames])
+                new = command_names(app, n_commands, n_groups)
+                clash = sorted({n for n in new if n in used or new.count(n) > 1})
+                if clash:
+                    raise PluginError(f"plugin {provider!r}: qf_register_commands added command(s) "
+                                      f"{', '.join(map(repr, clash))}, whose name is already taken")
+            except Exception as exc:  # a plugin's own bug names the plugin; the command line still starts
+                del app.registered_commands[n_commands:], app.registered_groups[n_groups:]
+                line = str(exc) if isinstance(exc, PluginError) else (
+                    f"plugin {provider!r}: qf_register_commands() raised {type(exc).__name__}: {_one_line(exc)}")
+                self._drop(provider, line)
+                continue
+            added.update(dict.fromkeys(new, provider))
+        self.commands = added
+        return added
+
+    def _drop(self, provider: str, problem: str) -> None:
+        """Mark ``provider`` broken after the registry was built: its components and hooks go too."""
+        self.broken.setdefault(provider, BrokenPlugin(provider, loaded(self.pm).get(provider, "local"))
+                               ).problems.append(problem)
+        for by_name in self._by_kind.values():
+            for name in [n for n, r in by_name.items() if r.provider == provider]:
+                del by_name[name]
+        if self.pm.get_plugin(provider) is not None:
+            self.pm.unregister(name=provider)
+
     def call_before_run(self, experiment: Any) -> None:
         self.pm.hook.qf_before_run(experiment=experiment)
 
     def call_after_run(self, experiment: Any, result: Any, report_dir: Any) -> None:
         self.pm.hook.qf_after_run(experiment=experiment, result=result, report_dir=report_dir)
+
+
+def command_names(app: typer.Typer, first_command: int = 0, first_group: int = 0) -> list[str]:
+    """The names under which ``app`` serves its commands and groups (from the given positions on), derived as
+    typer derives them (a group added without a name serves its own commands)."""
+    from typer.main import get_command_name, get_group_from_info
+
+    names = [info.name or get_command_name(getattr(info.callback, "__name__", "") or "?")
+             for info in app.registered_commands[first_command:]]
+    for info in app.registered_groups[first_group:]:
+        group = get_group_from_info(info, pretty_exceptions_short=True, suggest_commands=True, rich_markup_mode=None)
+        names += [group.name] if group.name else list(group.commands)
+    return names
 
 
 def _call(function: Any, provider: str, hook_name: str) -> Any:

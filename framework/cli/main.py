@@ -8,17 +8,65 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from qf.cli import help_style
 from qf.errors import QfError
 
 help_style.apply()
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class QfGroup(TyperGroup):
+    """qf's top-level command group: qf's own commands, then those plugins contribute (``qf_register_commands``).
+
+    Plugin commands are added the first time a name is not one of qf's own or the commands are listed
+    (``qf --help``, ``qf plugins``), so ``qf run`` or ``qf report list`` does not load every plugin. A plugin
+    cannot replace a qf command; one whose registration fails is named in one ``warning:`` line, its commands
+    are missing and everything else works (``qf plugins`` marks it broken).
+    """
+
+    _plugin_commands_added = False
+
+    def add_plugin_commands(self) -> None:
+        if self._plugin_commands_added:
+            return
+        self._plugin_commands_added = True
+        from typer.main import get_command_from_info, get_group_from_info
+
+        from qf.registry import get_registry
+
+        registry = get_registry(allow_broken=True)
+        before = {name: list(b.problems) for name, b in registry.broken.items()}
+        contributed = typer.Typer()
+        registry.register_commands(contributed, taken=self.commands)
+        for info in contributed.registered_commands:
+            command = get_command_from_info(info, pretty_exceptions_short=True, rich_markup_mode=app.rich_markup_mode)
+            self.add_command(command, command.name)
+        for group_info in contributed.registered_groups:
+            group = get_group_from_info(group_info, pretty_exceptions_short=True, suggest_commands=True,
+                                        rich_markup_mode=app.rich_markup_mode)
+            for name, command in ({group.name: group} if group.name else group.commands).items():
+                self.add_command(command, name)
+        for name, b in registry.broken.items():
+            for problem in b.problems[len(before.get(name, [])):]:
+                err.print(f"[bold yellow]warning:[/] {escape(problem)}; its commands are not available",
+                          highlight=False, soft_wrap=True)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self.add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands()
+        return super().list_commands(ctx)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=QfGroup,
                   help="qf: plugin-based backtesting and paper trading.")
 report_app = typer.Typer(no_args_is_help=True, help="Past runs: list them, compare them.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect what a data source returns.")
@@ -185,19 +233,25 @@ def validate(
 
 @app.command()
 def plugins() -> None:
-    """List every installed component by kind, with the plugin that provides it and its version."""
-    from qf.registry import KIND_LABELS, get_registry
+    """List every installed component by kind, and the commands plugins add, with the plugin and its version."""
+    from qf.registry import KIND_LABELS, command_names, get_registry, loaded
 
     try:
         reg = get_registry(allow_broken=True)  # the healthy ones are listed, the broken ones marked
     except QfError as exc:
         fail(exc)
         return
+    # a plugin whose commands fail to register is broken too; what they would add is only listed
+    reg.register_commands(typer.Typer(), taken=command_names(app))
     table = Table(title="qf components")
     for col in ("kind", "name", "plugin", "version", "class"):
         table.add_column(col)
     for r in reg.all():
         table.add_row(KIND_LABELS[r.kind], r.name, r.provider, r.version, f"{r.cls.__module__}.{r.cls.__qualname__}")
+    versions = loaded(reg.pm)
+    for name, provider in reg.commands.items():
+        if provider not in reg.broken:
+            table.add_row("command", f"qf {name}", provider, versions.get(provider, "local"), "-")
     for b in reg.broken.values():
         table.add_row("[bold red]BROKEN[/]", "-", escape(b.name), escape(b.version), "not loaded: see below")
     out.print(table)
@@ -346,18 +400,6 @@ def report_open(run: Annotated[Path, typer.Argument(help="A run folder (or a pag
         opened = False
     if not opened:
         err.print("no browser available: open the path above", highlight=False)
-
-
-@app.command("alpaca-emulator")
-def alpaca_emulator(
-    port: Annotated[int, typer.Option(help="REST port on 127.0.0.1 (0 = any free port).")] = 8001,
-    ws_port: Annotated[int, typer.Option(help="trade_updates websocket port (0 = any free port).")] = 8002,
-    seed: Annotated[int, typer.Option(help="Seed of the random partial fills.")] = 0,
-) -> None:
-    """Serve a loopback Alpaca emulator (REST + trade_updates websocket) to rehearse paper trading offline."""
-    from qf.emulators.alpaca.cli import serve
-
-    serve("127.0.0.1", port, ws_port, seed)
 
 
 def _register_commands() -> None:

@@ -1,10 +1,9 @@
-"""Built-in brokers."""
+"""Built-in brokers (the ``alpaca`` broker comes with the Alpaca plugin, :mod:`qf_plugins.alpaca`)."""
 
 from qf import hookimpl
-from qf_plugins.brokers.alpaca.plugin import AlpacaBroker
 from qf_plugins.brokers.sim import SimBroker
 
 
 @hookimpl
 def qf_brokers():
-    return [SimBroker, AlpacaBroker]
+    return [SimBroker]

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from qf.emulators.alpaca import AlpacaEmulator, ManualClock
-from qf_plugins.brokers.alpaca.ratelimit import RateLimiter
+from qf_plugins.alpaca.emulator import AlpacaEmulator, ManualClock
+from qf_plugins.alpaca.ratelimit import RateLimiter
 
 KEY = "PKPAPERSESSION000001"
 SECRET = "paper-session-secret-never-log-0123456789"
@@ -198,8 +198,8 @@ class MarketDriver(threading.Thread):
 @pytest.fixture
 def fast_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Client-side rate limits far above Alpaca's 200/min: a test runs days of trading in seconds."""
-    import qf_plugins.brokers.alpaca.client as client
-    import qf_plugins.brokers.alpaca.session as session
+    import qf_plugins.alpaca.client as client
+    import qf_plugins.alpaca.session as session
 
     def fast(cfg: Any) -> RateLimiter:
         return RateLimiter(100_000, 60.0, 1_000)

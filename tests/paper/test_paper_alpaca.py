@@ -27,12 +27,12 @@ from qf.engines.backtrader.strategy import run_backtrader
 from qf.errors import DataError, QfError
 from qf.paper.session import PaperOptions, run_paper
 from qf.paper.state import PLANNED, PaperState
-from qf_plugins.brokers.alpaca.bt_broker import JOURNAL_FILE
-from qf_plugins.brokers.alpaca.env import config_from_env
-from qf_plugins.brokers.alpaca.ids import parse_client_order_id
-from qf_plugins.brokers.alpaca.journal import Journal
-from qf_plugins.brokers.alpaca.session import AlpacaSession
-from qf_plugins.data.alpaca_source import AlpacaSource
+from qf_plugins.alpaca.bt_broker import JOURNAL_FILE
+from qf_plugins.alpaca.env import config_from_env
+from qf_plugins.alpaca.ids import parse_client_order_id
+from qf_plugins.alpaca.journal import Journal
+from qf_plugins.alpaca.session import AlpacaSession
+from qf_plugins.alpaca.source import AlpacaSource
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -192,7 +192,7 @@ def test_crash_between_submit_and_journal_update_then_restart(alpaca, alpaca_exp
 def test_late_acceptance_after_the_process_died_is_one_order(alpaca, alpaca_experiment, tmp_path, monkeypatch):
     # Issue 12: the broker accepts the first order only after the client timed out and the process died; the
     # restart's lookup says 404. It used to abandon the order and send the decision again as attempt 2.
-    import qf_plugins.brokers.alpaca.bt_broker as bt_broker
+    import qf_plugins.alpaca.bt_broker as bt_broker
 
     path = alpaca_experiment(broker={"type": "alpaca", "params": {"reconcile_interval": 30,
                                                                   "acceptance_window": 20}})

@@ -20,8 +20,8 @@ from qf.paper.session import default_state_dir, session_config_hash
 from qf.paper.strategy import SessionView, order_ref
 from qf.paper.view import render, status_line
 from qf.registry import get_registry
-from qf_plugins.brokers.alpaca.plugin import AlpacaBroker
-from qf_plugins.data.alpaca_source import AlpacaSource
+from qf_plugins.alpaca.broker import AlpacaBroker
+from qf_plugins.alpaca.source import AlpacaSource
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "experiments/hrp_swing_alpaca.yaml"

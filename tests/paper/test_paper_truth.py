@@ -237,7 +237,7 @@ def test_a_live_session_asks_for_the_declared_history(signal, expected, sample_e
 
 
 def test_alpaca_loads_the_whole_history_for_a_path_dependent_pipeline(alpaca, caplog):
-    from qf_plugins.data.alpaca_source import AlpacaSource
+    from qf_plugins.alpaca.source import AlpacaSource
 
     alpaca.store_bars(["AAPL", "MSFT"], lambda d: 100.0 + 0.1 * d.dayofyear, start="2023-06-01")
     asked = pd.Timestamp("2020-01-02")  # long before the broker's first bar

@@ -24,7 +24,7 @@ def test_hook_registers_every_source():
     pm = new_plugin_manager()
     pm.register(data_plugin, name="qf_data")
     reg = Registry(pm)
-    assert reg.names("data") == ["alpaca", "csv", "parquet", "sample", "yfinance"]
+    assert reg.names("data") == ["csv", "parquet", "sample", "yfinance"]  # alpaca: the qf_plugins.alpaca plugin
     assert [reg.get("data", c.name).cls for c in SOURCES] == SOURCES
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from qf.sqlite_store import SqliteStore, put_meta
-from qf_plugins.brokers.alpaca.ids import new_run_id
+from qf_plugins.alpaca.ids import new_run_id
 
 # Intent states. "pending": journaled, POST not yet answered. "ambiguous": the POST's fate is
 # unknown (it may still be accepted late; it is only ever re-sent under the same id). "requeued": 429, to

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from qf.emulators.alpaca.clock import NEW_YORK, Clock, MarketHours, utc
-from qf.emulators.alpaca.errors import ApiError
+from qf_plugins.alpaca.emulator.clock import NEW_YORK, Clock, MarketHours, utc
+from qf_plugins.alpaca.emulator.errors import ApiError
 
 BarsMode = Literal["normal", "empty", "null"]
 

@@ -19,7 +19,7 @@ from qf.components import Broker, Params
 class AlpacaBroker(Broker):
     """Alpaca through alpaca-py: crash-safe orders, restart reconciliation, a kill switch.
 
-    ``create()`` returns a backtrader broker (:class:`qf_plugins.brokers.alpaca.bt_broker.AlpacaBtBroker`)
+    ``create()`` returns a backtrader broker (:class:`qf_plugins.alpaca.bt_broker.AlpacaBtBroker`)
     that ``qf paper`` drives; a backtest (``qf run``) refuses it and asks for ``sim``. URLs default to the
     environment (``ALPACA_TRADING_URL``, ``ALPACA_DATA_URL``, ``ALPACA_STREAM_URL``, e.g. the emulator's)
     and then to Alpaca's. ``paper: false`` trades real money and needs ``ALPACA_PAPER=false`` in the
@@ -71,7 +71,7 @@ class AlpacaBroker(Broker):
 
             broker = AlpacaBroker({"prefix": "qf"}).create(exp.spec.execution, state_dir=".qf/paper/x")
         """
-        from qf_plugins.brokers.alpaca.bt_broker import AlpacaBtBroker
+        from qf_plugins.alpaca.bt_broker import AlpacaBtBroker
 
         folder = Path(state_dir) if state_dir is not None else Path(".qf") / "paper" / "alpaca"
         return AlpacaBtBroker(self.params, execution, folder)

@@ -30,9 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from qf.emulators.alpaca.errors import ApiError
-from qf.emulators.alpaca.faults import Fault, FaultPlan
-from qf.emulators.alpaca.state import BrokerState, _truthy
+from qf_plugins.alpaca.emulator.errors import ApiError
+from qf_plugins.alpaca.emulator.faults import Fault, FaultPlan
+from qf_plugins.alpaca.emulator.state import BrokerState, _truthy
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ def _rfc3339(ts: pd.Timestamp) -> str:
 
 
 def _default_client() -> StockHistoricalDataClient:
-    from qf_plugins.brokers.alpaca.client import AlpacaConfig, build_data_client, build_rate_limiter
+    from qf_plugins.alpaca.client import AlpacaConfig, build_data_client, build_rate_limiter
 
     cfg = AlpacaConfig.from_env()
     return build_data_client(cfg, build_rate_limiter(cfg))

@@ -38,14 +38,14 @@ from alpaca.trading.requests import (
 from alpaca.trading.stream import TradingStream
 from openapi_schema_validator import OAS30Validator
 
-from qf.emulators.alpaca import AlpacaEmulator, ManualClock
-from qf.emulators.alpaca.cli import serve
-from qf.emulators.alpaca.faults import FaultPlan
+from qf_plugins.alpaca.emulator import AlpacaEmulator, ManualClock
+from qf_plugins.alpaca.emulator.cli import serve
+from qf_plugins.alpaca.emulator.faults import FaultPlan
 from qf.testing.waiting import wait_for
 
 KEY = "PKTESTKEY1234567890"
 SECRET = "sk-test-secret-abcdefghijklmnopqrstuvwxyz"
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "alpaca_openapi"
+REFERENCE = Path(__file__).resolve().parents[2] / "fixtures" / "alpaca_openapi"
 
 
 def _spec(name: str) -> dict[str, Any]:
@@ -383,7 +383,7 @@ def test_partial_take_profit_resizes_the_stop_and_short_rules(emu: AlpacaEmulato
 
 
 def test_generic_reject_rule_replaces_pdt(emu: AlpacaEmulator) -> None:
-    from qf.emulators.alpaca import ApiError
+    from qf_plugins.alpaca.emulator import ApiError
 
     emu.state.reject_rule = lambda p: ApiError(403, 40310100, "trade denied by rule") if p["symbol"] == "TSLA" else None
     client = trading(emu)

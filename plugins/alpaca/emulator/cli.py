@@ -2,7 +2,7 @@
 
 Example::
 
-    from qf.emulators.alpaca.cli import serve
+    from qf_plugins.alpaca.emulator.cli import serve
     serve("127.0.0.1", 8001, 8002, seed=0)     # blocks; prints the URLs and env settings
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from qf.emulators.alpaca import AlpacaEmulator
+from qf_plugins.alpaca.emulator import AlpacaEmulator
 
 
 def serve(host: str, port: int, ws_port: int, seed: int, *, stop: threading.Event | None = None) -> None:

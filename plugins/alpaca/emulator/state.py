@@ -31,9 +31,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any, Literal
 
-from qf.emulators.alpaca.clock import NEW_YORK, Clock, MarketHours, SystemClock, rfc3339, utc
-from qf.emulators.alpaca.errors import ApiError
-from qf.emulators.alpaca.marketdata import BarStore
+from qf_plugins.alpaca.emulator.clock import NEW_YORK, Clock, MarketHours, SystemClock, rfc3339, utc
+from qf_plugins.alpaca.emulator.errors import ApiError
+from qf_plugins.alpaca.emulator.marketdata import BarStore
 
 FillMode = Literal["random", "scripted"]
 Listener = Callable[[dict[str, Any]], None]

@@ -1,6 +1,6 @@
 """The ``alpaca`` data source: Alpaca market-data bars for backtests, and the live feed of ``qf paper``.
 
-:meth:`AlpacaSource.load` wraps :func:`qf_plugins.data.alpaca.load_alpaca_bars` and ends with the same
+:meth:`AlpacaSource.load` wraps :func:`qf_plugins.alpaca.bars.load_alpaca_bars` and ends with the same
 selection, date range and :func:`qf.bars.validate` as every built-in source. :meth:`AlpacaSource.live_source`
 gives a paper session its :class:`AlpacaLiveSource`: a warm-up history, then each new *completed*
 daily bar (a session's bar counts once its close, from Alpaca's trading calendar, is ``bar_delay``
@@ -92,7 +92,7 @@ class AlpacaSource(DataSource):
     params: Params
 
     def _config(self) -> Any:
-        from qf_plugins.brokers.alpaca.env import config_from_env
+        from qf_plugins.alpaca.env import config_from_env
 
         return config_from_env(data_url=self.params.data_url, trading_url=self.params.trading_url)
 
@@ -102,8 +102,8 @@ class AlpacaSource(DataSource):
         from alpaca.common.exceptions import APIError
         from requests import RequestException
 
-        from qf_plugins.brokers.alpaca.client import build_data_client, build_rate_limiter
-        from qf_plugins.data.alpaca import AlpacaDataError, load_alpaca_bars
+        from qf_plugins.alpaca.bars import AlpacaDataError, load_alpaca_bars
+        from qf_plugins.alpaca.client import build_data_client, build_rate_limiter
 
         p = self.params
         if client is None:
@@ -167,7 +167,7 @@ class AlpacaLiveSource:
         # None: the whole history (from data.params.start, or five years back)
         self.min_history = None if min_history is None else max(int(min_history), 1)
         if data_client is None or trading_client is None:
-            from qf_plugins.brokers.alpaca.client import build_data_client, build_rate_limiter, build_trading_client
+            from qf_plugins.alpaca.client import build_data_client, build_rate_limiter, build_trading_client
 
             cfg = component._config()
             limiter = build_rate_limiter(cfg)

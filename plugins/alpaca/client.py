@@ -41,7 +41,7 @@ from alpaca.trading.stream import TradingStream
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
-from qf_plugins.brokers.alpaca.ratelimit import RateLimiter
+from qf_plugins.alpaca.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ _CREDENTIAL_FIELDS = re.compile(r'((?:key_id|secret_key|APCA-API-KEY-ID|APCA-API
 # authenticate message (verified: '> TEXT \'{"action": "authenticate", "data": {"key_id": ...'.
 WATCHED_LOGGERS = (
     "websockets", "websockets.client", "websockets.protocol", "alpaca", "alpaca.trading.stream",
-    "alpaca.common.rest", "urllib3.connectionpool", "qf_plugins.brokers.alpaca.session",
-    "qf_plugins.brokers.alpaca.client", "qf_plugins.data.alpaca",
+    "alpaca.common.rest", "urllib3.connectionpool", "qf_plugins.alpaca.session",
+    "qf_plugins.alpaca.client", "qf_plugins.alpaca.bars",
 )
 
 
@@ -216,7 +216,7 @@ def check_sdk_internals(client: object, attrs: Iterable[str] = REST_PRIVATE_ATTR
     if missing:
         raise RuntimeError(
             f"alpaca-py {type(client).__name__} lacks {missing}; the pinned SDK version changed -- "
-            "re-verify qf_plugins.brokers.alpaca.client against docs/alpaca.md"
+            "re-verify qf_plugins.alpaca.client against docs/alpaca.md"
         )
 
 

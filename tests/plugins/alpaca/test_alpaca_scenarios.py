@@ -15,12 +15,12 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 
-from qf.emulators.alpaca import AlpacaEmulator, ManualClock
+from qf_plugins.alpaca.emulator import AlpacaEmulator, ManualClock
 from qf.testing.waiting import wait_for
-from qf_plugins.brokers.alpaca.client import AlpacaConfig, build_trading_client
-from qf_plugins.brokers.alpaca.ids import make_client_order_id
-from qf_plugins.brokers.alpaca.journal import Journal
-from qf_plugins.brokers.alpaca.session import (
+from qf_plugins.alpaca.client import AlpacaConfig, build_trading_client
+from qf_plugins.alpaca.ids import make_client_order_id
+from qf_plugins.alpaca.journal import Journal
+from qf_plugins.alpaca.session import (
     AlpacaAuthError,
     AlpacaSession,
     BrokerEvent,

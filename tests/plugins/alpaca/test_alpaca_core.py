@@ -17,9 +17,9 @@ import requests
 from alpaca.trading.client import TradingClient
 from alpaca.trading.stream import TradingStream
 
-from qf.emulators.alpaca import AlpacaEmulator
+from qf_plugins.alpaca.emulator import AlpacaEmulator
 from qf.testing.waiting import wait_for
-from qf_plugins.brokers.alpaca.client import (
+from qf_plugins.alpaca.client import (
     REST_PRIVATE_ATTRS,
     STREAM_PRIVATE_ATTRS,
     AlpacaConfig,
@@ -31,16 +31,16 @@ from qf_plugins.brokers.alpaca.client import (
     check_sdk_internals,
     redact,
 )
-from qf_plugins.brokers.alpaca.ids import (
+from qf_plugins.alpaca.ids import (
     MAX_CLIENT_ORDER_ID,
     ClientOrderId,
     make_client_order_id,
     new_run_id,
     parse_client_order_id,
 )
-from qf_plugins.brokers.alpaca.journal import Journal
-from qf_plugins.brokers.alpaca.ratelimit import RateLimiter, reset_delay
-from qf_plugins.brokers.alpaca.session import (
+from qf_plugins.alpaca.journal import Journal
+from qf_plugins.alpaca.ratelimit import RateLimiter, reset_delay
+from qf_plugins.alpaca.session import (
     AlpacaAuthError,
     AlpacaSession,
     BrokerEvent,
@@ -432,7 +432,7 @@ def test_credentials_never_reach_logs_or_journal(tmp_path: Path, caplog: pytest.
             session.kill_switch("test")
             time.sleep(0.3)
             session.poll()
-            logging.getLogger("qf_plugins.brokers.alpaca.session").info("session=%r config=%s", session,
+            logging.getLogger("qf_plugins.alpaca.session").info("session=%r config=%s", session,
                                                                          AlpacaConfig(KEY, SECRET))
         finally:
             session.stop()

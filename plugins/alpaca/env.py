@@ -1,6 +1,6 @@
 """Alpaca settings from the environment, with a user-facing error when something is missing.
 
-The broker and the data source both need an :class:`~qf_plugins.brokers.alpaca.client.AlpacaConfig`. Keys
+The broker and the data source both need an :class:`~qf_plugins.alpaca.client.AlpacaConfig`. Keys
 come only from the environment; URLs from the component's params when given, else from the
 environment (``ALPACA_TRADING_URL``, ...), else alpaca-py's defaults.
 
@@ -32,7 +32,7 @@ def config_from_env(*, paper: bool = True, trading_url: str | None = None, data_
     ``paper=False`` (real money) also needs ``ALPACA_PAPER=false`` in the environment: two independent
     switches, so neither a YAML edit nor a stray variable alone can trade a live account.
     """
-    from qf_plugins.brokers.alpaca.client import ENV_PAPER, AlpacaConfig
+    from qf_plugins.alpaca.client import ENV_PAPER, AlpacaConfig
 
     source = os.environ if env is None else env
     if not keys_present(source):

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from qf.emulators.alpaca import AlpacaEmulator
+from qf_plugins.alpaca.emulator import AlpacaEmulator
 from qf.testing.waiting import wait_for
-from qf_plugins.brokers.alpaca.client import AlpacaConfig
-from qf_plugins.brokers.alpaca.ids import make_client_order_id
-from qf_plugins.brokers.alpaca.journal import Journal
-from qf_plugins.brokers.alpaca.session import AlpacaSession, EventKind, OrderIntent, SubmitStatus
+from qf_plugins.alpaca.client import AlpacaConfig
+from qf_plugins.alpaca.ids import make_client_order_id
+from qf_plugins.alpaca.journal import Journal
+from qf_plugins.alpaca.session import AlpacaSession, EventKind, OrderIntent, SubmitStatus
 
 KEY = "PKLATEACCEPT00000001"
 SECRET = "late-accept-secret-0123456789abcdefghij"
@@ -37,10 +37,10 @@ INTENT = OrderIntent(ref=REF, symbol="AAPL", side="buy", qty=10)
 # The process that dies: one submit with a 0.3 s HTTP timeout, report the outcome, then wait to be killed.
 DOOMED = """
 import json, sys, time
-from qf_plugins.brokers.alpaca.client import AlpacaConfig
-from qf_plugins.brokers.alpaca.ids import make_client_order_id
-from qf_plugins.brokers.alpaca.journal import Journal
-from qf_plugins.brokers.alpaca.session import AlpacaSession, OrderIntent
+from qf_plugins.alpaca.client import AlpacaConfig
+from qf_plugins.alpaca.ids import make_client_order_id
+from qf_plugins.alpaca.journal import Journal
+from qf_plugins.alpaca.session import AlpacaSession, OrderIntent
 url, journal, window = sys.argv[1], sys.argv[2], float(sys.argv[3])
 cfg = AlpacaConfig(sys.argv[4], sys.argv[5], trading_url=url, timeout=0.3)
 session = AlpacaSession.from_config(cfg, Journal(journal), stream=False, lookup_backoff=0.01,

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from alpaca.data.historical import StockHistoricalDataClient
 
-from qf.emulators.alpaca import AlpacaEmulator
-from qf_plugins.brokers.alpaca.client import AlpacaConfig, build_data_client
-from qf_plugins.data.alpaca import (
+from qf_plugins.alpaca.emulator import AlpacaEmulator
+from qf_plugins.alpaca.client import AlpacaConfig, build_data_client
+from qf_plugins.alpaca.bars import (
     FIELDS,
     AlpacaDataPermissionError,
     AlpacaNoDataError,

@@ -1,7 +1,7 @@
-"""A backtrader broker over :class:`~qf_plugins.brokers.alpaca.session.AlpacaSession`.
+"""A backtrader broker over :class:`~qf_plugins.alpaca.session.AlpacaSession`.
 
 The strategy calls ``buy``/``sell`` as with any backtrader broker; each order becomes an
-:class:`~qf_plugins.brokers.alpaca.session.OrderIntent` whose ``ref`` is the strategy's decision reference
+:class:`~qf_plugins.alpaca.session.OrderIntent` whose ``ref`` is the strategy's decision reference
 (``qf_ref=20240105_AAPL``), so its ``client_order_id`` is ``<prefix>-<run_id>-<ref>-<attempt>``: the same
 decision after a restart maps to the same id, and the session's journal knows whether it was sent.
 
@@ -40,9 +40,9 @@ from alpaca.common.exceptions import APIError
 from qf.engines.result import ORDER_COLUMNS
 from qf.errors import QfError
 from qf.paper.broker import BrokerView, FillView, OrderView, PositionView, RefStatus
-from qf_plugins.brokers.alpaca.env import config_from_env
-from qf_plugins.brokers.alpaca.journal import OPEN_STATES, Journal
-from qf_plugins.brokers.alpaca.session import (
+from qf_plugins.alpaca.env import config_from_env
+from qf_plugins.alpaca.journal import OPEN_STATES, Journal
+from qf_plugins.alpaca.session import (
     AccountSnapshot,
     AlpacaAuthError,
     AlpacaSession,

@@ -7,7 +7,7 @@ WebSocket. Everything binds to 127.0.0.1 by default, ports default to 0 (free po
 Example::
 
     from alpaca.trading.client import TradingClient
-    from qf.emulators.alpaca import AlpacaEmulator
+    from qf_plugins.alpaca.emulator import AlpacaEmulator
 
     with AlpacaEmulator(api_key="KEY", secret_key="SECRET", fill_mode="scripted") as emu:
         emu.set_quote("AAPL", 189.99, 190.01)
@@ -26,12 +26,12 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
-from qf.emulators.alpaca.clock import Clock, ManualClock, MarketHours, SystemClock
-from qf.emulators.alpaca.errors import ApiError
-from qf.emulators.alpaca.faults import Fault, FaultPlan
-from qf.emulators.alpaca.server import RequestRecord, RestServer, WindowRateLimiter
-from qf.emulators.alpaca.state import AssetInfo, BrokerState, FillMode
-from qf.emulators.alpaca.stream import StreamServer
+from qf_plugins.alpaca.emulator.clock import Clock, ManualClock, MarketHours, SystemClock
+from qf_plugins.alpaca.emulator.errors import ApiError
+from qf_plugins.alpaca.emulator.faults import Fault, FaultPlan
+from qf_plugins.alpaca.emulator.server import RequestRecord, RestServer, WindowRateLimiter
+from qf_plugins.alpaca.emulator.state import AssetInfo, BrokerState, FillMode
+from qf_plugins.alpaca.emulator.stream import StreamServer
 
 __all__ = [
     "AlpacaEmulator", "ApiError", "AssetInfo", "BrokerState", "Clock", "Fault", "FaultPlan", "ManualClock",

@@ -65,16 +65,16 @@ from alpaca.trading.requests import (
 )
 from pydantic import BaseModel, ValidationError
 
-from qf_plugins.brokers.alpaca.client import (
+from qf_plugins.alpaca.client import (
     AlpacaConfig,
     QfTradingStream,
     build_rate_limiter,
     build_trading_client,
     build_trading_stream,
 )
-from qf_plugins.brokers.alpaca.ids import make_client_order_id, parse_client_order_id
-from qf_plugins.brokers.alpaca.journal import IntentRecord, Journal
-from qf_plugins.brokers.alpaca.ratelimit import RateLimiter, reset_delay
+from qf_plugins.alpaca.ids import make_client_order_id, parse_client_order_id
+from qf_plugins.alpaca.journal import IntentRecord, Journal
+from qf_plugins.alpaca.ratelimit import RateLimiter, reset_delay
 
 log = logging.getLogger(__name__)
 
