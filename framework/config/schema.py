@@ -74,6 +74,10 @@ class ExecutorSpec(Strict):
     this machine) or ``ray://head:10001``; ``n_jobs`` caps the tasks running at once; ``runtime_env`` is
     Ray's (``pip:``, ``py_modules:``, ``env_vars:`` ...; local-file components and QF_PLUGINS_ALLOW/BLOCK
     are added to it); ``max_retries`` is how often a task whose worker or node died is re-run elsewhere.
+
+    Either kind: a sweep checkpoints its finished rows under ``<report root>/.qf/sweeps/`` as they finish,
+    and the same sweep run again resumes from them; ``resume: false`` recomputes every combination (see
+    :mod:`qf.research.checkpoint`). Example: ``executor: {kind: ray, address: "ray://head:10001", n_jobs: 64}``.
     """
 
     kind: Literal["local", "ray"] = "local"
@@ -81,6 +85,7 @@ class ExecutorSpec(Strict):
     n_jobs: int | None = Field(default=None, ge=1)
     runtime_env: dict[str, Any] | None = None
     max_retries: int = Field(default=3, ge=0, le=100)
+    resume: bool = True
 
 
 class ExecutionSpec(Strict):

@@ -101,12 +101,19 @@ def map_in_order(items: Iterator[tuple[int, R]], n: int) -> list[R]:
 # ---------------------------------------------------------------- local process pool
 
 _WORKER_ARRAYS: dict[str, Any] = {}
+# shared values a worker keeps loaded: the latest ones (an executor serving many sweeps, such as every fold
+# of a walk-forward, shares new data for each; the older ones are not needed again)
+_WORKER_KEEP = 16
 
 
 def _load_shared(path: str) -> Any:
     # Opened once per worker process and then reused by every chunk that worker runs.
-    value = _WORKER_ARRAYS.get(path)
-    if value is None:
+    value = _WORKER_ARRAYS.pop(path, None)
+    if value is not None:
+        _WORKER_ARRAYS[path] = value  # most recently used last
+    else:
+        while len(_WORKER_ARRAYS) >= _WORKER_KEEP:
+            _WORKER_ARRAYS.pop(next(iter(_WORKER_ARRAYS)))
         if path.endswith(".pkl"):
             with open(path, "rb") as f:
                 value = pickle.load(f)
@@ -216,6 +223,7 @@ class LocalExecutor(_InOrder):
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         # id(value) -> (value, path); holding the value keeps its id from being reused
         self._files: dict[int, tuple[Any, str]] = {}
+        self._n_shared = 0  # file names are never reused: a worker caches a loaded file by its name
 
     def _share(self, arr: Any) -> str:
         entry = self._files.get(id(arr))
@@ -230,11 +238,12 @@ class LocalExecutor(_InOrder):
             suffix = owned_name("").removeprefix(".tmp-")
             self._tmp = tempfile.TemporaryDirectory(prefix=SHARED_PREFIX, suffix=suffix, dir=parent)
             weakref.finalize(self, self._tmp.cleanup)
+        n, self._n_shared = self._n_shared, self._n_shared + 1
         if _is_array(arr):
-            path = os.path.join(self._tmp.name, f"a{len(self._files)}.npy")
+            path = os.path.join(self._tmp.name, f"a{n}.npy")
             np.save(path, np.ascontiguousarray(arr))
         else:
-            path = os.path.join(self._tmp.name, f"o{len(self._files)}.pkl")
+            path = os.path.join(self._tmp.name, f"o{n}.pkl")
             with open(path, "wb") as f:
                 pickle.dump(arr, f, protocol=pickle.HIGHEST_PROTOCOL)
         self._files[id(arr)] = (arr, path)
@@ -289,6 +298,22 @@ class LocalExecutor(_InOrder):
         finally:
             for future in futures:  # the caller stopped early (an error): drop what has not started
                 future.cancel()
+
+    @property
+    def started(self) -> bool:
+        """Whether the worker processes exist (a ``fork`` pool is forked from this process as it is now)."""
+        return self._pool is not None
+
+    def release(self, value: Any) -> None:
+        """Delete the shared file of ``value`` (shared by an earlier ``map``/``imap``); the pool lives on.
+
+        An executor that serves many sweeps (every fold of a walk-forward) calls this once a sweep is done,
+        so that its data does not pile up in the temp folder until ``close``.
+        """
+        entry = self._files.pop(id(value), None)
+        if entry is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(entry[1])  # workers that loaded it drop it as newer values come (_WORKER_KEEP)
 
     def close(self) -> None:
         """Stop the workers and delete the shared files."""
@@ -597,6 +622,10 @@ class RayExecutor(_InOrder):
             for ref in pending:  # stopped early (an error, a closed generator): drop the rest
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
+
+    def release(self, value: Any) -> None:
+        """Drop this executor's reference to ``value``'s shared object (Ray frees it once no task needs it)."""
+        self._refs.pop(id(value), None)
 
     def close(self) -> None:
         """Drop the shared objects and shut Ray down if this executor started it."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from qf.pipeline import Targets, apply_weights, compute_signal, compute_targets,
 from qf.rebalance import rebalance_dates
 from qf.report import writer
 from qf.report.metrics import PERIODS_PER_YEAR, compute_metrics, eval_returns, evaluation_start
+from qf.research.checkpoint import SweepCheckpoint, checkpoint_root
 from qf.research.grid import expand_grid
 from qf.research.stats import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sharpe_stats
 
@@ -232,58 +233,98 @@ def _executor(exp: LoadedExperiment, n_tasks: int):
 
 
 def evaluate_grid(exp: LoadedExperiment, bars: Bars, grid: pd.DataFrame, trade_from: int = 0,
-                  progress: Callable[[int, int], None] | None = None, keep_returns: bool = False) -> pd.DataFrame:
+                  progress: Callable[[int, int], None] | None = None, keep_returns: bool = False, *,
+                  executor: Any | None = None, checkpoint: SweepCheckpoint | None = None,
+                  done: Mapping[int, dict[str, Any]] | None = None) -> pd.DataFrame:
     """Params + metrics for every row of ``grid``, in grid order.
 
     With ``keep_returns`` each combination's evaluation-period returns come back too, in grid order, as
     ``table.attrs["returns"]`` (a list of Series; pop it before using the table further).
 
     ``progress(done, total)`` is called as chunks of combinations finish (the executor streams them).
+    ``executor``: run on this executor and leave it open (a walk-forward runs every fold's sweep on one);
+    default: one made from ``execution.executor`` for this call. ``checkpoint``: every finished chunk's
+    rows are saved there as it finishes (see :mod:`qf.research.checkpoint`); ``done``: rows already
+    finished, by grid position (``checkpoint.load()``), which are not computed again. If the Ray cluster
+    fails under the sweep, the :class:`~qf.research.ray_cluster.ClusterError` says how many rows were kept.
+
+    Example::
+
+        table = evaluate_grid(exp, exp.data.load(), grid_of(exp))
     """
     combos = grid.to_dict("records")
     # fail fast, in this process, on a combination whose params do not validate
     for combo in combos:
         combo_experiment(exp.raw, exp.path, combo)
-    from qf.research.executors import LocalExecutor
-
-    ex = _executor(exp, len(combos))
-    # forked workers start as warm as this process: one combination here first imports and loads
-    # everything they need (vectorbt, the compiled kernels), then the pool forks them
-    warm_up = FORK_WORKERS and ex.n_workers > 1 and isinstance(ex, LocalExecutor)
-    order = _by_signal(combos)
-    head, rest = (order[:1], order[1:]) if warm_up else ([], order)
-    n_chunks = max(1, min(len(rest), ex.n_workers * 16))
-    # contiguous runs of the signal-grouped order: a chunk holds whole groups where it can
-    bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
-    positions = [rest[bounds[i]:bounds[i + 1]] for i in range(n_chunks)]
-    tasks = [ComboTask(exp.raw, exp.path, None, [combos[j] for j in pos], trade_from, keep_returns)
-             for pos in positions]
-    results: list[list[dict[str, Any]]] = [[] for _ in tasks]
-    done = 0
-    try:
-        if head:
-            positions.insert(0, head)
-            results.insert(0, evaluate_chunk(ComboTask(exp.raw, exp.path, bars, [combos[head[0]]], trade_from,
-                                                       keep_returns)))
-            done = 1
-        # streamed: each finished chunk frees a worker for the next one; the bars travel once
-        first = len(positions) - len(tasks)  # the warm-up chunk, if any, comes first
-        for i, part in ex.imap(evaluate_chunk, tasks, shared={"bars": bars}):
-            results[first + i] = part
-            done += len(part)
-            if progress is not None:
-                progress(done, len(combos))
-    finally:
-        ex.close()
     rows: list[dict | None] = [None] * len(combos)
-    for pos, part in zip(positions, results, strict=True):
-        for j, row in zip(pos, part, strict=True):
-            rows[j] = row
+    for pos, row in (done or {}).items():
+        rows[pos] = dict(row)
+    todo = [j for j in _by_signal(combos) if rows[j] is None]
+    n_done = len(combos) - len(todo)
+    if todo:
+        own = executor is None
+        ex = _executor(exp, len(todo)) if own else executor
+        try:
+            _evaluate(exp, bars, combos, todo, rows, ex, trade_from, keep_returns, checkpoint, progress, n_done)
+        finally:
+            if own:
+                ex.close()
+            else:  # the executor lives on: drop this call's bars from its shared files / object store
+                release = getattr(ex, "release", None)
+                if callable(release):
+                    release(bars)
     returns = [row.pop(RETURNS) for row in rows] if keep_returns else None  # type: ignore[union-attr]
     table = pd.concat([grid.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
     if returns is not None:
         table.attrs["returns"] = returns
     return table
+
+
+def _evaluate(exp: LoadedExperiment, bars: Bars, combos: list[dict[str, Any]], todo: list[int],
+              rows: list[dict | None], ex: Any, trade_from: int, keep_returns: bool,
+              checkpoint: SweepCheckpoint | None, progress: Callable[[int, int], None] | None, n_done: int) -> None:
+    """Fill ``rows[j]`` for every ``j`` in ``todo`` (signal-grouped order) on ``ex``, checkpointing each chunk."""
+    from qf.research.executors import LocalExecutor
+    from qf.research.ray_cluster import ClusterError
+
+    # forked workers start as warm as this process: one combination here first imports and loads
+    # everything they need (vectorbt, the compiled kernels), then the pool forks them (once per executor)
+    warm_up = FORK_WORKERS and ex.n_workers > 1 and isinstance(ex, LocalExecutor) and not ex.started
+    head, rest = (todo[:1], todo[1:]) if warm_up else ([], todo)
+    n_chunks = max(1, min(len(rest), ex.n_workers * 16))
+    # contiguous runs of the signal-grouped order: a chunk holds whole groups where it can
+    bounds = np.linspace(0, len(rest), n_chunks + 1).round().astype(int)
+    positions = [rest[bounds[i]:bounds[i + 1]] for i in range(n_chunks)]
+    positions = [pos for pos in positions if pos]
+    tasks = [ComboTask(exp.raw, exp.path, None, [combos[j] for j in pos], trade_from, keep_returns)
+             for pos in positions]
+    done = n_done
+
+    def finished(pos: list[int], part: list[dict[str, Any]]) -> None:
+        nonlocal done
+        for j, row in zip(pos, part, strict=True):
+            rows[j] = row
+        if checkpoint is not None:
+            checkpoint.save(pos, part)
+        done += len(part)
+        if progress is not None:
+            progress(done, len(combos))
+
+    if progress is not None and n_done:
+        progress(n_done, len(combos))
+    try:
+        if head:
+            finished(head, evaluate_chunk(ComboTask(exp.raw, exp.path, bars, [combos[head[0]]], trade_from,
+                                                    keep_returns)))
+        # streamed: each finished chunk frees a worker for the next one; the bars travel once
+        for i, part in ex.imap(evaluate_chunk, tasks, shared={"bars": bars}):
+            finished(positions[i], part)
+    except ClusterError as exc:
+        if checkpoint is None:
+            raise
+        kept = len(combos) - sum(row is None for row in rows)
+        raise ClusterError(f"{exc}; {kept} of {len(combos)} combinations are kept in {checkpoint.folder}: run "
+                           "the same command again to resume") from None
 
 
 def rank(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -378,12 +419,25 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     grid = grid_of(exp)
     params = list(grid.columns)
     bars = exp.data.load()
+    from qf.research.cpcv import PBO_MAX_COMBOS
+
+    keep_returns = 2 <= len(grid) <= PBO_MAX_COMBOS
+    # finished rows go to a stable place (each run gets a new report folder) as chunks finish, so that the
+    # same command run again after an interruption computes only what is missing
+    ckpt = SweepCheckpoint.for_sweep(exp, bars, grid, root=checkpoint_root(exp, out), keep_returns=keep_returns)
+    done = ckpt.load() if exp.spec.execution.executor.resume else {}
+    if done:
+        console.print(f"resumed {len(done)} of {len(grid)} combinations from {ckpt.folder} (finished by an "
+                      f"earlier run of this sweep); computing the other {len(grid) - len(done)}", highlight=False)
     with _progress(console) as bar:
         task = bar.add_task(f"{exp.name}: {len(grid)} combinations of {', '.join(params)}", total=len(grid))
-        from qf.research.cpcv import PBO_MAX_COMBOS
-
-        table = evaluate_grid(exp, bars, grid, progress=lambda done, total: bar.update(task, completed=done),
-                              keep_returns=2 <= len(grid) <= PBO_MAX_COMBOS)
+        try:
+            table = evaluate_grid(exp, bars, grid, progress=lambda n, total: bar.update(task, completed=n),
+                                  keep_returns=keep_returns, checkpoint=ckpt, done=done)
+        except KeyboardInterrupt:
+            console.print(f"interrupted: {len(done) + ckpt.saved} of {len(grid)} combinations are kept in "
+                          f"{ckpt.folder}; run the same command again to resume", highlight=False)
+            raise
     combo_rets = table.attrs.pop("returns", None)
     ranked = rank(table, sweep.metric)
     best_combo = {p: _python(ranked[p].iloc[0]) for p in params}  # per column, so ints stay ints
@@ -417,6 +471,7 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
 
     engine = best_exp.spec.execution.engine
     report_dir = write_report(best_exp, outcome, out, out.name, engine, kind="sweep", extra_files=extra)
+    ckpt.remove()  # the report holds every row now
     console.print(f"report: {report_dir}")
     other = "backtrader" if engine == "vectorbt" else "vectorbt"
     console.print(f"check the best combination in {other} too: qf parity {report_dir}", highlight=False)

@@ -68,7 +68,7 @@ from qf.rebalance import rebalance_dates
 from qf.report import writer
 from qf.report.metrics import compute_metrics, evaluation_start
 from qf.research.folds import Fold, walk_forward_splits
-from qf.research.sweep import _python, combo_experiment, evaluate_grid, grid_of, rank
+from qf.research.sweep import _executor, _python, combo_experiment, evaluate_grid, grid_of, rank
 
 __all__ = ["FoldPlan", "fold_targets", "run_walk_forward"]
 
@@ -174,12 +174,12 @@ def _describe(combo: dict[str, Any], exp: LoadedExperiment, trainable: bool, n_t
 
 
 def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame | None, metric: str,
-               fitted: list[tuple[int, Any]], shared: dict[Any, Any] | None = None) -> FoldPlan:
+               fitted: list[tuple[int, Any]], shared: dict[Any, Any] | None = None, executor: Any = None) -> FoldPlan:
     train_bars = bars.iloc(fold.train)
     combo: dict[str, Any] = {}
     train_score = float("nan")
     if grid is not None:
-        table = rank(evaluate_grid(exp, train_bars, grid), metric)
+        table = rank(evaluate_grid(exp, train_bars, grid, executor=executor), metric)
         if "eval_bars" in table.columns and not table["eval_bars"].fillna(0).to_numpy().any():
             # every combination's warm-up outlasts the train window: the "choice" would be the first row
             raise QfError(f"walk_forward: fold {fold.index}: no combination trades inside its {fold.n_train} train "
@@ -274,7 +274,14 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console, 
     n_workers = _fold_workers(exp, grid, len(folds), workers)
     final_fit = None
     if n_workers == 1:
-        plans = [_plan_fold(exp, bars, fold, grid, metric, fitted, shared) for fold in folds]
+        # every fold's sweep runs on one executor: one worker pool (or Ray connection, runtime_env upload and
+        # version handshake) for the whole walk-forward, not one per fold
+        ex = _executor(exp, len(grid) * len(folds)) if grid is not None else None
+        try:
+            plans = [_plan_fold(exp, bars, fold, grid, metric, fitted, shared, executor=ex) for fold in folds]
+        finally:
+            if ex is not None:
+                ex.close()
     else:
         # a trainable model's fit spends its time in native code that releases the GIL (xgboost), so the
         # folds' fits overlap on a thread pool; each model still trains on its own window with its own

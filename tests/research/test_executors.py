@@ -106,6 +106,19 @@ def test_local_executor_ships_other_objects_once(shared_dir) -> None:
     assert len({v[2] for v in got.values()}) <= 2
 
 
+def test_released_values_are_deleted_and_their_names_never_reused(tmp_path) -> None:
+    """An executor serving many sweeps (walk-forward folds) drops each one's data; a worker that cached a
+    released value by its file name must never be handed a different value under that name."""
+    first, second = {"k": [1] * 8}, {"k": [2] * 8}
+    with LocalExecutor(n_jobs=2, tmp_dir=str(tmp_path)) as ex:
+        assert {r[1] for r in ex.map(_first_key, range(4), shared={"table": first})} == {1}
+        ex.release(first)
+        assert [f for _, _, fs in os.walk(tmp_path) for f in fs] == []
+        assert {r[1] for r in ex.map(_first_key, range(4), shared={"table": second})} == {2}
+        assert [f for _, _, fs in os.walk(tmp_path) for f in fs] == ["o1.pkl"]
+        assert ex.started
+
+
 def test_shared_array_validation() -> None:
     with LocalExecutor(n_jobs=1) as ex:
         with pytest.raises(ValueError, match="identifier"):
