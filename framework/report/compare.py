@@ -40,6 +40,7 @@ class RunFiles:
     config: dict[str, Any] = field(default_factory=dict)
     paper: dict[str, Any] = field(default_factory=dict)
     equity: pd.Series | None = None
+    weights: pd.DataFrame | None = None
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -68,8 +69,14 @@ def load_run(path: Path, metrics: dict[str, Any], label: str | None = None) -> R
             raise QfError(f"{path / 'equity.parquet'}: cannot read: {exc}") from None
         if "equity" in frame.columns and len(frame):
             equity = frame["equity"].astype(float)
+    weights = None
+    if (path / "weights.parquet").is_file():
+        try:
+            weights = pd.read_parquet(path / "weights.parquet").astype(float)
+        except Exception:  # noqa: BLE001 - optional: the drift rows of the weights are left out without it
+            weights = None
     return RunFiles(path, label or f"{path.parent.name}/{path.name}", metrics, _json(path / "manifest.json"),
-                    config if isinstance(config, dict) else {}, _json(path / "paper.json"), equity)
+                    config if isinstance(config, dict) else {}, _json(path / "paper.json"), equity, weights)
 
 
 def unique_labels(paths: list[Path]) -> list[str]:
@@ -213,10 +220,106 @@ def render_compare(runs: list[RunFiles], metric_rows: Rows, page_dir: Path) -> s
              figure_div(eq_fig), figure_div(dd_fig)]
     if no_equity:
         parts.append(f'<p class="warn">No equity.parquet in {html.escape(", ".join(no_equity))}: not drawn.</p>')
+    drift = drift_section(runs)
+    if drift:
+        parts.append(drift)
     parts.append("<h2>Config differences</h2>")
     parts.append(_table(labels, diff, "config key") if diff else
                  '<p class="note">The runs\' config.yaml files are identical.</p>')
     return html_page(title, "\n".join(parts), plotly_js())
+
+
+# reference samples smaller than this are not used on their own (PSI over 10 bins needs a few per bin)
+MIN_REFERENCE = 50
+
+
+def _paper_and_backtests(runs: list[RunFiles]) -> list[tuple[RunFiles, RunFiles]]:
+    papers = [r for r in runs if r.manifest.get("kind") == "paper"]
+    backtests = [r for r in runs if r.manifest.get("kind") != "paper"]
+    return [(p, b) for p in papers for b in backtests]
+
+
+def _reference(values: pd.Series, before: pd.Timestamp) -> tuple[pd.Series, str]:
+    """The backtest's values before the paper's first bar when there are enough, else all of them."""
+    early = values[values.index < before]
+    if len(early) >= MIN_REFERENCE:
+        return early, f"backtest before {before:%Y-%m-%d}"
+    return values, "whole backtest"
+
+
+def drift_rows(paper: RunFiles, backtest: RunFiles) -> list[dict[str, Any]]:
+    """PSI / KS (:mod:`qf.paper.drift`) of the paper run's per-bar returns and non-zero target weights against
+    the backtest's: the reference is the backtest's values before the paper's first bar when it has at least
+    :data:`MIN_REFERENCE` of them (the history the strategy was tested on), else the whole backtest.
+
+    Example::
+
+        drift_rows(load_run(paper_dir, m1), load_run(backtest_dir, m2))[0]["psi"]
+    """
+    from qf.paper.drift import ks, psi
+
+    out: list[dict[str, Any]] = []
+    if paper.equity is None or backtest.equity is None or not len(paper.equity):
+        return out
+    start = paper.equity.index[0]
+    pairs: list[tuple[str, pd.Series, pd.Series]] = [
+        ("returns", paper.equity.pct_change().dropna(), backtest.equity.pct_change().dropna())]
+    if paper.weights is not None and backtest.weights is not None:
+        def stacked(w: pd.DataFrame) -> pd.Series:
+            long = w.stack(future_stack=True)
+            long = long[long.notna() & (long != 0)]
+            return pd.Series(long.to_numpy(dtype=float), index=long.index.get_level_values(0))
+        pairs.append(("target weights", stacked(paper.weights), stacked(backtest.weights)))
+    for name, cur, bt in pairs:
+        ref, what = _reference(bt, start)
+        p = psi(ref.to_numpy(), cur.to_numpy())
+        stat, pvalue = ks(ref.to_numpy(), cur.to_numpy())
+        out.append({"variable": name, "reference": what, "n_reference": len(ref), "n_paper": len(cur), "psi": p,
+                    "ks_stat": stat, "ks_pvalue": pvalue})
+    return out
+
+
+def drift_section(runs: list[RunFiles]) -> str:
+    """The page's drift section for every (paper run, other run) pair, plus each paper run's own drift.csv
+    summary (its features and signal output measured during the session); '' without a paper run."""
+    from qf.paper.drift import read_rows, summary
+
+    pairs = _paper_and_backtests(runs)
+    papers = [r for r in runs if r.manifest.get("kind") == "paper"]
+    if not papers:
+        return ""
+    parts = ["<h2>Drift: paper vs backtest</h2>",
+             '<p class="note">PSI over 10 quantile bins of the reference and the two-sample KS test (scipy), per '
+             "bar returns and the non-zero target weights of the paper run against the backtest's. PSI &gt; 0.1 is "
+             "usually read as a shift, &gt; 0.25 as a major one.</p>"]
+
+    def fmt(v: Any) -> str:
+        return "n/a" if isinstance(v, float) and v != v else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    cols = ["variable", "reference", "n_reference", "n_paper", "psi", "ks_stat", "ks_pvalue"]
+    for paper, backtest in pairs:
+        rows = drift_rows(paper, backtest)
+        if not rows:
+            continue
+        table = [(r["variable"], [fmt(r[c]) for c in cols[1:]]) for r in rows]
+        parts.append(f"<h3>{html.escape(paper.label)} against {html.escape(backtest.label)}</h3>")
+        parts.append(_table(cols[1:], table, "variable"))
+    for paper in papers:
+        measured = read_rows(paper.path)
+        if not len(measured):
+            continue
+        # the report's risk_events.csv holds the session's drift events (symbol = the variable)
+        events = pd.read_csv(paper.path / "risk_events.csv") if (paper.path / "risk_events.csv").is_file() else None
+        if events is not None and not {"event", "symbol"} <= set(events.columns):
+            events = None
+        frame = summary(measured, events)
+        n_events = int((events["event"] == "drift").sum()) if events is not None else 0
+        shown = ["kind", "bars", "drifting_bars", "max_psi", "max_psi_at", "last_psi", "last_ks_pvalue"]
+        table = [(str(r["variable"]), [fmt(r[c]) for c in shown]) for r in frame.to_dict("records")]
+        parts.append(f"<h3>{html.escape(paper.label)}: drift measured during the session (drift.csv, "
+                     f"{n_events} drift event(s))</h3>")
+        parts.append(_table(shown, table, "variable"))
+    return "\n".join(parts)
 
 
 def default_page(runs: list[RunFiles], stamp: str) -> Path:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from qf.report.analysis import ANALYSIS_CSS, TradeData, analysis_section
 from qf.report.metrics import PERIODS_PER_YEAR, RISK_FREE
+from qf.report.regimes import REGIME_CSS, regime_section
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _page(title: str, heading: str, body: str) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
 <link rel="icon" href="data:,">
-<style>{_CSS}{ANALYSIS_CSS}</style>
+<style>{_CSS}{ANALYSIS_CSS}{REGIME_CSS}</style>
 </head>
 <body>
 <div class="container">
@@ -297,7 +298,9 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
     backtrader") and ``warning`` under that, highlighted (e.g. "interrupted paper session"); ``metrics``
     fill the simpler page written when the returns are too short or flat for charts, or quantstats fails;
     ``trades`` (the run's round trips, their summary, fills and weights) adds the "Trades and exposure"
-    section (:mod:`qf.report.analysis`) at the foot of either page.
+    section (:mod:`qf.report.analysis`) at the foot of either page; every page ends with the "Performance by
+    volatility regime" section (:mod:`qf.report.regimes`: the benchmark's regime, else the equal-weight
+    universe's from ``trades.close``).
 
     Example::
 
@@ -324,6 +327,14 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
                        f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}. trades.csv and "
                        "metrics.json have the figures.</p></div>")
         page = page.replace("</div>\n</body>", section + "\n</div>\n</body>")
+    try:  # performance by the market's volatility regime (qf.report.regimes), on every tear sheet
+        with _quiet():
+            regimes = regime_section(rets, benchmark, trades.close if trades is not None else None, PERIODS_PER_YEAR)
+    except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
+        log.warning("tear sheet: the regime section failed (%s: %s)", type(exc).__name__, exc)
+        regimes = (f'<div id="regimes"><hr><h2>Performance by volatility regime</h2><p>Not drawn: '
+                   f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}.</p></div>")
+    page = page.replace("</div>\n</body>", regimes + "\n</div>\n</body>")
     path.write_text(page, encoding="utf-8")
 
 

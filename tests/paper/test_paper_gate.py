@@ -34,3 +34,22 @@ def test_paper_session_gate_against_its_backtest(sample_experiment, tmp_path: Pa
     (tmp_path / "strict.yaml").write_text(f"min_trades: {metrics['trades']['n_closed'] + 1}\n")
     again = runner.invoke(app, ["report", "gate", str(report), "--gate", str(tmp_path / "strict.yaml")])
     assert again.exit_code == 3 and "NO-GO" in again.output
+
+
+def test_the_drift_and_gate_example_runs_offline(tmp_path: Path) -> None:
+    """experiments/paper_drift_gate.yaml, cut to 4 names and early 2020 for time: the crash raises drift events
+    and the gate prints its verdict with the exit code that goes with it."""
+    root = Path(__file__).resolve().parents[2]
+    res = runner.invoke(app, [
+        "paper", str(root / "experiments" / "paper_drift_gate.yaml"), "--broker", "sim",
+        "--state-dir", str(tmp_path / "state"), "--set", f"report.dir={tmp_path / 'reports'}",
+        "--set", "report.tearsheet=false", "--set", "data.params.symbols=[AAPL, JPM, XOM, KO]",
+        "--set", "data.params.end=2020-04-30", "--set", "paper.drift.ks_pvalue=null"])
+    assert res.exit_code in (0, 3), res.output
+    verdict = "NO-GO" if res.exit_code == 3 else "GO"
+    assert f"\n{verdict}\n" in res.output
+    report = next((tmp_path / "reports" / "paper_drift_gate").iterdir())
+    events = [line.split(",") for line in (report / "risk_events.csv").read_text().splitlines()[1:]]
+    crash = [t for t, e, _ in events if e == "drift" and t.startswith("2020-0")]
+    assert crash, events  # the share of names above their 50-day average collapsed in February-March 2020
+    assert json.loads((report / "gate.json").read_text())["verdict"] == verdict
