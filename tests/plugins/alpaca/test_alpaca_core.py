@@ -17,7 +17,6 @@ import requests
 from alpaca.trading.client import TradingClient
 from alpaca.trading.stream import TradingStream
 
-from qf_plugins.alpaca.emulator import AlpacaEmulator
 from qf.testing.waiting import wait_for
 from qf_plugins.alpaca.client import (
     REST_PRIVATE_ATTRS,
@@ -31,6 +30,7 @@ from qf_plugins.alpaca.client import (
     check_sdk_internals,
     redact,
 )
+from qf_plugins.alpaca.emulator import AlpacaEmulator
 from qf_plugins.alpaca.ids import (
     MAX_CLIENT_ORDER_ID,
     ClientOrderId,

@@ -1,4 +1,5 @@
-"""ALPACA.md section 9, scenario 13: historical bars through ``load_alpaca_bars`` and the real SDK."""
+"""Historical bars through ``load_alpaca_bars`` and the real SDK (docs/alpaca.md, *Scenarios the tests hold the
+session to*, scenario 13)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import pandas as pd
 import pytest
 from alpaca.data.historical import StockHistoricalDataClient
 
-from qf_plugins.alpaca.emulator import AlpacaEmulator
-from qf_plugins.alpaca.client import AlpacaConfig, build_data_client
 from qf_plugins.alpaca.bars import (
     FIELDS,
     AlpacaDataPermissionError,
     AlpacaNoDataError,
     load_alpaca_bars,
 )
+from qf_plugins.alpaca.client import AlpacaConfig, build_data_client
+from qf_plugins.alpaca.emulator import AlpacaEmulator
 
 KEY = "PKDATA00000000000001"
 SECRET = "data-secret-0123456789abcdefghijklmnopqrstu"

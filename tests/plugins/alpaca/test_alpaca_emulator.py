@@ -38,10 +38,10 @@ from alpaca.trading.requests import (
 from alpaca.trading.stream import TradingStream
 from openapi_schema_validator import OAS30Validator
 
+from qf.testing.waiting import wait_for
 from qf_plugins.alpaca.emulator import AlpacaEmulator, ManualClock
 from qf_plugins.alpaca.emulator.cli import serve
 from qf_plugins.alpaca.emulator.faults import FaultPlan
-from qf.testing.waiting import wait_for
 
 KEY = "PKTESTKEY1234567890"
 SECRET = "sk-test-secret-abcdefghijklmnopqrstuvwxyz"
@@ -106,7 +106,7 @@ def test_payloads_validate_against_sdk_models_and_openapi(emu: AlpacaEmulator, t
     account = raw.get_account()
     TradeAccount(**account)
     oas_check(trading_spec, "Account", account)
-    assert "pattern_day_trader" not in account  # retired 2026-07-06 (ALPACA.md section 7)
+    assert "pattern_day_trader" not in account  # retired 2026-07-06 (docs/alpaca.md, *The emulator*)
     positions = raw.get_all_positions()
     assert [Position(**p).symbol for p in positions] == ["AAPL"]
     for p in positions:

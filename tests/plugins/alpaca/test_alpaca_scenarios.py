@@ -1,4 +1,5 @@
-"""ALPACA.md section 9: the scenarios the Alpaca session must survive, against the loopback emulator.
+"""The scenarios the Alpaca session must survive, against the loopback emulator (docs/alpaca.md, *Scenarios
+the tests hold the session to*).
 
 The session drives the real, unmodified alpaca-py ``TradingClient`` and ``TradingStream``; the
 emulator scripts the failures. Scenario 13 (bars) lives in test_alpaca_data.py.
@@ -15,9 +16,9 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 
-from qf_plugins.alpaca.emulator import AlpacaEmulator, ManualClock
 from qf.testing.waiting import wait_for
 from qf_plugins.alpaca.client import AlpacaConfig, build_trading_client
+from qf_plugins.alpaca.emulator import AlpacaEmulator, ManualClock
 from qf_plugins.alpaca.ids import make_client_order_id
 from qf_plugins.alpaca.journal import Journal
 from qf_plugins.alpaca.session import (

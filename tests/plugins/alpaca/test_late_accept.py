@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from qf_plugins.alpaca.emulator import AlpacaEmulator
 from qf.testing.waiting import wait_for
 from qf_plugins.alpaca.client import AlpacaConfig
+from qf_plugins.alpaca.emulator import AlpacaEmulator
 from qf_plugins.alpaca.ids import make_client_order_id
 from qf_plugins.alpaca.journal import Journal
 from qf_plugins.alpaca.session import AlpacaSession, EventKind, OrderIntent, SubmitStatus
