@@ -233,3 +233,60 @@ def test_paper_replay_writes_drift_and_raises_events(sample_experiment, tmp_path
     risk = pd.read_csv(report / "risk_events.csv", parse_dates=["time"])
     assert list(risk.loc[risk["event"] == "drift", "time"]) == list(starts)
     assert list(outcome.events.loc[outcome.events["event"] == "drift", "time"]) == list(starts)
+
+
+def test_live_monitor_measures_the_bars_it_sees_like_a_replay(tmp_path: Path) -> None:
+    """A live session has no replay: the monitor records the bars its source hands out and recomputes the
+    variables on history + those bars at each bar; the rows equal the replay's."""
+    from qf.paper.feed import LiveBar
+
+    bars = _bars(260)
+    spec = DriftSpec(window=20, bins=5, reference_bars=100)
+    history = bars.iloc(slice(0, 150))
+
+    class Source:
+        def __init__(self) -> None:
+            self.k = 150
+
+        def poll(self, timeout: float) -> list[LiveBar] | None:
+            if self.k >= len(bars.index):
+                return None
+            bar = LiveBar(bars.index[self.k], {"close": bars.close.iloc[self.k].to_numpy()})
+            self.k += 1
+            return [bar]
+
+        def is_decision(self, *args: object) -> bool:
+            return True
+
+    live = DriftMonitor(_exp(ZScore(), spec), spec, tmp_path / "live", history)
+    source = live.watch(Source())
+    assert source.is_decision() is True  # everything else reaches the wrapped source
+    seen = []
+    update = live.wrap(lambda view: seen.append(view.message))
+    while (new := source.poll(0.0)) is not None:
+        for b in new:
+            update(SimpleNamespace(event="bar", time=b.time, message=""))
+    replay = DriftMonitor(_exp(ZScore(), spec), spec, tmp_path / "replay", history, replay=bars)
+    for t in bars.index[150:]:
+        replay.on_bar(t)
+    assert len(seen) == 110 and any(seen)  # the view got every bar, with the drift messages
+    pd.testing.assert_frame_equal(read_rows(tmp_path / "live"), read_rows(tmp_path / "replay"))
+    pd.testing.assert_frame_equal(drift_events(tmp_path / "live"), drift_events(tmp_path / "replay"))
+
+
+def test_xgboost_exposes_its_feature_matrix() -> None:
+    from qf.paper.drift import measure_variables
+    from qf.testing.contracts import sample_bars
+    from qf_plugins.signals.xgb import XGBoostSignal
+
+    bars = sample_bars(n_symbols=4, n_bars=400, seed=5)
+    model = XGBoostSignal({"n_estimators": 20, "max_depth": 2, "seed": 3, "features": ["returns", "volatility"]})
+    assert isinstance(model, FeatureSource)
+    model.fit(bars.iloc(slice(0, 300)))
+    feats = model.features(bars)
+    assert list(feats.columns) == model.fitted.features and feats.index.nlevels == 2
+    names = [v.name for v in measure_variables(_exp(model, DriftSpec()), bars)]
+    assert names == ["signal", *model.fitted.features]
+    # row t of a feature uses bars up to t only
+    short = model.features(bars.iloc(slice(0, 350)))
+    pd.testing.assert_frame_equal(short, feats.loc[short.index])
