@@ -36,7 +36,7 @@ from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.kernels.risk import RiskConfig
-from qf.engines.result import EVENT_COLUMNS, ORDER_COLUMNS, EngineResult, events_frame
+from qf.engines.result import EVENT_COLUMNS, EngineResult, events_frame, orders_frame
 
 
 @nb.njit(cache=True)
@@ -97,32 +97,17 @@ def portfolio_value(close: np.ndarray, order_records: np.ndarray, init_cash: flo
     return dispatch.value(cash, asset_value)[:, 0]
 
 
-def orders_frame(order_records: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
-    """The fills as :data:`~qf.engines.result.ORDER_COLUMNS` rows, in the order ``run_vectorbt`` gives them
-    (time, then buy before sell, then symbol).
+def records_frame(order_records: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
+    """vectorbt's order records as :func:`qf.engines.result.orders_frame` rows (categorical names: a sweep
+    builds thousands of frames), in the order ``run_vectorbt`` gives them.
 
     Example::
 
-        orders_frame(records, inputs)[["symbol", "quantity"]]
+        records_frame(records, inputs)[["symbol", "quantity"]]
     """
-    idx, col, side = order_records["idx"], order_records["col"], order_records["side"]
-    symbols = np.asarray(inputs.symbols, dtype=object)
-    # the rank of each symbol's name, so that sorting by it sorts by the name ("buy" < "sell" is side 0 < 1)
-    name_rank = np.empty(len(symbols), dtype=np.int64)
-    name_rank[np.argsort(symbols.astype(str), kind="mergesort")] = np.arange(len(symbols))
-    # one integer key (bar, side, name) sorts faster than a lexsort of three; fills are unique per key
-    key = (idx.astype(np.int64) * 2 + side) * len(symbols) + name_rank[col]
-    order = np.argsort(key, kind="stable")
-    # categorical names: a column of tens of thousands of strings costs more to build than the simulation
-    return pd.DataFrame({
-        "time": inputs.index[idx[order]],
-        # the codes are the kernel's own column and side numbers: nothing to validate
-        "symbol": pd.Categorical.from_codes(col[order], categories=pd.Index(symbols), validate=False),
-        "side": pd.Categorical.from_codes(side[order], categories=["buy", "sell"], validate=False),
-        "quantity": order_records["size"][order].astype(float),
-        "price": order_records["price"][order].astype(float),
-        "fee": order_records["fees"][order].astype(float),
-    }, columns=ORDER_COLUMNS)
+    r = order_records
+    return orders_frame(r["idx"], r["col"], r["side"], r["size"], r["price"], r["fees"], inputs.index, inputs.symbols,
+                        categorical=True)
 
 
 def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskConfig,
@@ -142,4 +127,4 @@ def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskConfig,
     equity = pd.Series(portfolio_value(inputs.close, order_records, init_cash), index=inputs.index, name="equity")
     has_events = events.any() or capped.any() or (inputs.delisted_at >= 0).any()
     ev = events_frame(events, inputs, capped) if has_events else pd.DataFrame(columns=EVENT_COLUMNS)
-    return EngineResult("vectorbt", equity, orders_frame(order_records, inputs), ev, {})
+    return EngineResult("vectorbt", equity, records_frame(order_records, inputs), ev, {})

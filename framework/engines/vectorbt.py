@@ -25,7 +25,7 @@ from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.kernels.orders import update_avg_price_nb
 from qf.engines.kernels.risk import RiskConfig, new_state
 from qf.engines.kernels.step import decide_costed_nb
-from qf.engines.result import ORDER_COLUMNS, EngineResult, events_frame
+from qf.engines.result import EngineResult, events_frame, orders_frame
 from qf.errors import QfError
 
 
@@ -152,14 +152,6 @@ def run_vectorbt(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution:
     equity = pf.value()
     equity.name = "equity"
     rec = pf.orders.records
-    orders = pd.DataFrame({
-        "time": inputs.index[rec["idx"]],
-        "symbol": np.asarray(inputs.symbols)[rec["col"]],
-        "side": np.where(rec["side"] == 0, "buy", "sell"),
-        "quantity": rec["size"].astype(float),
-        "price": rec["price"].astype(float),
-        "fee": rec["fees"].astype(float),
-    }, columns=ORDER_COLUMNS).sort_values(["time", "side", "symbol"], kind="mergesort", ignore_index=True)
+    orders = orders_frame(rec["idx"], rec["col"], rec["side"], rec["size"], rec["price"], rec["fees"], inputs.index,
+                          inputs.symbols)
     return EngineResult("vectorbt", equity, orders, events_frame(events, inputs, capped), {"portfolio": pf})
-
-

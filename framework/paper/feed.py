@@ -7,10 +7,10 @@ calendar the rebalance schedule needs. Two sources exist:
   0 = as fast as possible): the offline ``--broker sim`` session;
 - the Alpaca data plugin's live source polls the market-data API for each new completed daily bar.
 
-Backtrader sees them through :class:`LiveFeed`, a live feed per symbol (``islive()``), all fed by one
-:class:`BarHub` so that every symbol's bar of a date arrives in the same cerebro iteration. A feed
-returns ``None`` while no bar is due (cerebro keeps looping, so broker notifications keep flowing)
-and ``False`` once the source is exhausted.
+Backtrader sees them through :class:`qf.engines.backtrader.paper.LiveFeed`, a live feed per symbol
+(``islive()``), all fed by one :class:`BarHub` so that every symbol's bar of a date arrives in the same
+cerebro iteration. A feed returns ``None`` while no bar is due (cerebro keeps looping, so broker
+notifications keep flowing) and ``False`` once the source is exhausted.
 
 Example::
 
@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import backtrader as bt
 import numpy as np
 import pandas as pd
 
@@ -180,53 +179,3 @@ class BarHub:
             for k, q in enumerate(self.queues):
                 q.append((bar.time, {f: float(bar.values[f][k]) if f in bar.values else np.nan
                                      for f in self.fields}))
-
-
-class LiveFeed(bt.feed.DataBase):
-    """A live backtrader feed of one symbol's bars from a :class:`BarHub`.
-
-    Close-only data gets open = high = low = close (as the backtest feed does); volume defaults to 0.
-
-    Example::
-
-        cerebro.adddata(LiveFeed(dataname="AAPL", hub=hub, column=0, qcheck=0.2), name="AAPL")
-    """
-
-    params = (
-        ("hub", None),
-        ("column", 0),
-        ("qcheck", 0.2),  # seconds a feed waits for a new bar before letting cerebro loop (notifications)
-    )
-
-    def islive(self) -> bool:
-        """Live: cerebro neither preloads nor runs vectorised, and keeps looping while no bar is due."""
-        return True
-
-    def haslivedata(self) -> bool:
-        """A bar is queued: cerebro should not wait before asking again."""
-        return bool(self.p.hub.queues[self.p.column])
-
-    def _load(self) -> bool | None:
-        hub: BarHub = self.p.hub
-        q = hub.queues[self.p.column]
-        if not q and self.p.column == 0:
-            # only the first feed waits for the source: it fills every feed's queue at once, and cerebro
-            # asks it first in each loop, so one wait per loop keeps broker notifications flowing
-            hub.pump(getattr(self, "_qcheck", self.p.qcheck))
-        if not q:
-            return False if hub.done else None
-        t, row = q.popleft()
-        close = row.get("close", np.nan)
-        opn = row.get("open", np.nan)
-        opn = close if np.isnan(opn) else opn
-        high = row.get("high", np.nan)
-        low = row.get("low", np.nan)
-        self.lines.datetime[0] = bt.date2num(t.to_pydatetime())
-        self.lines.open[0] = opn
-        self.lines.high[0] = np.fmax(opn, close) if np.isnan(high) else high
-        self.lines.low[0] = np.fmin(opn, close) if np.isnan(low) else low
-        self.lines.close[0] = close
-        volume = row.get("volume", np.nan)
-        self.lines.volume[0] = 0.0 if np.isnan(volume) else volume
-        self.lines.openinterest[0] = 0.0
-        return True

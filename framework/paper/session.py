@@ -8,7 +8,8 @@
   account before anything else happens;
 - the bars come from a :class:`qf.paper.feed.BarSource`: a :class:`~qf.paper.feed.ReplaySource` over the
   loaded data, or the data source's own live source (``live_source()``, the Alpaca data plugin);
-- :class:`qf.paper.strategy.SimPaperStrategy` / :class:`~qf.paper.strategy.LivePaperStrategy` decide with
+- :class:`qf.engines.backtrader.paper.SimPaperStrategy` /
+  :class:`~qf.engines.backtrader.paper.LivePaperStrategy` decide with
   the backtest's kernels and commit every bar to the state folder.
 
 Stopping (Ctrl-C, ``max_bars``, the end of a replay) keeps the state; running the same command again
@@ -35,21 +36,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import backtrader as bt
 import pandas as pd
 
 from qf.bars import Bars, valuation_bars
 from qf.components import Broker, LiveDataSource
 from qf.config.loader import LoadedExperiment
+from qf.engines.backtrader.paper import LiveFeed, LivePaperStrategy, SimBroker, SimPaperStrategy, paper_cerebro
 from qf.engines.backtrader.strategy import configure_broker, per_order_slippage
 from qf.engines.kernels.risk import S_HALTED
 from qf.engines.result import EngineResult
 from qf.errors import QfError
 from qf.paper.broker import LiveBroker
 from qf.paper.drift import attach_drift, with_drift_events, write_drift_report
-from qf.paper.feed import BarHub, BarSource, LiveFeed, ReplaySource
+from qf.paper.feed import BarHub, BarSource, ReplaySource
 from qf.paper.state import STATE_FILE, PaperState
-from qf.paper.strategy import LivePaperStrategy, PaperPlan, SessionView, SimPaperStrategy
+from qf.paper.strategy import PaperPlan, SessionView
 from qf.report import writer
 from qf.runner import lifecycle
 
@@ -210,7 +211,7 @@ def run_paper(exp: LoadedExperiment, options: PaperOptions | None = None,
     state_dir = Path(opts.state_dir) if opts.state_dir is not None else default_state_dir(exp, name)
     with lifecycle(exp, "paper", registry) as run:  # the qf_before_run / qf_after_run hooks (kind "paper")
         broker = _create(component, exp, state_dir)
-        if isinstance(broker, bt.brokers.BackBroker):
+        if isinstance(broker, SimBroker):
             outcome = _run_sim(exp, opts, broker, name, state_dir, on_update)
         elif isinstance(broker, LiveBroker):
             outcome = _run_live(exp, opts, broker, name, state_dir, on_update)
@@ -228,15 +229,7 @@ def _risk(exp: LoadedExperiment) -> Any:
     return risk_config(exp)
 
 
-def _cerebro(broker: Any, sim: bool) -> bt.Cerebro:
-    # quicknotify: a live broker's notifications reach the strategy as they happen, not at the next bar
-    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=sim, broker_coo=False, quicknotify=True, runonce=False,
-                         preload=False, maxcpus=1, tradehistory=False)
-    cerebro.setbroker(broker)
-    return cerebro
-
-
-def _run_cerebro(cerebro: bt.Cerebro, hub: BarHub, source: BarSource) -> tuple[str, Any]:
+def _run_cerebro(cerebro: Any, hub: BarHub, source: BarSource) -> tuple[str, Any]:
     """Run until the source ends, ``runstop()`` (max bars) or Ctrl-C; returns (status, strategy or None)."""
     try:
         strategies = cerebro.run()
@@ -252,7 +245,7 @@ def _run_cerebro(cerebro: bt.Cerebro, hub: BarHub, source: BarSource) -> tuple[s
     return status, strategy
 
 
-def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackBroker, name: str, state_dir: Path,
+def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: SimBroker, name: str, state_dir: Path,
              on_update: Callable[[SessionView], None] | None) -> PaperOutcome:
     execution = exp.spec.execution
     bars = exp.data.load()
@@ -286,7 +279,7 @@ def _run_sim(exp: LoadedExperiment, opts: PaperOptions, broker: bt.brokers.BackB
         history = bars.iloc(slice(0, start))
         source, on_update = attach_drift(exp, state_dir, history, source, on_update, replay=bars)  # paper.drift
         hub = BarHub(source, bars.symbols, bars.fields)
-        cerebro = _cerebro(broker, sim=True)
+        cerebro = paper_cerebro(broker, sim=True)
         for k, s in enumerate(bars.symbols):
             cerebro.adddata(LiveFeed(dataname=s, hub=hub, column=k, qcheck=opts.qcheck), name=s)
         plan = PaperPlan(exp, _risk(exp), history, source, hub, state, anchor=bars.index[0], restore=last,
@@ -363,7 +356,7 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
                 raise QfError("the live data source delivered no completed bar to start from")
             state.set_meta("anchor", hub.times[0].isoformat())
             anchor_text = hub.times[0].isoformat()
-        cerebro = _cerebro(broker, sim=False)
+        cerebro = paper_cerebro(broker, sim=False)
         for k, s in enumerate(history.symbols):
             cerebro.adddata(LiveFeed(dataname=s, hub=hub, column=k, qcheck=opts.qcheck), name=s)
         plan = PaperPlan(exp, _risk(exp), history, source, hub, state, anchor=pd.Timestamp(anchor_text),

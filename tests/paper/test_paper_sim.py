@@ -16,8 +16,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+import qf.engines.backtrader.paper as strategy
 import qf.paper.feed as feed
-import qf.paper.strategy as strategy
 from qf.cli.main import app as main_app
 from qf.cli.paper import paper
 from qf.config.loader import load_experiment

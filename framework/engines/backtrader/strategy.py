@@ -1,10 +1,11 @@
 """The backtrader engine: one generic ``bt.Strategy`` that drives qf's pipeline bar by bar.
 
-It calls the same kernels as the vectorbt engine, so the two agree to rounding: at each bar,
-:func:`decide_nb` evaluates the stateful risk kernel (:func:`qf.engines.kernels.risk.risk_step_nb`) on the real
-broker state at the decision bar (its cash and positions valued at the decision close, the average entry
-prices tracked from the fills with :func:`qf.engines.kernels.orders.update_avg_price_nb`), then plans the orders
-with :func:`qf.engines.kernels.orders.plan_orders_nb` from the fill price; the strategy sends sells before buys.
+It calls the same kernels as the vectorbt engine, so the two agree to rounding: at each bar, its
+:class:`qf.engines.decision.DecisionStep` runs :func:`qf.engines.kernels.step.decide_costed_nb`, which evaluates
+the stateful risk kernel (:func:`qf.engines.kernels.risk.risk_step_nb`) on the real broker state at the
+decision bar (its cash and positions valued at the decision close, the average entry prices tracked from the
+fills), then plans the orders from the fill price; the strategy (:class:`DecisionStrategy`, which the paper
+session's replay shares) sends sells before buys.
 
 Fill conventions. Cerebro runs with ``cheat_on_open``: ``next_open`` of bar ``i`` sees bar ``i`` before the
 broker processes it, and every order is placed there and filled in the same broker step:
@@ -53,11 +54,11 @@ from qf.config.schema import ExecutionSpec
 from qf.engines.backtrader.commission import QfCommission
 from qf.engines.backtrader.feed import feeds_from_bars
 from qf.engines.costs import CostArrays
+from qf.engines.decision import DecisionStep
 from qf.engines.inputs import SimInputs, build_inputs
-from qf.engines.kernels.orders import update_avg_price_nb
-from qf.engines.kernels.risk import RiskConfig, new_state
-from qf.engines.kernels.step import decide_costed_nb, decide_nb, fill_value_nb
-from qf.engines.result import ORDER_COLUMNS, EngineResult, events_frame
+from qf.engines.kernels.risk import RiskConfig
+from qf.engines.kernels.step import fill_value_nb
+from qf.engines.result import EngineResult
 from qf.errors import QfError
 
 
@@ -68,12 +69,12 @@ class BacktestPlan:
 
     Example::
 
-        plan = BacktestPlan(build_inputs(bars, targets, risk, execution), execution, risk.active)
+        plan = BacktestPlan(build_inputs(bars, targets, risk, execution), execution, risk)
     """
 
     inputs: SimInputs
     execution: ExecutionSpec
-    active_risk: bool
+    risk: RiskConfig
     experiment: LoadedExperiment | None = None
     bars: Bars | None = None
     decisions: np.ndarray | None = None  # bool per bar: a rebalance decision is made at its close
@@ -144,53 +145,33 @@ def _legs(size: float, s: float) -> tuple[float, float]:
     return -size, after
 
 
-class QfStrategy(bt.Strategy):
-    """qf's generic strategy: executes targets through the shared risk and order-planning kernels.
+class DecisionStrategy(bt.Strategy):
+    """A backtrader strategy that trades what a :class:`qf.engines.decision.DecisionStep` decides: the
+    broker's state goes into the step, its orders go to the broker (sells first) and the broker's fills
+    go back to it. The backtest strategy and the replayed paper session are this class, timed differently.
 
-    Built by :func:`run_backtrader`; ``plan`` is a :class:`BacktestPlan`. Fills, equity at each close and
-    risk events are collected on the instance (``fills``, ``equity``, ``events``).
+    A subclass calls ``super().__init__(step, cost_arrays)``, implements :meth:`_at_open` / :meth:`_at_close`
+    (backtrader's ``next_open`` / ``next`` and their warm-up variants land there) and calls
+    :meth:`_place_orders` where orders are placed; it may override :meth:`_on_fill` to see each booked fill.
 
     Example::
 
-        cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
-        cerebro.addstrategy(QfStrategy, plan=plan)
+        class Mine(DecisionStrategy):
+            def __init__(self) -> None:
+                super().__init__(DecisionStep(len(self.datas), execution, risk, rows=T), costs)
     """
 
-    params = (("plan", None),)
-    # the cost model's arrays; None (the paper strategy): execution.slippage, no participation cap
-    cost_arrays: CostArrays | None = None
-
-    def __init__(self) -> None:
-        plan: BacktestPlan = self.p.plan
-        inp = plan.inputs
-        T, N = inp.close.shape
-        ex = plan.execution
-        self.plan = plan
-        self.inputs = inp
-        self.T, self.N = T, N
-        self.costs = (float(ex.fees), float(ex.fixed_fees), float(ex.slippage))
-        self.integer = not ex.fractional
-        self.min_value = float(ex.min_order_value)
-        self.state = new_state()
-        self.avg_price = np.full(N, np.nan)
-        self.filled_pos = np.zeros(N)  # positions rebuilt from the fills (for average prices)
-        self.exits = np.zeros(N, dtype=np.bool_)
-        self.events = np.zeros((T, N), dtype=np.int8)
-        self.desired = np.zeros(N)
-        self.sizes = np.zeros(N)
-        self.position_now = np.zeros(N)
-        self.equity = np.full(T, np.nan)
-        # first bar with a price: the broker is never asked about a symbol before it
-        self.first_bar = inp.first_bar
-        self.fills: list[tuple[int, int, str, float, float, float]] = []
+    def __init__(self, step: DecisionStep, cost_arrays: CostArrays | None = None) -> None:
+        super().__init__()
+        self.step = step
+        # the cost model's arrays (each order carries its own slippage fraction); None: execution.slippage
+        self.cost_arrays = cost_arrays
+        self.position_now = np.zeros(step.n)
+        self.placed: dict[int, tuple[int, int]] = {}  # backtrader order ref -> (fill bar, column)
         self.refused: list[str] = []
-        self.placed: dict[int, tuple[int, int]] = {}
-        self.cost_arrays = inp.costs if inp.costs is not None else CostArrays.constant((T, N), float(ex.slippage))
-        self.slip_out = np.zeros(N)
-        self.capped = np.zeros(N, dtype=np.bool_)
-        self.capped_at = np.zeros((T, N), dtype=np.bool_)
 
-    # backtrader calls a different method before its minimum period is met; qf has no warm-up here
+    # backtrader calls a different method before its minimum period is met; qf has no warm-up here.
+    # With cheat_on_open, ``*_open`` runs before the broker fills bar i, the others at its close.
     def prenext_open(self) -> None:
         self._at_open()
 
@@ -209,8 +190,110 @@ class QfStrategy(bt.Strategy):
     def next(self) -> None:
         self._at_close()
 
+    def _at_open(self) -> None:
+        """Before the broker processes the current bar (cerebro's ``cheat_on_open``)."""
+
+    def _at_close(self) -> None:
+        """At the current bar's close."""
+
+    def _place_orders(self, i: int, lag: int, exec_price: np.ndarray, close: np.ndarray, targets: np.ndarray,
+                      vol: np.ndarray, listed: np.ndarray) -> None:
+        """Run the shared decision step on the broker's state and send its orders, sells first."""
+        step = self.step
+        if not step.active and np.isnan(targets[i]).all():
+            return  # nothing can trade at this bar: no target and no stateful rule to evaluate
+        broker = self.broker
+        cash = broker.getcash()
+        pos = self.position_now
+        held: list[tuple[float, float]] = []
+        for k, data in enumerate(self.datas):
+            if listed[k]:
+                p = broker.getposition(data)
+                pos[k] = p.size
+                held.append((p.size, p.price))
+            else:
+                pos[k] = 0.0
+                held.append((0.0, 0.0))
+        c = self.cost_arrays
+        sizes = step.decide(i, lag, cash, pos, exec_price, close, targets, vol, c)
+        if not sizes.any():
+            return
+        slip = step.slippage if c is None else step.slip_out
+        order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable: vectorbt's call order
+        value = abs(fill_value_nb(cash, pos, exec_price[i], close[i]))
+        fit_to_cash(sizes, order, cash, exec_price[i], held, step.fees, step.fixed_fees, slip, step.integer,
+                    tolerance=1e-9 * max(1.0, value))
+        for k in order:
+            q = float(sizes[k])
+            if q == 0.0:
+                continue
+            data = self.datas[k]
+            info = {} if c is None else {"qf_slippage": float(slip[k])}
+            o = self.buy(data=data, size=q, **info) if q > 0 else self.sell(data=data, size=-q, **info)
+            self.placed[o.ref] = (i, k)
+
+    def notify_order(self, order: bt.Order) -> None:
+        """Book a fill in the step (average prices for the stops); a refused order is kept in ``refused``."""
+        if order.status in (order.Submitted, order.Accepted):
+            return
+        i, k = self.placed[order.ref]
+        side = "buy" if order.isbuy() else "sell"
+        if order.status != order.Completed:
+            self.refused.append(f"{self._time(i):%Y-%m-%d} {self._symbol(k)} {side} {abs(order.size):g}: "
+                                f"{order.getstatusname()}")
+            return
+        ex = order.executed
+        qty = abs(ex.size)
+        price = ex.exbits[-1].price if ex.exbits else ex.price  # the fill's own price, not a re-averaged one
+        self.step.book_fill(i, k, side, qty, price, float(ex.comm))
+        self._on_fill(i, k, side, qty, price, float(ex.comm))
+
+    def _on_fill(self, i: int, k: int, side: str, quantity: float, price: float, fee: float) -> None:
+        """Called after each booked fill (the paper session journals it)."""
+
+    def _time(self, i: int) -> pd.Timestamp:
+        raise NotImplementedError
+
+    def _symbol(self, k: int) -> str:
+        raise NotImplementedError
+
+
+class QfStrategy(DecisionStrategy):
+    """qf's generic strategy: executes targets through the shared risk and order-planning kernels.
+
+    Built by :func:`run_backtrader`; ``plan`` is a :class:`BacktestPlan`. Equity at each close is collected
+    in ``equity``; fills and risk events in ``step`` (a :class:`qf.engines.decision.DecisionStep`).
+
+    Example::
+
+        cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
+        cerebro.addstrategy(QfStrategy, plan=plan)
+    """
+
+    params = (("plan", None),)
+
+    def __init__(self) -> None:
+        plan: BacktestPlan = self.p.plan
+        inp = plan.inputs
+        T, N = inp.close.shape
+        ex = plan.execution
+        costs = inp.costs if inp.costs is not None else CostArrays.constant((T, N), float(ex.slippage))
+        super().__init__(DecisionStep(N, ex, plan.risk, rows=T), costs)
+        self.plan = plan
+        self.inputs = inp
+        self.T, self.N = T, N
+        self.equity = np.full(T, np.nan)
+        # first bar with a price: the broker is never asked about a symbol before it
+        self.first_bar = inp.first_bar
+
     def _bar(self) -> int:
         return len(self.datas[0]) - 1
+
+    def _time(self, i: int) -> pd.Timestamp:
+        return self.inputs.index[i]
+
+    def _symbol(self, k: int) -> str:
+        return self.inputs.symbols[k]
 
     def _targets_for(self, d: int) -> None:
         """Incremental mode: run the pipeline on the window ending at decision bar ``d``."""
@@ -231,78 +314,13 @@ class QfStrategy(bt.Strategy):
         inp = self.inputs
         if self.plan.incremental and inp.lag == 0:
             self._targets_for(i)
-        if not self.plan.active_risk and np.isnan(inp.targets[i]).all():
-            return  # nothing can trade at this bar: no target and no stateful rule to evaluate
-        self._place_orders(i, inp.lag, inp.exec_price, inp.close, inp.targets, inp.vol, inp.risk,
-                           i >= self.first_bar, self.state, self.events)
-
-    def _place_orders(self, i: int, lag: int, exec_price: np.ndarray, close: np.ndarray, targets: np.ndarray,
-                      vol: np.ndarray, risk: np.ndarray, listed: np.ndarray, state: np.ndarray,
-                      events: np.ndarray) -> None:
-        """Run the shared decision step (:func:`decide_nb`) on the broker's state and send its orders, sells
-        first. The backtest and the paper strategies both come through here."""
-        broker = self.broker
-        cash = broker.getcash()
-        pos = self.position_now
-        held: list[tuple[float, float]] = []
-        for k, data in enumerate(self.datas):
-            if listed[k]:
-                p = broker.getposition(data)
-                pos[k] = p.size
-                held.append((p.size, p.price))
-            else:
-                pos[k] = 0.0
-                held.append((0.0, 0.0))
-        fees, fixed, slip = self.costs
-        c = self.cost_arrays
-        if c is None:
-            decide_nb(i, lag, cash, pos, exec_price, close, targets, vol, risk, fees, fixed, slip, self.integer,
-                      self.min_value, state, self.avg_price, self.exits, events, self.desired, self.sizes)
-        else:
-            decide_costed_nb(i, lag, cash, pos, exec_price, close, targets, vol, risk, fees, fixed, c.slippage[i],
-                             c.impact[i], c.exponent, c.max_qty[i], self.integer, self.min_value, state,
-                             self.avg_price, self.exits, events, self.desired, self.sizes, self.slip_out,
-                             self.capped)
-            self.capped_at[i] = self.capped
-            slip = self.slip_out
-        sizes = self.sizes
-        if not sizes.any():
-            return
-        order = np.argsort(sizes, kind="mergesort")  # sells (negative) first, stable: vectorbt's call order
-        value = abs(fill_value_nb(cash, pos, exec_price[i], close[i]))
-        fit_to_cash(sizes, order, cash, exec_price[i], held, fees, fixed, slip, self.integer,
-                    tolerance=1e-9 * max(1.0, value))
-        for k in order:
-            q = float(sizes[k])
-            if q == 0.0:
-                continue
-            data = self.datas[k]
-            info = {} if c is None else {"qf_slippage": float(slip[k])}
-            o = self.buy(data=data, size=q, **info) if q > 0 else self.sell(data=data, size=-q, **info)
-            self.placed[o.ref] = (i, k)
+        self._place_orders(i, inp.lag, inp.exec_price, inp.close, inp.targets, inp.vol, i >= self.first_bar)
 
     def _at_close(self) -> None:
         i = self._bar()
         self.equity[i] = self.broker.getvalue()
         if self.plan.incremental and self.inputs.lag == 1:
             self._targets_for(i)
-
-    def notify_order(self, order: bt.Order) -> None:
-        if order.status in (order.Submitted, order.Accepted):
-            return
-        i, k = self.placed[order.ref]
-        if order.status != order.Completed:
-            self.refused.append(f"{self.inputs.index[i]:%Y-%m-%d} {self.inputs.symbols[k]} "
-                                f"{'buy' if order.isbuy() else 'sell'} {abs(order.size):g}: {order.getstatusname()}")
-            return
-        ex = order.executed
-        qty = abs(ex.size)
-        price = ex.exbits[-1].price if ex.exbits else ex.price  # the fill's own price, not a re-averaged one
-        signed = qty if order.isbuy() else -qty
-        before = self.filled_pos[k]
-        self.avg_price[k] = update_avg_price_nb(self.avg_price[k], before, signed, price)
-        self.filled_pos[k] = before + signed  # as the broker books it, so the prices follow its positions
-        self.fills.append((i, k, "buy" if order.isbuy() else "sell", qty, price, float(ex.comm)))
 
 
 def _sim_broker(execution: ExecutionSpec) -> bt.brokers.BackBroker:
@@ -403,7 +421,7 @@ def run_backtrader(
     assert targets is not None
     inputs = build_inputs(bars, targets, risk, execution)
     inputs.targets = np.array(inputs.targets)  # the strategy writes into it in incremental mode
-    plan = BacktestPlan(inputs, execution, risk.active, experiment if incremental else None,
+    plan = BacktestPlan(inputs, execution, risk, experiment if incremental else None,
                         bars if incremental else None, decisions)
 
     b = broker.create(execution) if broker is not None else _sim_broker(execution)
@@ -430,15 +448,7 @@ def run_backtrader(
                       + "; ".join(strat.refused[:5]))
 
     equity = pd.Series(strat.equity, index=inputs.index, name="equity")
-    f = strat.fills
-    orders = pd.DataFrame({
-        "time": inputs.index[[r[0] for r in f]],
-        "symbol": [inputs.symbols[r[1]] for r in f],
-        "side": [r[2] for r in f],
-        "quantity": np.array([r[3] for r in f], dtype=float),
-        "price": np.array([r[4] for r in f], dtype=float),
-        "fee": np.array([r[5] for r in f], dtype=float),
-    }, columns=ORDER_COLUMNS).sort_values(["time", "side", "symbol"], kind="mergesort", ignore_index=True)
-    events = events_frame(strat.events, inputs, strat.capped_at)
+    orders = strat.step.orders_frame(inputs.index, inputs.symbols)
+    events = strat.step.events_frame(inputs.index, inputs.symbols, inputs.delisted_at)
     mode = "incremental" if incremental else "precomputed"
     return EngineResult("backtrader", equity, orders, events, {"mode": mode, "broker": b})
