@@ -151,7 +151,7 @@ class AlpacaLiveSource:
 
     Time is the broker's (``GET /v2/clock``), so an emulator's manual clock drives it. The latest
     completed bar at start-up is handed out as the first *live* bar, so a new session decides on it
-    (and a restarted one completes or skips it, see :class:`qf.paper.strategy.LivePaperStrategy`).
+    (and a restarted one completes or skips it, see :class:`qf.engines.backtrader.paper.LivePaperStrategy`).
 
     Example::
 
