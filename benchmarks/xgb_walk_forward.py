@@ -55,7 +55,8 @@ def child(side: str, experiment: str, out: Path) -> None:
 
     marks: dict[str, float] = {"imports": time.perf_counter() - T_START}
     if side == "old":
-        XGBoostSignal.share_history = None  # type: ignore[assignment,method-assign]  # the runner skips it
+        # a no-op: the model stays a HistorySharing but keeps no shared build, every fold builds its own features
+        XGBoostSignal.share_history = lambda self, bars, shared: self  # type: ignore[method-assign]
 
     def timed(name: str, fn):  # noqa: ANN001, ANN202
         def run(*a, **k):  # noqa: ANN002, ANN003, ANN202

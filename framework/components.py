@@ -445,6 +445,93 @@ class TrainableSignal(Protocol):
 
 
 @runtime_checkable
+class HistorySharing(Protocol):
+    """A trainable signal whose walk-forward folds can score their histories from inputs built once.
+
+    Every walk-forward fold scores the history up to its test window's end, a prefix of the full data. A
+    model that is an instance of this protocol gets, after its fold's ``fit``, the full data and one dict per
+    run (shared by every fold's model, also across the fold threads): it may keep there what it builds
+    from the full data (features, say) and serve each prefix from it. It must return exactly what it would
+    have computed from the prefix alone -- the walk-forward's models and numbers may not change -- and
+    guard the dict itself when it fills it lazily (folds run on several threads). The return value is
+    ignored.
+
+    Example::
+
+        class Model(SignalModel):            # also a TrainableSignal
+            def share_history(self, bars, shared):
+                key = ("model.features", id(bars))
+                self.features = shared.setdefault(key, FeatureCache(bars))   # built on first use
+                return self
+
+        isinstance(Model({}), HistorySharing)   # True
+    """
+
+    def share_history(self, bars: Bars, shared: dict[Any, Any]) -> object:
+        """Every history this model will score is a prefix of ``bars``; keep builds for all folds in ``shared``."""
+        ...
+
+
+@runtime_checkable
+class ForecastBands(Protocol):
+    """A signal model that forecasts quantiles of the forward return (a band), not only a score.
+
+    ``forecast_bands(bars)`` returns one frame per quantile level (``{0.25: frame, 0.5: frame, ...}``), each
+    shaped like ``bars.close`` (dates x symbols): row t is the forecast of the return over the model's
+    horizon from t, made with bars up to t only (NaN where the model has no forecast). A sizer that reads
+    bands (see :class:`UsesForecastBands`) gets the signal model handed over by the pipeline.
+
+    Example::
+
+        class Bands(SignalModel):
+            name = "bands"
+
+            def compute(self, bars):
+                return np.sign(self.forecast_bands(bars)[0.5])
+
+            def forecast_bands(self, bars):
+                r = bars.close.pct_change(5)              # a naive forecast: the last 5 bars' return
+                return {0.25: r - 0.02, 0.5: r, 0.75: r + 0.02}
+
+        isinstance(Bands({}), ForecastBands)   # True
+    """
+
+    def forecast_bands(self, bars: Bars) -> dict[float, pd.DataFrame]:
+        """Quantile level -> forecast frame (dates x symbols of ``bars``), row t from bars up to t."""
+        ...
+
+
+@runtime_checkable
+class UsesForecastBands(Protocol):
+    """A sizer that sizes from the signal model's forecast bands (:class:`ForecastBands`).
+
+    The pipeline calls ``use_forecast_bands(model)`` with the experiment's signal model before every
+    ``size``; a signal model that is not a :class:`ForecastBands` is refused there (one ``error:`` line).
+    ``size`` then asks ``model.forecast_bands(bars)`` for the bars it is given (never more), so the
+    look-ahead checks that cut the bars cut the bands too.
+
+    Example::
+
+        class MedianOverSpread(Sizer):
+            name = "median_over_spread"
+
+            def use_forecast_bands(self, model):
+                self.model = model
+
+            def size(self, signal, bars, dates):
+                b = self.model.forecast_bands(bars)
+                w = (b[0.5] / (b[0.75] - b[0.25])).clip(0, 0.2)
+                return w.reindex(dates).fillna(0.0)
+
+        isinstance(MedianOverSpread({}), UsesForecastBands)   # True
+    """
+
+    def use_forecast_bands(self, model: ForecastBands) -> None:
+        """Keep ``model`` (the experiment's signal model) to ask for its bands in ``size``."""
+        ...
+
+
+@runtime_checkable
 class LiveDataSource(Protocol):
     """A data source that can also stream completed bars to a live paper session (``qf paper`` with a live broker).
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars
+from qf.components import ForecastBands, UsesForecastBands
 from qf.config.loader import LoadedExperiment
 from qf.engines.kernels.risk import RiskConfig, merge
 from qf.errors import QfError
@@ -63,6 +64,11 @@ def compute_signal(exp: LoadedExperiment, bars: Bars) -> pd.DataFrame:
 def apply_weights(exp: LoadedExperiment, signal: pd.DataFrame, bars: Bars,
                   dates: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame]:
     sizer = exp.sizer
+    if isinstance(sizer, UsesForecastBands):  # a sizer that reads the signal model's quantile forecasts
+        if not isinstance(exp.signal, ForecastBands):
+            raise QfError(f"sizer {sizer.name!r} sizes from forecast bands, which signal {exp.signal.name!r} does not "
+                          "give; use a signal that forecasts quantiles (e.g. xgboost with mode: quantile)")
+        sizer.use_forecast_bands(exp.signal)
     weights = _check_frame(sizer.size(signal, bars, dates), bars, f"sizer {sizer.name!r}", dates).astype(float)
     targets = weights
     for rule in exp.risk:

@@ -30,9 +30,11 @@ Trainable signal models (e.g. the xgboost model) opt in with these methods, all 
 - ``evaluate(bars, test: slice) -> dict``: out-of-sample model metrics of the fold (added to folds.csv);
 - ``save(directory)``: write the fitted model (one folder per fold, and ``final`` for the model trained
   on the last train window, which is what paper trading loads);
-- ``summarize(fitted, directory)`` (classmethod): cross-fold tables such as calibration or importances;
-- ``share_history(bars, shared)``: told the full data and a per-run dict, so that every fold's history
-  (a prefix of the data) can be scored from inputs built once (the xgboost model's features).
+- ``summarize(fitted, directory)`` (classmethod): cross-fold tables such as calibration or importances.
+
+A model that is also a :class:`qf.components.HistorySharing` gets ``share_history(bars, shared)`` after its
+fold's ``fit``: the full data and a per-run dict, so that every fold's history (a prefix of the data) can be
+scored from inputs built once (the xgboost model's features).
 
 Without a sweep, a trainable model's folds (and the final model) are planned on a thread pool, one
 thread per core (``run_walk_forward(..., workers=1)`` plans them one after the other): fitting runs in
@@ -59,7 +61,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qf.bars import Bars
-from qf.components import TrainableSignal
+from qf.components import HistorySharing, TrainableSignal
 from qf.config.loader import LoadedExperiment, dotted, read_yaml
 from qf.engines.result import EngineResult
 from qf.errors import QfError
@@ -191,11 +193,10 @@ def _plan_fold(exp: LoadedExperiment, bars: Bars, fold: Fold, grid: pd.DataFrame
     if trainable:
         fold_exp.signal.fit(train_bars)
         fitted.append((fold.index, fold_exp.signal))
-        # optional: a model that can serve every fold's history (a prefix of bars) from one build of its
-        # inputs gets the full data and a per-run dict to keep that build in
-        share = getattr(fold_exp.signal, "share_history", None)
-        if shared is not None and callable(share):
-            share(bars, shared)
+        # a model that can serve every fold's history (a prefix of bars) from one build of its inputs gets
+        # the full data and a per-run dict to keep that build in
+        if shared is not None and isinstance(fold_exp.signal, HistorySharing):
+            fold_exp.signal.share_history(bars, shared)
     targets, history = fold_targets(fold_exp, bars, fold)
     model_metrics: dict[str, Any] = {}
     if trainable:

@@ -261,8 +261,9 @@ class XGBoostSignal(SignalModel):
         """
         cfg = feature_config(self.params)
         key = ("xgboost.features", id(bars), cfg)
-        history = shared.get(key)
-        if history is None or history.bars is not bars:
+        # setdefault: folds on several threads get the same object (its build is lazy and locked)
+        history = shared.setdefault(key, HistoryFeatures(bars, cfg))
+        if history.bars is not bars:  # an id reused by other data: never serve it
             history = shared[key] = HistoryFeatures(bars, cfg)
         self._history = history
         return self
@@ -424,6 +425,23 @@ class XGBoostSignal(SignalModel):
         fitted = self._fitted if self._fitted is not None or self.params.model_path is None else self._require_model()
         feats = build_features(bars, fitted.config if fitted is not None else feature_config(self.params))
         return feats[fitted.features] if fitted is not None else feats
+
+    def forecast_bands(self, bars: Bars) -> dict[float, pd.DataFrame]:
+        """Quantile mode: the predicted quantiles of the ``horizon``-bar forward return, one frame per level
+        of ``quantiles`` shaped like ``bars.close``; row t from the features of row t (bars up to t), NaN in a
+        symbol's warm-up. Crossed quantile trees are sorted per row, so the bands are ordered. This makes the
+        model a :class:`qf.components.ForecastBands` (what ``quantile_kelly`` sizes from). Example::
+
+            bands = model.forecast_bands(bars)
+            width = bands[0.75] - bands[0.25]
+        """
+        fitted = self._require_model()
+        p = fitted.params
+        if p.mode != "quantile":
+            raise QfError("signal 'xgboost': forecast bands need mode: quantile (a classify model predicts class "
+                          "probabilities); set signal.params.mode: quantile, quantiles: [0.1, 0.25, 0.5, 0.75, 0.9]")
+        pred = self._predictions(bars, fitted)
+        return {float(a): _scatter(pred[f"q_{a:g}"].to_numpy(), pred.index, bars.close) for a in p.quantiles}
 
     def _warn_in_sample(self, bars: Bars, fitted: FittedModel) -> None:
         """Say (once) when a loaded model scores dates it was trained on: a backtest over them is

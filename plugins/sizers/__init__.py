@@ -7,9 +7,10 @@ from qf_plugins.sizers.equal import EqualWeight
 from qf_plugins.sizers.hrp import Hrp
 from qf_plugins.sizers.inverse_vol import InverseVol
 from qf_plugins.sizers.kelly import Kelly
+from qf_plugins.sizers.quantile_kelly import QuantileKelly
 from qf_plugins.sizers.vol_target import VolTarget
 
 
 @hookimpl
 def qf_sizers() -> list[type[Sizer]]:
-    return [BlackLitterman, EqualWeight, Hrp, InverseVol, Kelly, VolTarget]
+    return [BlackLitterman, EqualWeight, Hrp, InverseVol, Kelly, QuantileKelly, VolTarget]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from qf.components import UsesForecastBands
 from qf.engines.kernels.risk import RiskConfig
 from qf.registry import get_registry
 from qf.testing.contracts import (
@@ -64,9 +65,21 @@ def sizer_signal() -> pd.DataFrame:
     return signal
 
 
+class TrailingBands:
+    """A ForecastBands for sizers that read bands (quantile_kelly): the last 5 bars' return +- 2 %."""
+
+    warmup = 5
+
+    def forecast_bands(self, bars):
+        r = bars.close.pct_change(5, fill_method=None)
+        return {0.25: r - 0.02, 0.5: r, 0.75: r + 0.02}
+
+
 @pytest.mark.parametrize("name", REGISTRY.names("sizer"))
 def test_sizer_contract(name: str, sizer_signal: pd.DataFrame) -> None:
     sizer = _make("sizer", name, SIZER_PARAMS)
+    if isinstance(sizer, UsesForecastBands):  # the pipeline hands it the signal model; here a stand-in
+        sizer.use_forecast_bands(TrailingBands())
     dates = BARS.index[::21]
     weights = sizer.size(sizer_signal, BARS, dates)
     assert_weights_valid(weights, dates, BARS.symbols)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from qf.components import SignalModel, history_of
+from qf.components import SignalModel, UsesForecastBands, history_of
 from qf.registry import get_registry
 from qf.testing.contracts import assert_signal_warmup, assert_sizer_warmup, sample_bars
 from qf_plugins.signals._indicators import rsi, rsi_history
@@ -61,9 +61,19 @@ def test_warmup_plus_one_is_really_too_short_for_them(name: str) -> None:
         assert_signal_warmup(model, BARS, points=40, warmup=int(model.warmup))
 
 
+class _TrailingBands:
+    warmup = 5
+
+    def forecast_bands(self, bars):
+        r = bars.close.pct_change(5, fill_method=None)
+        return {0.25: r - 0.02, 0.5: r, 0.75: r + 0.02}
+
+
 @pytest.mark.parametrize("name", REGISTRY.names("sizer"))
 def test_builtin_sizers_keep_the_default_history(name: str) -> None:
     sizer = REGISTRY.get("sizer", name).cls({})
+    if isinstance(sizer, UsesForecastBands):  # quantile_kelly: bands of the last 5 bars' return +- 2 %
+        sizer.use_forecast_bands(_TrailingBands())
     signal = REGISTRY.get("signal", "sma_cross").cls({"fast": 10, "slow": 30}).compute(BARS)
     assert history_of(sizer) == int(sizer.warmup) + 1
     assert_sizer_warmup(sizer, signal, BARS, BARS.index[::42], points=3)

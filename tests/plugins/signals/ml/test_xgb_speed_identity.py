@@ -69,7 +69,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     mp = pytest.MonkeyPatch()
     try:
         # the plain path: every fold after the other, every fold building its own history's features
-        mp.setattr(XGBoostSignal, "share_history", None)
+        # (a no-op share_history: the model stays a HistorySharing, but keeps nothing and is told nothing)
+        mp.setattr(XGBoostSignal, "share_history", lambda self, bars, shared: self)
         plain = run_walk_forward(load_experiment(path), root / "plain", Console(file=io.StringIO()), workers=1)
     finally:
         mp.undo()
