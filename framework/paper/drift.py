@@ -513,7 +513,27 @@ def write_drift_report(state_dir: Path, folder: Path, until: pd.Timestamp | None
     rows.to_csv(Path(folder) / ROWS_FILE, index=False, date_format="%Y-%m-%d %H:%M:%S")
     meta = json.loads((Path(state_dir) / META_FILE).read_text()) if (Path(state_dir) / META_FILE).is_file() else {}
     (Path(folder) / "drift.html").write_text(drift_page(rows, events, spec, meta), encoding="utf-8")
+    from qf.report.tearsheet import add_section
+
+    add_section(Path(folder) / "tearsheet.html", "drift", tearsheet_section(rows, events))
     return True
+
+
+def tearsheet_section(rows: pd.DataFrame, events: pd.DataFrame) -> str:
+    """The drift summary the paper tear sheet shows (the five most drifted variables), linking drift.html."""
+    head = "<h2>Drift (PSI / KS per bar)</h2>"
+    if not len(rows):
+        return head + '<p>No bar measured yet. <a href="drift.html">drift.html</a></p>'
+    table = summary(rows, events).head(6)
+    n_events = int((events["event"] == "drift").sum()) if len(events) else 0
+    n_refits = int((events["event"] == "retrain").sum()) if len(events) else 0
+    cols = ["variable", "bars", "drifting_bars", "events", "max_psi", "max_psi_at", "last_psi", "last_ks_pvalue"]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>"
+                   for r in table.to_dict("records"))
+    return (f"{head}<p>{rows['time'].nunique()} bar(s) measured, {n_events} drift event(s)"
+            + (f", {n_refits} refit(s)" if n_refits else "") + '; every variable and the PSI per bar: '
+            '<a href="drift.html">drift.html</a>.</p><table><thead><tr>'
+            + "".join(f"<th>{c}</th>" for c in cols) + f"</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _fmt(v: Any, digits: int = 4) -> str:

@@ -284,6 +284,12 @@ def write_gate(folder: Path, result: GateResult) -> Path:
             f'<th class="l">result</th></tr>{rows}</table>')
     page = folder / "gate.html"
     page.write_text(html_page(f"gate: {result.verdict}", body), encoding="utf-8")
+    from qf.report.tearsheet import add_section
+
+    # the verdict also goes on the report's main page (replacing the one of an earlier evaluation)
+    add_section(folder / "tearsheet.html", "gate",
+                f'<h2>Go / no-go: <span style="color:{colour}">{result.verdict}</span></h2>'
+                + body[body.index("<table"):] + '<p><a href="gate.html">gate.html</a>, gate.json</p>')
     return page
 
 

@@ -338,6 +338,30 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
     path.write_text(page, encoding="utf-8")
 
 
+def add_section(path: Path, name: str, body: str) -> bool:
+    """Put ``body`` (HTML) at the foot of the written tear sheet ``path`` as section ``name``, replacing the
+    section of that name a previous call added (a gate re-evaluated); False when there is no tear sheet.
+
+    The paper report adds its drift summary and the go/no-go verdict this way (both are decided after the
+    page is drawn). Example::
+
+        add_section(report / "tearsheet.html", "gate", "<h2>Go / no-go: GO</h2>...")
+    """
+    if not path.is_file():
+        return False
+    page = path.read_text(encoding="utf-8")
+    start, end = f'<div id="{name}" class="qf-section">', f"</div><!--/{name}-->"
+    block = f"{start}<hr>{body}{end}"
+    if start in page and end in page:
+        page = page[:page.index(start)] + block + page[page.index(end) + len(end):]
+    elif "</div>\n</body>" in page:
+        page = page.replace("</div>\n</body>", block + "\n</div>\n</body>")
+    else:
+        return False
+    path.write_text(page, encoding="utf-8")
+    return True
+
+
 def _quantstats_page(rets: pd.Series, bench: pd.Series | None, title: str, subtitle: str | None,
                      warning: str | None) -> str:
     """The page, assembled here from quantstats' own metrics table, drawdown table and charts.

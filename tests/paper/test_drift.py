@@ -26,6 +26,7 @@ from qf.paper.drift import (
     psi_edges,
     read_rows,
     with_drift_events,
+    write_drift_report,
 )
 
 # -- PSI and KS -------------------------------------------------------------------------------------------
@@ -161,6 +162,15 @@ def test_monitor_per_bar_values_events_and_resume(tmp_path: Path) -> None:
     merged = with_drift_events(pd.DataFrame({"time": [bars.index[205]], "event": ["stop"], "symbol": ["A"]}),
                                tmp_path / "a")
     assert merged["time"].is_monotonic_increasing and "stop" in set(merged["event"])
+    # the report: drift.csv, drift.html and a summary on the tear sheet
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "tearsheet.html").write_text('<div class="container">\n<h1>x</h1>\n</div>\n</body>')
+    assert write_drift_report(tmp_path / "a", report, bars.index[250], spec)
+    pd.testing.assert_frame_equal(read_rows(report), rows[rows["time"] <= bars.index[250]].reset_index(drop=True))
+    sheet = (report / "tearsheet.html").read_text()
+    assert '<div id="drift"' in sheet and 'href="drift.html"' in sheet
+    assert "PSI per bar" in (report / "drift.html").read_text()
 
 
 def test_retrain_on_drift_refits_on_the_trailing_window_only(tmp_path: Path) -> None:

@@ -123,3 +123,13 @@ def test_report_gate_exit_codes(tmp_path: Path) -> None:
     # without --gate: the report's own config gate: section
     own = runner.invoke(app, ["report", "gate", str(folder)])
     assert own.exit_code == 0 and "closed trades: 25" in own.output
+
+
+def test_the_verdict_goes_on_the_tear_sheet_once(tmp_path: Path) -> None:
+    folder = _report(tmp_path / "r", _equity(5), {"n_closed": 25, "win_rate": 0.6})
+    (folder / "tearsheet.html").write_text('<html><body>\n<div class="container">\n<h1>x</h1>\n</div>\n</body></html>')
+    write_gate(folder, evaluate_gate(folder, GateSpec(min_trades=20)))
+    write_gate(folder, evaluate_gate(folder, GateSpec(min_trades=30)))  # re-evaluated: replaces the section
+    page = (folder / "tearsheet.html").read_text()
+    assert page.count('<div id="gate"') == 1 and "NO-GO" in page and 'href="gate.html"' in page
+    assert page.index('<div id="gate"') < page.index("</body>")
