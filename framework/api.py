@@ -4,7 +4,8 @@
 with :func:`qf.runner.run_experiment` without writing anything, and returns a :class:`Result`;
 ``qf.sweep`` evaluates a ``sweep:`` section and returns the table ``sweep.parquet`` would hold. Bad
 input raises the CLI's :class:`~qf.errors.QfError` / :class:`~qf.errors.ConfigError` with the CLI's
-message (``err.problems`` lists every line). Heavy libraries (vectorbt, plotly) load when used.
+message (``err.problems`` lists every line). Heavy libraries (numba, vectorbt, plotly) load when used;
+``import qf`` loads this module on the first use of ``qf.run`` / ``qf.sweep`` / ``qf.Result``.
 
 Example::
 
@@ -26,10 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+from rich.console import Console
+
+from qf.config.loader import load_experiment
 from qf.errors import QfError
+from qf.report import writer
+from qf.report.trades import run_trades
 
 if TYPE_CHECKING:
-    import pandas as pd
     import plotly.graph_objects as go
 
     from qf.runner import RunOutcome
@@ -112,8 +118,6 @@ class Result:
 
     @property
     def trades(self) -> pd.DataFrame:
-        from qf.report.trades import run_trades
-
         return run_trades(self.outcome)
 
     @property
@@ -137,8 +141,6 @@ class Result:
 
             res.stats().loc[["sharpe", "max_drawdown", "trades.win_rate"]]
         """
-        import pandas as pd
-
         rows: dict[str, Any] = {}
         for key, value in self.metrics.items():
             if isinstance(value, dict):
@@ -181,8 +183,7 @@ class Result:
 
             res.report("/tmp/sma20")   # tearsheet.html, metrics.json, trades.csv, ...
         """
-        from qf.report import writer
-        from qf.runner import default_report_dir, write_report
+        from qf.runner import default_report_dir, write_report  # lazy: numba
 
         exp = self.outcome.experiment
         writer.check_report_target(Path(path) if path is not None else None, Path(exp.spec.report.dir), exp.name)
@@ -209,8 +210,7 @@ def run(path: str | Path, set: Overrides = None, engine: str | None = None) -> R
         res = qf.run("experiments/hrp_swing.yaml", set={"data.params.start": "2018-01-01"})
         res.equity.iloc[-1], res.metrics["trades"]["win_rate"]
     """
-    from qf.config.loader import load_experiment
-    from qf.runner import run_experiment
+    from qf.runner import run_experiment  # lazy: numba
 
     exp = load_experiment(path, overrides_of(set, engine))
     if exp.spec.walk_forward is not None:
@@ -239,13 +239,8 @@ def sweep(path: str | Path, set: Overrides = None, out: str | Path | None = None
                          set={"sweep": {"params": {"signal.params.fast": [10, 20, 50]}, "metric": "sharpe"}})
         table.head()
     """
-    import pandas as pd
-    from rich.console import Console
-
-    from qf.config.loader import load_experiment
-    from qf.report import writer
-    from qf.research.sweep import evaluate_grid, grid_of, rank, run_sweep
-    from qf.runner import lifecycle
+    from qf.research.sweep import evaluate_grid, grid_of, rank, run_sweep  # lazy: numba
+    from qf.runner import lifecycle  # lazy: numba
 
     exp = load_experiment(path, overrides_of(set), max_combos=max_combos)
     if exp.spec.sweep is None:

@@ -39,8 +39,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from qf.components import TrainableSignal
+from qf.components import TrainableSignal, history_of
 from qf.errors import QfError
+from qf.pipeline import apply_weights, compute_signal
+from qf.rebalance import rebalance_dates
 
 if TYPE_CHECKING:
     from qf.bars import Bars
@@ -366,9 +368,6 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
         report = check_experiment(load_experiment("experiments/sma_cross.yaml"))
         report.raise_for(["lookahead"])     # LookaheadError naming component, date and symbol
     """
-    from qf.pipeline import apply_weights, compute_signal
-    from qf.rebalance import rebalance_dates
-
     report = LookaheadReport()
     if bars is None:
         progress("loading data", 0, 0)
@@ -391,8 +390,6 @@ def check_experiment(exp: LoadedExperiment, bars: Bars | None = None, *, points:
     if skipped:
         report.notes.append(f"stateful risk rules ({', '.join(skipped)}) act in the simulation on past equity "
                             "only; they are not probed")
-
-    from qf.components import history_of
 
     n, warm = len(bars.index), max(int(model.warmup), int(sizer.warmup), 0)
     # the live window: the longer of the two declared histories; None (path-dependent) = the whole history,

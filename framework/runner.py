@@ -30,9 +30,11 @@ from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.engines.result import EngineResult
 from qf.errors import QfError
+from qf.lookahead import guard_run
 from qf.pipeline import Targets, compute_targets
 from qf.registry import Registry, get_registry, loaded
-from qf.report import writer
+from qf.report import tearsheet, writer
+from qf.report.analysis import TradeData
 from qf.report.index import write_index
 from qf.report.metrics import compute_metrics, eval_returns, evaluation_start
 from qf.report.trades import run_trades
@@ -140,12 +142,12 @@ def lifecycle(experiment: LoadedExperiment, kind: RunKind, registry: Registry | 
 
 def run_engine(exp: LoadedExperiment, bars: Bars, targets: Targets, engine: str) -> EngineResult:
     if engine == "vectorbt":
-        from qf.engines.vectorbt import run_vectorbt
+        from qf.engines.vectorbt import run_vectorbt  # lazy: vectorbt
 
         return run_vectorbt(bars, targets.targets, targets.risk, exp.spec.execution)
     if engine == "backtrader":
         try:
-            from qf.engines.backtrader.strategy import run_backtrader
+            from qf.engines.backtrader.strategy import run_backtrader  # lazy: backtrader
         except ImportError as exc:  # pragma: no cover - the module ships with qf
             raise QfError(f"the backtrader engine is not available: {exc}") from None
         return run_backtrader(bars, targets.targets, targets.risk, exp.spec.execution, broker=exp.broker)
@@ -230,19 +232,16 @@ def write_report(exp: LoadedExperiment, outcome: RunOutcome, out: Path, run_id: 
                            for kind, comp in (("signal", exp.signal), ("sizer", exp.sizer))},
         })
         if exp.spec.report.tearsheet:
-            from qf.report.analysis import TradeData
-            from qf.report.tearsheet import write_tearsheet
-
             metrics = outcome.metrics
             start = metrics.get("eval_start")
             cash = float(metrics.get("initial_cash", exp.spec.execution.initial_cash))
             rets = eval_returns(res.equity, cash, pd.Timestamp(start) if start is not None else None)
-            write_tearsheet(rets, benchmark_returns(exp, outcome.bars), tmp / "tearsheet.html",
-                            exp.spec.report.title or exp.name,
-                            subtitle=f"{kind}, {engine}", warning=tearsheet_note,
-                            metrics=metrics,
-                            trades=TradeData(trades, metrics["trades"], res.orders, outcome.bars.close, res.equity,
-                                             outcome.targets.targets, start))
+            tearsheet.write_tearsheet(rets, benchmark_returns(exp, outcome.bars), tmp / "tearsheet.html",
+                                      exp.spec.report.title or exp.name,
+                                      subtitle=f"{kind}, {engine}", warning=tearsheet_note,
+                                      metrics=metrics,
+                                      trades=TradeData(trades, metrics["trades"], res.orders, outcome.bars.close,
+                                                       res.equity, outcome.targets.targets, start))
         if extra_files is not None:
             extra_files(tmp)
     root = Path(exp.spec.report.dir).resolve()
@@ -265,8 +264,6 @@ def _run_once(exp: LoadedExperiment, out: Path | None, engine: str, step: Step, 
     step("loading data")
     bars = exp.data.load()
     if exp.spec.execution.check_lookahead:
-        from qf.lookahead import guard_run
-
         guard_run(exp, bars, step)  # a look-ahead stops the run here (LookaheadError, exit code 1)
     step("computing signals and targets")
     targets = compute_targets(exp, bars)

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from qf.errors import QfError
+from qf.scaffold import KINDS, PluginNames, create_plugin
 
 _out = Console(width=None if sys.stdout.isatty() else 160)
 _err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -52,8 +53,6 @@ def new_plugin(
     ] = None,
 ) -> None:
     """Create a plugin package: pyproject with the qf entry point, a component, tests, README, experiment."""
-    from qf.scaffold import KINDS, PluginNames, create_plugin
-
     try:
         dest = create_plugin(name, kind.value, dir_, component)
     except QfError as exc:

@@ -76,7 +76,7 @@ def _unmatched(report) -> Table:
 
 
 def _redacted(node: Any, path: tuple = ()) -> tuple | None:
-    from qf.config.loader import REDACTED
+    from qf.config.loader import REDACTED  # lazy: pandas
 
     if isinstance(node, dict):
         items = node.items()
@@ -99,7 +99,7 @@ def load_run_config(folder: Path, overrides: list[str]):
 
         exp = load_run_config(Path("reports/sma_cross/20250101-120000-abc123"), [])
     """
-    from qf.config.loader import apply_overrides, build, dotted, read_yaml
+    from qf.config.loader import apply_overrides, build, dotted, read_yaml  # lazy: pandas
 
     cfg = folder / "config.yaml"
     if not cfg.is_file():
@@ -133,8 +133,8 @@ def parity(
     qf parity experiments/sma_cross.yaml --set execution.fees=0.001, or
     qf parity reports/sma_cross/<run-id> for the exact configuration of a run (a sweep's best combination)
     """
-    from qf.config.loader import load_experiment
-    from qf.parity import run_parity
+    from qf.config.loader import load_experiment  # lazy: pandas
+    from qf.parity import run_parity  # lazy: numba
 
     try:
         if experiment.is_dir():

@@ -186,8 +186,8 @@ class Watcher:
         ``saved_at`` (epoch seconds, the edited file's mtime) makes the summary say how long after the save
         it was printed.
         """
-        from qf.config.loader import load_experiment
-        from qf.runner import lifecycle, run_experiment
+        from qf.config.loader import load_experiment  # lazy: pandas
+        from qf.runner import lifecycle, run_experiment  # lazy: numba
 
         self.runs += 1
         t0 = time.perf_counter()
@@ -201,7 +201,7 @@ class Watcher:
                               "walk-forward with qf run")
             with lifecycle(exp, "backtest") as run:  # the lifecycle hooks see each watched run
                 run.outcome = outcome = run_experiment(exp, write=False)  # nested: fires nothing itself
-                from qf.report.trades import run_trades
+                from qf.report.trades import run_trades  # lazy: pandas
 
                 run_trades(outcome)  # the trade summary line, as qf run shows it
                 run.metrics = metrics = outcome.metrics
@@ -225,8 +225,8 @@ class Watcher:
 
     def _write(self, exp, outcome, t0: float) -> Path | None:
         """Write the run's report folder; a problem is said and the watch goes on (returns None)."""
-        from qf.report import writer
-        from qf.runner import default_report_dir, write_report
+        from qf.report import writer  # lazy: pandas
+        from qf.runner import default_report_dir, write_report  # lazy: numba
 
         try:
             run_id = writer.new_run_id()

@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qf.components import SignalModel, TrainableSignal
+from qf.errors import QfError
+from qf.registry import get_registry
 
 
 class SubSignal(BaseModel):
@@ -34,9 +36,6 @@ def build_signal(spec: SubSignal, where: str) -> SignalModel:
 
         build_signal(SubSignal(type="momentum", params={"lookback": 60}), "members[0]")
     """
-    from qf.errors import QfError
-    from qf.registry import get_registry
-
     try:
         reg = get_registry().get("signal", spec.type)
     except QfError as exc:
