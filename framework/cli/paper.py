@@ -46,7 +46,7 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
     while the report is being written (the session is already stopping), only get recorded: the report is
     finished first (a supervisor's SIGKILL still ends it; the state stays resumable).
     """
-    from qf.paper.session import REPORTING
+    from qf.paper.session import REPORTING  # lazy: backtrader
 
     received: list[int] = []
 
@@ -135,9 +135,9 @@ def _run(experiment: Path, broker: str | None, speed: float, state_dir: Path | N
 
     A user error is printed and exits 2 here.
     """
-    from qf.config.loader import load_experiment
-    from qf.paper.session import PaperOptions, run_paper
-    from qf.paper.view import Pace, render, status_line
+    from qf.config.loader import load_experiment  # lazy: pandas
+    from qf.paper.session import PaperOptions, run_paper  # lazy: backtrader
+    from qf.paper.view import Pace, render, status_line  # lazy: numba
 
     try:
         exp = load_experiment(experiment, list(set_ or []))
