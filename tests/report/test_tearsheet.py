@@ -94,8 +94,11 @@ def test_a_quantstats_failure_gives_a_simple_page(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
-def test_a_run_that_never_gets_past_its_warmup_still_writes_its_report(tmp_path):
+def test_a_run_that_never_gets_past_its_warmup_is_refused_and_writes_nothing(tmp_path):
+    """5 months of data cannot serve a 200-bar average: one ConfigError naming the signal's line, and no
+    half-written report (an empty-period page still renders: see the flat-equity tests)."""
     from qf.config.loader import load_experiment
+    from qf.errors import ConfigError
     from qf.runner import run_experiment
 
     exp_file = tmp_path / "long.yaml"
@@ -105,11 +108,10 @@ def test_a_run_that_never_gets_past_its_warmup_still_writes_its_report(tmp_path)
         "benchmark: {symbol: SP500}\n"
         "signal: {type: sma_cross, params: {fast: 50, slow: 200}}\nsizer: {type: equal}\n"
         "execution: {fill: next_open}\n")
-    outcome = run_experiment(load_experiment(exp_file, [f"report.dir={tmp_path / 'reports'}"]),
-                             out=tmp_path / "reports" / "long_lookback" / "r")
-    assert outcome.metrics["eval_bars"] == 0 and outcome.metrics["n_orders"] == 0
-    page = (outcome.report_dir / "tearsheet.html").read_text()
-    assert "<title>long_lookback</title>" in page and "No charts" in page
+    with pytest.raises(ConfigError, match=r"long.yaml:4: signal: needs 199 bars of warm-up .* only 103 bars"):
+        run_experiment(load_experiment(exp_file, [f"report.dir={tmp_path / 'reports'}"]),
+                       out=tmp_path / "reports" / "long_lookback" / "r")
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").rglob("*.html"))
 
 
 def test_write_report_marks_an_interrupted_paper_session(tmp_path):

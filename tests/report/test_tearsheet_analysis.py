@@ -150,9 +150,10 @@ def test_a_short_period_without_trades_gets_sentences_not_empty_charts(tmp_path)
 
 def test_a_run_with_no_trades_says_so(tmp_path):
     path = tmp_path / "none.yaml"
-    # a 200-bar average on 5 months of data never gets past its warm-up: no order
+    # a constant score of 0 never asks for a position: no order, a full evaluation period
     text = BASE.format(name="none", root=tmp_path / "reports")
-    path.write_text(text.replace("fast: 10, slow: 40", "fast: 50, slow: 200").replace('"2018-12-31"', '"2016-05-31"'))
+    path.write_text(text.replace("{type: sma_cross, params: {fast: 10, slow: 40}}",
+                                 "{type: constant, params: {value: 0}}"))
     result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["trades"]["n_trades"] == 0
