@@ -374,6 +374,9 @@ def report_compare(
     target = page if page is not None else default_page(loaded, new_run_id())
     try:
         written = write_compare(loaded, rows, target)
+    except QfError as exc:
+        fail(exc)
+        return
     except OSError as exc:
         fail(QfError(f"{target}: cannot write the compare page: {exc.strerror or exc}"))
         return

@@ -28,6 +28,9 @@ from qf.report.page import figure_div, html_page, plotly_js
 
 Rows = list[tuple[str, list[str]]]
 
+# in the <head> of every compare page: how write_compare recognises a page it may replace
+COMPARE_MARK = '<meta name="generator" content="qf report compare">'
+
 
 @dataclass
 class RunFiles:
@@ -226,7 +229,7 @@ def render_compare(runs: list[RunFiles], metric_rows: Rows, page_dir: Path) -> s
     parts.append("<h2>Config differences</h2>")
     parts.append(_table(labels, diff, "config key") if diff else
                  '<p class="note">The runs\' config.yaml files are identical.</p>')
-    return html_page(title, "\n".join(parts), plotly_js())
+    return html_page(title, "\n".join(parts), COMPARE_MARK + plotly_js())
 
 
 # reference samples smaller than this are not used on their own (PSI over 10 bins needs a few per bin)
@@ -331,7 +334,29 @@ def default_page(runs: list[RunFiles], stamp: str) -> Path:
 
 
 def write_compare(runs: list[RunFiles], metric_rows: Rows, path: Path) -> Path:
-    """Write the compare page to ``path`` (its folder is created) and return it."""
+    """Write the compare page to ``path`` (its folder is created) and return it.
+
+    An existing file is replaced only when it is a compare page itself (re-running a comparison); any other
+    file is refused with a :class:`QfError`, so a mistyped ``--out`` never destroys a run's files. The page
+    is written to a temporary file and renamed, so a failure leaves no half-written page.
+    """
+    if path.is_dir():
+        raise QfError(f"--out {path}: is a folder; name the page to write, e.g. {path / 'compare.html'}")
+    if path.exists() and not _is_compare_page(path):
+        raise QfError(f"--out {path}: exists and is not a qf compare page; choose another file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_compare(runs, metric_rows, path.parent), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(render_compare(runs, metric_rows, path.parent), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _is_compare_page(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return COMPARE_MARK.encode() in f.read(4096)
+    except OSError:
+        return False

@@ -124,3 +124,20 @@ def test_report_open_refuses_what_is_not_a_run(tmp_path):
     assert result.exit_code == 2 and "no such file or folder" in result.stderr
     result = runner.invoke(app, ["report", "open", str(tmp_path)])
     assert result.exit_code == 2 and "no page to open" in result.stderr
+
+
+def test_compare_out_never_destroys_a_file_that_is_not_a_compare_page(two, tmp_path):
+    root, a, b = two
+    precious = a / "metrics.json"
+    before = precious.read_bytes()
+    result = runner.invoke(app, ["report", "compare", str(a), str(b), "--out", str(precious)])
+    assert result.exit_code == 2 and "not a qf compare page" in result.stderr
+    assert precious.read_bytes() == before
+    folder = runner.invoke(app, ["report", "compare", str(a), str(b), "--out", str(a)])
+    assert folder.exit_code == 2 and "is a folder" in folder.stderr
+    page = tmp_path / "cmp.html"
+    assert runner.invoke(app, ["report", "compare", str(a), str(b), "--out", str(page)]).exit_code == 0
+    again = runner.invoke(app, ["report", "compare", str(b), str(a), "--out", str(page)])  # a compare page: replaced
+    assert again.exit_code == 0, again.output
+    assert "<title>compare: sma/B vs sma/A</title>" in page.read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".cmp")] == []
