@@ -14,24 +14,30 @@ import yaml
 from qf import hookimpl
 from qf.components import (
     DataSource,
+    ForecastBands,
+    HistorySharing,
     LiveBroker,
     LiveDataSource,
     Params,
     PathResolving,
     TrainableSignal,
+    UsesForecastBands,
 )
 from qf.config.loader import load_experiment
 from qf.config.schema import ExecutionSpec
 from qf.testing import FakeLiveBroker, FakeLiveBrokerComponent, registry_with
 
-COMPONENT_CAPABILITIES = (PathResolving, TrainableSignal, LiveDataSource)
+COMPONENT_CAPABILITIES = (PathResolving, TrainableSignal, LiveDataSource, HistorySharing, ForecastBands,
+                          UsesForecastBands)
 # what the built-ins claim (docs/plugins.md lists the same): a built-in that gains or loses one fails here
 BUILTIN_CLAIMS = {
     ("data", "alpaca"): {LiveDataSource},
     ("data", "csv"): {PathResolving},
     ("data", "parquet"): {PathResolving},
     ("data", "yfinance"): {PathResolving},
-    ("signal", "xgboost"): {PathResolving, TrainableSignal},
+    ("signal", "meta_label"): {TrainableSignal},
+    ("signal", "xgboost"): {PathResolving, TrainableSignal, HistorySharing, ForecastBands},
+    ("sizer", "quantile_kelly"): {UsesForecastBands},
 }
 
 
