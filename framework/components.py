@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -244,7 +245,7 @@ class RiskRule(Component):
     """A risk rule. Stateless rules transform target weights on rebalance dates (``apply``).
 
     Stateful rules (``stateful = True``) react to the simulated or live portfolio; they do not
-    transform weights but configure the shared risk kernel both engines run (see
+    transform weights but bring a numba step that every engine and paper trading run at each bar (see
     :class:`StatefulRiskRule`), which is what makes them behave the same everywhere.
 
     Example::
@@ -263,29 +264,103 @@ class RiskRule(Component):
         raise NotImplementedError
 
 
-class StatefulRiskRule(RiskRule):
-    """A rule that watches the portfolio path: drawdown halts, loss limits, stops.
+@dataclass(frozen=True)
+class RuleStatus:
+    """What a stateful risk rule says about its state, for the paper dashboard and the session's events.
 
-    It writes its settings into a :class:`qf.engines.kernels.risk.RiskConfig`; both engines evaluate that
-    config with the same numba kernel at every bar, so the rule acts identically in vectorbt and
-    backtrader (and in paper trading).
+    ``halted``: the rule keeps the portfolio flat; ``detail``: one short phrase about it (e.g. how long).
 
     Example::
 
-        class HaltAt10(StatefulRiskRule):
-            name = "halt10"
+        RuleStatus(halted=True, detail="3 bar(s) of cool-down left")
+    """
 
-            def configure(self, config):
-                config.dd_limit = 0.10
+    halted: bool = False
+    detail: str = ""
+
+
+class StatefulRiskRule(RiskRule):
+    """A rule that watches the portfolio path (drawdown halts, loss limits, stops): the public contract.
+
+    At every decision bar each engine (vectorbt, backtrader) and paper trading call the rule's ``step``,
+    compiled by qf with ``numba.cfunc(qf.engines.kernels.risk.SIG, cache=True)``, so the rule acts
+    identically everywhere at numba speed. A rule declares:
+
+    - ``parameters()``: the floats handed to ``step`` as ``params`` (from ``self.params``);
+    - ``state_size`` / ``symbol_state_size``: how many floats of state it keeps for the portfolio and per
+      symbol, starting from ``initial_state()`` / ``initial_symbol_state()`` (one value per row, the same
+      for every symbol). The state persists between bars (and across paper-session restarts as plain
+      floats: count bars in it rather than storing bar numbers, which move when a session restarts);
+    - ``n_inputs`` and ``inputs(bars)``: optional per-bar arrays, shape ``(n_inputs, bars, symbols)``, whose
+      row for bar ``t`` depends on the bars up to ``t`` only (a trailing volatility, say). Backtests compute
+      them once, vectorized; paper trading calls the same function on the trailing window at each bar
+      (``history`` says how many bars it needs);
+    - ``step(equity, close, position, avg_price, inputs, params, state, symbol_state, exits) -> int``: a
+      ``staticmethod`` in numba's nopython subset, called at the close of each decision bar with the
+      portfolio's equity, each symbol's close, signed position and average entry price (NaN when flat),
+      the bar's ``inputs[j, n]`` and the rule's arrays. Return 1 to flatten everything (0 otherwise); set
+      ``exits[n] = True`` to close symbol ``n`` (never set one False: rules share it). It must not raise.
+      Helpers it calls must be ``numba.njit`` functions;
+    - ``describe(params, state, symbol_state)``: a :class:`RuleStatus` (halted, and why) for the paper view.
+
+    Rules run in the order the YAML lists them, each on its own state; any rule's flatten wins, and exits
+    add up. ``qf.testing.check_risk_rule`` checks the contract.
+
+    Example (flatten for good once equity drops below a floor)::
+
+        class Floor(StatefulRiskRule):
+            name = "floor"
+            state_size = 1                       # [halted]
+
+            class Params(Params):
+                equity: float = Field(..., gt=0)
+
+            def parameters(self):
+                return [self.params.equity]
+
+            @staticmethod
+            def step(equity, close, position, avg_price, inputs, params, state, symbol_state, exits):
+                if state[0] == 1.0 or equity < params[0]:
+                    state[0] = 1.0
+                    return 1
+                return 0
+
+            def describe(self, params, state, symbol_state):
+                return RuleStatus(halted=state[0] == 1.0, detail="until an operator resets it")
     """
 
     stateful = True
+    state_size: ClassVar[int] = 0
+    symbol_state_size: ClassVar[int] = 0
+    n_inputs: ClassVar[int] = 0
 
     def apply(self, weights: pd.DataFrame, bars: Bars) -> pd.DataFrame:
         return weights
 
-    def configure(self, config: Any) -> None:
-        raise NotImplementedError
+    def parameters(self) -> Sequence[float]:
+        """The ``params`` array ``step`` receives."""
+        return ()
+
+    def initial_state(self) -> Sequence[float]:
+        """The portfolio-level state before the first bar (``state_size`` floats; zeros by default)."""
+        return [0.0] * int(self.state_size)
+
+    def initial_symbol_state(self) -> Sequence[float]:
+        """Each per-symbol state row's starting value (``symbol_state_size`` floats; zeros by default)."""
+        return [0.0] * int(self.symbol_state_size)
+
+    def inputs(self, bars: Bars) -> np.ndarray | None:
+        """The per-bar inputs, ``(n_inputs, len(bars.index), len(bars.symbols))``, causal; None without any."""
+        return None
+
+    @staticmethod
+    def step(equity: float, close: np.ndarray, position: np.ndarray, avg_price: np.ndarray, inputs: np.ndarray,
+             params: np.ndarray, state: np.ndarray, symbol_state: np.ndarray, exits: np.ndarray) -> int:
+        raise NotImplementedError("a stateful risk rule defines step() (see qf.components.StatefulRiskRule)")
+
+    def describe(self, params: np.ndarray, state: np.ndarray, symbol_state: np.ndarray) -> RuleStatus:
+        """The rule's state in words; by default the rule never halts."""
+        return RuleStatus()
 
 
 class Broker(Component):

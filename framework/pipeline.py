@@ -15,7 +15,7 @@ import pandas as pd
 from qf.bars import Bars
 from qf.components import ForecastBands, UsesForecastBands
 from qf.config.loader import LoadedExperiment
-from qf.engines.kernels.risk import RiskConfig, merge
+from qf.engines.kernels.risk import RiskStack, compose
 from qf.errors import QfError
 from qf.rebalance import rebalance_dates
 
@@ -27,18 +27,13 @@ class Targets:
     signal: pd.DataFrame
     weights: pd.DataFrame
     targets: pd.DataFrame
-    risk: RiskConfig
+    risk: RiskStack
 
 
-def risk_config(exp: LoadedExperiment) -> RiskConfig:
-    """The merged settings of every stateful rule of the experiment."""
-    configs = []
-    for rule in exp.risk:
-        if rule.stateful:
-            cfg = RiskConfig()
-            rule.configure(cfg)
-            configs.append(cfg)
-    return merge(configs)
+def risk_config(exp: LoadedExperiment) -> RiskStack:
+    """The experiment's stateful risk rules, in YAML order, composed for the kernels
+    (:func:`qf.engines.kernels.risk.compose`)."""
+    return compose(exp.risk)
 
 
 def _check_frame(df: pd.DataFrame, bars: Bars, who: str, index: pd.DatetimeIndex) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from vectorbt.records.nb import col_map_nb
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.inputs import SimInputs, build_inputs
-from qf.engines.kernels.risk import RiskConfig
+from qf.engines.kernels.risk import RiskStack
 from qf.engines.result import EVENT_COLUMNS, EngineResult, events_frame, orders_frame
 
 
@@ -110,7 +110,7 @@ def records_frame(order_records: np.ndarray, inputs: SimInputs) -> pd.DataFrame:
                         categorical=True)
 
 
-def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskConfig,
+def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskStack | None,
                        execution: ExecutionSpec) -> EngineResult:
     """:func:`qf.engines.vectorbt.run_vectorbt`'s equity, orders and events, without building a ``vbt.Portfolio``.
 

@@ -26,7 +26,7 @@ import pandas as pd
 from qf.config.schema import ExecutionSpec
 from qf.engines.costs import CostArrays
 from qf.engines.kernels.orders import update_avg_price_nb
-from qf.engines.kernels.risk import RiskConfig, new_state
+from qf.engines.kernels.risk import RiskStack
 from qf.engines.kernels.step import decide_costed_nb
 from qf.engines.result import event_rows, orders_frame, risk_events_frame
 
@@ -45,14 +45,14 @@ class DecisionStep:
 
         step = DecisionStep(len(inputs.symbols), execution, risk, rows=len(inputs.index))
         sizes = step.decide(i, inputs.lag, cash, positions, inputs.exec_price, inputs.close, inputs.targets,
-                            inputs.vol, inputs.costs)
+                            inputs.risk_inputs, inputs.costs)
         ...                                              # send the orders; for each fill the broker makes:
         step.book_fill(i, k, "buy", 10.0, 101.5, 1.02)
         step.orders_frame(inputs.index, inputs.symbols)  # orders.csv
         step.events_frame(inputs.index, inputs.symbols, inputs.delisted_at)  # risk_events.csv
     """
 
-    def __init__(self, symbols: int, execution: ExecutionSpec, risk: RiskConfig, rows: int = 0) -> None:
+    def __init__(self, symbols: int, execution: ExecutionSpec, risk: RiskStack, rows: int = 0) -> None:
         n = symbols
         self.n = n
         self.fees = float(execution.fees)
@@ -60,10 +60,13 @@ class DecisionStep:
         self.slippage = float(execution.slippage)
         self.integer = not execution.fractional
         self.min_value = float(execution.min_order_value)
-        self.risk = risk.as_array()
+        # the stateful risk rules: their table, parameters and flat state (qf.engines.kernels.risk.RiskStack)
+        self.risk = risk
+        self.rules = risk.table(n)
+        self.risk_params = risk.params
         # no stateful rule: a bar without a target cannot trade, so the caller may skip it
         self.active = risk.active
-        self.state = new_state()
+        self.state = risk.new_state(n)
         self.avg_price = np.full(n, np.nan)
         self.filled_pos = np.zeros(n)  # positions rebuilt from the fills (what the average prices follow)
         self.exits = np.zeros(n, dtype=np.bool_)
@@ -91,7 +94,7 @@ class DecisionStep:
         self.events, self.capped_at = events, capped
 
     def decide(self, i: int, lag: int, cash: float, position: np.ndarray, exec_price: np.ndarray,
-               close: np.ndarray, targets: np.ndarray, vol: np.ndarray, costs: CostArrays | None = None,
+               close: np.ndarray, targets: np.ndarray, risk_inputs: np.ndarray, costs: CostArrays | None = None,
                row: int | None = None) -> np.ndarray:
         """The orders of fill bar ``i`` (``sizes``, signed) from ``cash`` and ``position`` before the fill.
 
@@ -107,8 +110,9 @@ class DecisionStep:
         r = i if row is None else row
         self.reserve(i + 1)
         self.events[i] = 0
-        decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, self.risk, self.fees,
-                         self.fixed_fees, costs.slippage[r], costs.impact[r], costs.exponent, costs.max_qty[r],
+        decide_costed_nb(i, lag, cash, position, exec_price, close, targets, risk_inputs, self.rules,
+                         self.risk_params, self.fees, self.fixed_fees, costs.slippage[r], costs.impact[r],
+                         costs.exponent, costs.max_qty[r],
                          self.integer, self.min_value, self.state, self.avg_price, self.exits, self.events,
                          self.desired, self.sizes, self.slip_out, self.capped)
         self.capped_at[i] = self.capped

@@ -16,7 +16,9 @@ Trading calendar of a symbol (the same in every engine):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +26,7 @@ import pandas as pd
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
 from qf.engines.costs import CostArrays, cost_arrays
-from qf.engines.kernels.risk import RiskConfig, trailing_vol
+from qf.engines.kernels.risk import RiskStack, as_stack
 from qf.errors import QfError
 
 
@@ -36,10 +38,13 @@ class SimInputs:
     fills there. ``close`` is the valuation close, carried forward through gaps and after a delisting.
     ``first_bar[k]`` is the symbol's first bar with a price (``T`` if none), ``delisted_at[k]`` its last
     one when its data ends early, else -1. ``costs`` is the run's :class:`qf.engines.costs.CostArrays`.
+    ``risk`` is the run's stateful rules (:class:`qf.engines.kernels.risk.RiskStack`), ``risk_inputs`` their
+    per-bar inputs ``[T, K, N]`` by decision bar, and :attr:`rules` / :attr:`risk_params` what the kernels
+    take (see :func:`qf.engines.kernels.step.decide_costed_nb`).
 
     Example::
 
-        inp = build_inputs(bars, targets, RiskConfig(), ExecutionSpec(fill="next_close"))
+        inp = build_inputs(bars, targets, None, ExecutionSpec(fill="next_close"))
         inp.targets[inp.lag]   # the first rebalance row, executed one bar after its decision
     """
 
@@ -49,13 +54,27 @@ class SimInputs:
     close: np.ndarray
     targets: np.ndarray  # NaN = leave the symbol alone at this fill bar
     is_rebalance: np.ndarray
-    vol: np.ndarray
-    risk: np.ndarray
+    risk_inputs: np.ndarray  # [T, K, N]: the stateful rules' per-bar inputs (K = 0 without any)
+    risk: RiskStack
     lag: int
     first_bar: np.ndarray
     delisted_at: np.ndarray
     close_on_delist: bool = True
     costs: CostArrays | None = None  # the cost model's arrays (None: execution.slippage, no cap)
+
+    @property
+    def rules(self) -> np.ndarray:
+        """The rule table the kernels call (:meth:`qf.engines.kernels.risk.RiskStack.table`)."""
+        return self.risk.table(len(self.symbols))
+
+    @property
+    def risk_params(self) -> np.ndarray:
+        """Every stateful rule's parameters, back to back."""
+        return self.risk.params
+
+    def new_risk_state(self) -> np.ndarray:
+        """A fresh flat state of the stateful rules (:meth:`qf.engines.kernels.risk.RiskStack.new_state`)."""
+        return self.risk.new_state(len(self.symbols))
 
     def adjust(self, rows: np.ndarray, at: np.ndarray) -> None:
         """Apply the trading calendar, in place, to target rows ``rows`` executed at fill bars ``at``.
@@ -82,8 +101,12 @@ def fill_lag(execution: ExecutionSpec) -> int:
     return 0 if execution.fill == "close" else 1
 
 
-def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution: ExecutionSpec) -> SimInputs:
+def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskStack | Sequence[Any] | None,
+                 execution: ExecutionSpec) -> SimInputs:
     """The :class:`SimInputs` of a run: targets moved to their fill bars, the trading calendar applied.
+
+    ``risk`` is a :class:`qf.engines.kernels.risk.RiskStack`, a list of risk rules (the stateful ones are
+    composed), or None for no stateful rule.
 
     Example::
 
@@ -118,9 +141,9 @@ def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution:
     fill_rows = pos + lag
     keep = fill_rows < T
     tgt[fill_rows[keep]] = targets.to_numpy(dtype=float)[keep]
-    vol = trailing_vol(close, risk.stop_vol_window) if risk.needs_vol else np.full((T, N), np.nan)
-    inputs = SimInputs(bars.index, bars.symbols, exec_price, close, tgt, np.zeros(T, dtype=bool), vol,
-                       risk.as_array(), lag, first_bar, delisted_at, execution.on_delist == "close",
+    stack = as_stack(risk)
+    inputs = SimInputs(bars.index, bars.symbols, exec_price, close, tgt, np.zeros(T, dtype=bool),
+                       stack.inputs(bars), stack, lag, first_bar, delisted_at, execution.on_delist == "close",
                        cost_arrays(bars, execution))
     inputs.adjust(tgt, np.arange(T))
     inputs.is_rebalance = ~np.isnan(tgt).all(axis=1)
@@ -132,7 +155,7 @@ def delisting_events(inputs: SimInputs) -> list[tuple[pd.Timestamp, str, str]]:
 
     Example::
 
-        delisting_events(build_inputs(bars, targets, RiskConfig(), ExecutionSpec()))
+        delisting_events(build_inputs(bars, targets, None, ExecutionSpec()))
         # [(Timestamp('2020-03-02'), 'delisted', 'XYZ')]
     """
     return [(inputs.index[b], "delisted", inputs.symbols[k]) for k, b in enumerate(inputs.delisted_at) if b >= 0]

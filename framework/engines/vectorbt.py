@@ -12,6 +12,9 @@ vectorbt would fill anything other than the planned quantity, the run fails.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numba as nb
 import numpy as np
 import pandas as pd
@@ -23,15 +26,16 @@ from qf.config.schema import ExecutionSpec
 from qf.engines.costs import CostArrays
 from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.kernels.orders import update_avg_price_nb
-from qf.engines.kernels.risk import RiskConfig, new_state
+from qf.engines.kernels.risk import RiskStack
 from qf.engines.kernels.step import decide_costed_nb
 from qf.engines.result import EngineResult, events_frame, orders_frame
 from qf.errors import QfError
 
 
 @nb.njit(cache=True)
-def simulate_nb(exec_price, close, targets, vol, cfg, lag, fees, fixed_fees, slippage, impact, exponent, max_qty,
-                integer, min_value, init_cash, state, avg_price, sizes, exits, events, desired, capped_at):
+def simulate_nb(exec_price, close, targets, risk_inputs, rules, risk_params, lag, fees, fixed_fees, slippage, impact,
+                exponent, max_qty, integer, min_value, init_cash, state, avg_price, sizes, exits, events, desired,
+                capped_at):
     """vectorbt's ``simulate_nb`` loop for one cash-sharing group, specialised to qf's callbacks.
 
     Each bar runs the shared :func:`decide_nb` step on the cash and positions before the bar, values the
@@ -56,9 +60,9 @@ def simulate_nb(exec_price, close, targets, vol, cfg, lag, fees, fixed_fees, sli
     slip_out = np.zeros(N)
     capped = np.zeros(N, dtype=np.bool_)
     for i in range(T):
-        decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage[i],
-                         impact[i], exponent, max_qty[i], integer, min_value, state, avg_price, exits, events, desired,
-                         sizes, slip_out, capped)
+        decide_costed_nb(i, lag, cash, position, exec_price, close, targets, risk_inputs, rules, risk_params, fees,
+                         fixed_fees, slippage[i], impact[i], exponent, max_qty[i], integer, min_value, state,
+                         avg_price, exits, events, desired, sizes, slip_out, capped)
         for k in range(N):
             capped_at[i, k] = capped[k]
         for k in range(N):
@@ -100,7 +104,7 @@ def run_kernel(inputs: SimInputs, execution: ExecutionSpec) -> tuple[np.ndarray,
 
     Example::
 
-        records, _, events, capped = run_kernel(build_inputs(bars, targets, RiskConfig(), execution), execution)
+        records, _, events, capped = run_kernel(build_inputs(bars, targets, None, execution), execution)
     """
     T, N = inputs.close.shape
     events = np.zeros((T, N), dtype=np.int8)
@@ -109,10 +113,12 @@ def run_kernel(inputs: SimInputs, execution: ExecutionSpec) -> tuple[np.ndarray,
     try:
         order_records, log_records = simulate_nb(
             # a copy: orders waiting for a symbol's next bar are written into the targets
-            inputs.exec_price, inputs.close, inputs.targets.copy(), inputs.vol, inputs.risk, inputs.lag,
+            inputs.exec_price, inputs.close, inputs.targets.copy(), inputs.risk_inputs, inputs.rules,
+            inputs.risk_params, inputs.lag,
             execution.fees, execution.fixed_fees, c.slippage, c.impact, c.exponent, c.max_qty,
-            not execution.fractional, execution.min_order_value, float(execution.initial_cash), new_state(),
-            np.full(N, np.nan), np.zeros(N), np.zeros(N, dtype=np.bool_), events, np.zeros(N), capped,
+            not execution.fractional, execution.min_order_value, float(execution.initial_cash),
+            inputs.new_risk_state(), np.full(N, np.nan), np.zeros(N), np.zeros(N, dtype=np.bool_), events,
+            np.zeros(N), capped,
         )
     except Exception as exc:  # a rejected planned order is an engine bug, not user input
         if "Reject" in type(exc).__name__ or "reject" in str(exc).lower():
@@ -139,12 +145,15 @@ def simulate_capped(inputs: SimInputs, execution: ExecutionSpec):
     return pf, events, capped
 
 
-def run_vectorbt(bars: Bars, targets: pd.DataFrame, risk: RiskConfig, execution: ExecutionSpec) -> EngineResult:
+def run_vectorbt(bars: Bars, targets: pd.DataFrame, risk: RiskStack | Sequence[Any] | None,
+                 execution: ExecutionSpec) -> EngineResult:
     """Simulate the targets on the bars; see the module docstring for the conventions.
+
+    ``risk``: the stateful risk rules (a :class:`qf.engines.kernels.risk.RiskStack`, a list of rules, or None).
 
     Example::
 
-        res = run_vectorbt(bars, targets, RiskConfig(), ExecutionSpec(fill="next_close"))
+        res = run_vectorbt(bars, targets, [DrawdownHalt({"max_drawdown": 0.2})], ExecutionSpec(fill="next_close"))
         res.equity.iloc[-1]
     """
     inputs = build_inputs(bars, targets, risk, execution)

@@ -43,7 +43,6 @@ from qf.components import Broker, LiveDataSource
 from qf.config.loader import LoadedExperiment
 from qf.engines.backtrader.paper import LiveFeed, LivePaperStrategy, SimBroker, SimPaperStrategy, paper_cerebro
 from qf.engines.backtrader.strategy import configure_broker, per_order_slippage
-from qf.engines.kernels.risk import S_HALTED
 from qf.engines.result import EngineResult
 from qf.errors import QfError
 from qf.paper.broker import LiveBroker
@@ -314,7 +313,7 @@ def _finished_replay(exp: LoadedExperiment, opts: PaperOptions, state: PaperStat
     equity = state.equity()
     log.info("the replay of %s already ended at %s; its report is %s", exp.name, bars.index[-1].date(), stored)
     return PaperOutcome("finished", name, state_dir, state.get_meta("run_id") or "", 0, len(equity), equity,
-                        state.fills(), state.events(), _halted(state), report_dir=Path(stored))
+                        state.fills(), state.events(), _halted(exp, state), report_dir=Path(stored))
 
 
 def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str, state_dir: Path,
@@ -396,11 +395,14 @@ def _flatten_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: 
     return _finish(exp, opts, state, name, state_dir, "flattened", 0, bars, orders)
 
 
-def _halted(state: PaperState) -> bool:
-    """Whether the risk kernel was halted at the last committed bar."""
+def _halted(exp: LoadedExperiment, state: PaperState) -> bool:
+    """Whether a stateful risk rule was halted at the last committed bar (as the rules describe their state)."""
     last = state.last_bar()
     kernel = (last.strategy.get("kernel") if last is not None else None) or []
-    return bool(kernel and kernel[S_HALTED] == 1.0)
+    if last is None or not kernel:
+        return False
+    stack, n = _risk(exp), len(last.positions)
+    return bool(stack.halted(stack.check_state(kernel, n), n))
 
 
 def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: str, state_dir: Path, status: str,
@@ -409,7 +411,7 @@ def _finish(exp: LoadedExperiment, opts: PaperOptions, state: PaperState, name: 
     equity = state.equity()
     events = with_drift_events(state.events(), state_dir)  # risk events and paper.drift's drift/retrain events
     outcome = PaperOutcome(status, name, state_dir, state.get_meta("run_id") or "", done, len(equity), equity,
-                           orders, events, _halted(state))
+                           orders, events, _halted(exp, state))
     if opts.write_report and bars is not None and (len(equity) > 0 or origin is not None):
         REPORTING.set()  # a SIGTERM now waits for the report (see qf.cli.paper): stopping is what it asks for
         try:

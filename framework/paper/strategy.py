@@ -27,7 +27,7 @@ from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
 from qf.engines.costs import CostArrays, cost_arrays
 from qf.engines.inputs import fill_lag
-from qf.engines.kernels.risk import S_HALT_UNTIL, RiskConfig, trailing_vol
+from qf.engines.kernels.risk import RiskStack
 from qf.errors import QfError
 from qf.paper.broker import BrokerView
 from qf.paper.feed import BarHub, BarSource
@@ -64,8 +64,9 @@ class SessionArrays:
     the valuation close (carried forward through gaps and after a delisting); ``exec_price`` the open
     (fill ``next_open``) or the close, NaN on a bar the symbol did not trade, so no order fills there (it
     waits for the symbol's next real bar, see :func:`qf.engines.kernels.step.decide_nb`); ``targets[i]`` is the
-    rebalance row executed at fill bar ``i`` (NaN = none); ``vol`` the trailing volatility the
-    volatility stop uses.
+    rebalance row executed at fill bar ``i`` (NaN = none); ``risk_inputs`` the stateful risk rules' per-bar
+    inputs (``[rows, K, N]``; a live bar's from its trailing window, see
+    :meth:`qf.engines.kernels.risk.RiskStack.inputs_row`).
 
     The trading calendar (listing, gaps, delisting) is the engines' own (:func:`qf.engines.inputs.build_inputs`):
 
@@ -78,12 +79,12 @@ class SessionArrays:
 
     Example::
 
-        arrays = SessionArrays(history, ExecutionSpec(fill="next_close"), RiskConfig())
+        arrays = SessionArrays(history, ExecutionSpec(fill="next_close"), compose([]))
         i = arrays.append(pd.Timestamp("2024-01-08"), {"close": np.array([101.0, 50.5])})
         arrays.bars().close.index[-1]   # Timestamp('2024-01-08')
     """
 
-    def __init__(self, history: Bars, execution: ExecutionSpec, risk: RiskConfig, extra: int = 64,
+    def __init__(self, history: Bars, execution: ExecutionSpec, risk: RiskStack, extra: int = 64,
                  replay: Bars | None = None) -> None:
         from qf.engines.inputs import build_inputs
 
@@ -122,10 +123,10 @@ class SessionArrays:
             self.gaps[:n0] = history.gaps.to_numpy(dtype=bool)
         self.value_close = np.full((cap, width), np.nan)
         self.exec_price = np.full((cap, width), np.nan)
-        self.vol = np.full((cap, width), np.nan)
+        self.risk_inputs = np.full((cap, risk.n_inputs, width), np.nan)
         self.value_close[:n0] = self.calendar.close[:n0]
         self.exec_price[:n0] = self.calendar.exec_price[:n0]
-        self.vol[:n0] = self.calendar.vol[:n0]
+        self.risk_inputs[:n0] = self.calendar.risk_inputs[:n0]
         self.targets = np.full((cap, width), np.nan)
         self.events = np.zeros((cap, width), dtype=np.int8)
         self.capped = np.zeros((cap, width), dtype=np.bool_)  # orders the cost model's participation cap clipped
@@ -167,7 +168,9 @@ class SessionArrays:
         self.value_close = grow(self.value_close, np.nan)
         self.exec_price = grow(self.exec_price, np.nan)
         self.targets = grow(self.targets, np.nan)
-        self.vol = grow(self.vol, np.nan)
+        risk_inputs = np.full((new, *self.risk_inputs.shape[1:]), np.nan)
+        risk_inputs[:cap] = self.risk_inputs
+        self.risk_inputs = risk_inputs
         self.events = grow(self.events, 0)
         self.capped = grow(self.capped, False)
 
@@ -199,7 +202,7 @@ class SessionArrays:
         cal = self.calendar
         self.value_close[i] = cal.close[i]
         self.exec_price[i] = cal.exec_price[i]
-        self.vol[i] = cal.vol[i]
+        self.risk_inputs[i] = cal.risk_inputs[i]
         self.adjust(i)  # a delisting closes the position on its last bar even without a rebalance there
 
     def _append_live(self, i: int, t: pd.Timestamp, values: dict[str, np.ndarray]) -> None:
@@ -222,8 +225,10 @@ class SessionArrays:
         self.value_close[i] = np.where(priced, close, self.value_close[i - 1] if i > 0 else np.nan)
         fill = self.data["open" if self.use_open else "close"][i]
         self.exec_price[i] = np.where(priced, fill, np.nan)
-        if self.risk.needs_vol:
-            self.vol[i] = trailing_vol(self.value_close[: i + 1], self.risk.stop_vol_window)[-1]
+        if self.risk.n_inputs:
+            # the rules' inputs of this bar from the trailing window they need (the backtest's, bar by bar)
+            h = self.risk.history
+            self.risk_inputs[i] = self.risk.inputs_row(self.bars(i + 1, 0 if h is None else max(0, i + 1 - h)))
 
     def adjust(self, i: int) -> None:
         """Apply the engines' trading calendar to the target row of fill bar ``i`` (see
@@ -306,7 +311,7 @@ class PaperPlan:
     """
 
     experiment: LoadedExperiment
-    risk: RiskConfig
+    risk: RiskStack
     history: Bars
     source: BarSource
     hub: BarHub
@@ -322,22 +327,17 @@ class PaperPlan:
 
 
 def kernel_to_json(kernel: np.ndarray, d: int) -> list[float]:
-    """The risk kernel's state with its cool-down end stored relative to decision row ``d``.
-
-    A live session reloads a history window that starts later after a restart, so absolute row numbers
-    move; bars-remaining does not.
+    """The stateful risk rules' flat state (:meth:`qf.engines.kernels.risk.RiskStack.new_state`) as the session
+    commits it after decision row ``d``: plain floats. The rules count bars in their state (a cool-down's
+    bars left), never row numbers, so a restarted session whose history window starts later reloads it as is.
 
     Example::
 
-        kernel_to_json(np.array([1e5, 9e4, 120.0, 1.0]), 100)   # [100000.0, 90000.0, 20.0, 1.0]
+        kernel_to_json(np.array([1e5, 1.0, 20.0]), 100)   # [100000.0, 1.0, 20.0]
     """
-    out = [float(v) for v in kernel]
-    out[S_HALT_UNTIL] = out[S_HALT_UNTIL] - d if out[S_HALT_UNTIL] >= 0 else -1.0
-    return out
+    return [float(v) for v in kernel]
 
 
 def kernel_from_json(values: list[float], d: int) -> np.ndarray:
     """Inverse of :func:`kernel_to_json` for decision row ``d`` of the current arrays."""
-    out = np.array(values, dtype=float)
-    out[S_HALT_UNTIL] = out[S_HALT_UNTIL] + d if out[S_HALT_UNTIL] >= 0 else -1.0
-    return out
+    return np.array(values, dtype=float)

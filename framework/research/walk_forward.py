@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -121,13 +120,13 @@ def _splits(exp: LoadedExperiment, n_bars: int) -> list[Fold]:
 
 def _check_one_account(exp: LoadedExperiment, grid: pd.DataFrame) -> None:
     """Refuse sweeps that would need a different account or risk kernel in different folds."""
-    base_risk = risk_config(exp).as_array()
+    base_risk = risk_config(exp).settings()
     for combo in grid.to_dict("records"):
         ce = combo_experiment(exp.raw, exp.path, combo)
         what = None
         if ce.spec.execution != exp.spec.execution or ce.spec.broker != exp.spec.broker:
             what, prefixes = "the execution or broker settings", ("execution", "broker")
-        elif not np.array_equal(risk_config(ce).as_array(), base_risk, equal_nan=True):
+        elif risk_config(ce).settings() != base_risk:
             what, prefixes = "the settings of a stateful risk rule (drawdown_halt, daily_loss_limit, stop_loss)", \
                 ("risk",)
         if what is None:

@@ -48,6 +48,7 @@ __all__ = [
     "check_cost_model",
     "check_data_source",
     "check_risk_rule",
+    "check_stateful_rule",
     "check_signal",
     "check_sizer",
     "month_ends",
@@ -232,16 +233,14 @@ def check_risk_rule(rule: RiskRule, bars: Bars | None = None, weights: pd.DataFr
     A stateless rule must return a new frame of the same shape, leave its input alone, keep a hold (NaN)
     a hold, be idempotent (applying it twice changes nothing more), and not look ahead (its output for
     date t is the same from the weights and bars up to t). A stateful rule
-    (:class:`qf.components.StatefulRiskRule`) must pass weights through unchanged and switch the shared
-    risk kernel on in ``configure``. ``weights`` defaults to :func:`probe_weights`.
+    (:class:`qf.components.StatefulRiskRule`) must pass weights through unchanged and keep the stateful
+    contract (:func:`check_stateful_rule`). ``weights`` defaults to :func:`probe_weights`.
 
     Example::
 
         check_risk_rule(MaxWeight({"limit": 0.2}))
         check_risk_rule(DrawdownHalt({"max_drawdown": 0.2}))
     """
-    from qf.engines.kernels.risk import RiskConfig
-
     bars = sample_bars() if bars is None else bars
     who = _who(rule)
     _is(rule, RiskRule, who)
@@ -261,12 +260,103 @@ def check_risk_rule(rule: RiskRule, bars: Bars | None = None, weights: pd.DataFr
         raise AssertionError(f"{who}: stateful rules must subclass qf.components.StatefulRiskRule")
     out = rule.apply(weights, bars)
     if not (isinstance(out, pd.DataFrame) and out.equals(weights)):
-        raise AssertionError(f"{who}: a stateful rule must return the weights unchanged; it acts through configure()")
-    config = RiskConfig()
-    rule.configure(config)
-    if not config.active:
-        raise AssertionError(f"{who}: configure() left every RiskConfig setting off, so the rule would never act")
+        raise AssertionError(f"{who}: a stateful rule must return the weights unchanged; it acts through step()")
+    check_stateful_rule(rule, bars)
     return out
+
+
+def check_stateful_rule(rule: StatefulRiskRule, bars: Bars | None = None, *, points: int = RANDOM_PROBES) -> None:
+    """The stateful-risk-rule contract (:class:`qf.components.StatefulRiskRule`):
+
+    - ``step`` is a staticmethod that compiles with ``numba.cfunc(qf.engines.kernels.risk.SIG)``;
+    - ``state_size`` / ``symbol_state_size`` / ``n_inputs`` are whole numbers and ``parameters()``,
+      ``initial_state()``, ``initial_symbol_state()`` and ``inputs(bars)`` have the sizes they declare;
+    - ``inputs`` uses past data only: the row of bar t computed from the bars up to t (and from the
+      trailing ``history`` bars the live path loads) equals the row computed on the whole history, at every
+      date the inputs change plus seeded random dates;
+    - ``step`` runs on the bars with a held, equally weighted portfolio, returns 0 or 1 at every bar, and
+      ``describe`` gives a :class:`qf.components.RuleStatus` of every state it reaches.
+
+    Example::
+
+        check_stateful_rule(StopLoss({"vol_mult": 3.0}), sample_bars())
+    """
+    from qf.components import RuleStatus, history_of
+    from qf.engines.kernels.risk import compose, risk_step_nb
+
+    bars = sample_bars() if bars is None else bars
+    who = _who(rule)
+    if not isinstance(rule, StatefulRiskRule):
+        raise AssertionError(f"{who}: stateful rules must subclass qf.components.StatefulRiskRule")
+    if type(rule).step is StatefulRiskRule.step:
+        raise AssertionError(f"{who}: defines no step(), so the rule would never act")
+    if not isinstance(_defined(type(rule), "step"), staticmethod):
+        raise AssertionError(f"{who}: step must be a @staticmethod (numba compiles the plain function)")
+    T, N = bars.close.shape
+    try:
+        stack = compose([rule])
+        table = stack.table(N)
+        state = stack.new_state(N)
+        inputs = stack.inputs(bars)
+    except QfError as exc:
+        raise AssertionError(f"{who}: {exc}") from exc
+    k = stack.n_inputs
+    if k:
+        _check_inputs_causal(rule, stack, bars, inputs, history_of(rule), points, who)
+    close = bars.close.ffill().to_numpy(dtype=float)
+    first = np.where(np.isfinite(close).any(axis=0), np.isfinite(close).argmax(axis=0), T)
+    position = np.zeros(N)
+    avg_price = np.full(N, np.nan)
+    exits = np.zeros(N, dtype=np.bool_)
+    cash = 1_000_000.0
+    for t in range(T):
+        for n in np.flatnonzero(first == t):  # buy each symbol at its first close, for an equal share of the cash
+            position[n] = (1_000_000.0 / N) / close[t, n]
+            avg_price[n] = close[t, n]
+            cash -= 1_000_000.0 / N
+        equity = cash + float(np.nansum(position * close[t]))
+        action = risk_step_nb(equity, np.ascontiguousarray(close[t]), position, avg_price, inputs[t], table,
+                              stack.params, state, exits)
+        if action not in (0, 1):
+            raise AssertionError(f"{who}: step() returned {action} at {bars.index[t]:%Y-%m-%d}; it must return "
+                                 "1 (flatten) or 0")
+        status = stack.describe(state, N)[0][1]
+        if not isinstance(status, RuleStatus):  # pragma: no cover - describe() already refuses it
+            raise AssertionError(f"{who}: describe() must return qf.components.RuleStatus")
+
+
+def _defined(cls: type, name: str) -> object:
+    """The attribute ``name`` as defined on ``cls`` or its first base defining it (without the descriptor)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    return None
+
+
+def _check_inputs_causal(rule: StatefulRiskRule, stack: Any, bars: Bars, full: np.ndarray, history: int | None,
+                         points: int, who: str) -> None:
+    """The truncation test of a rule's per-bar inputs (see :func:`check_stateful_rule`)."""
+    T = full.shape[0]
+    flat = full.reshape(T, -1)
+    same = np.isclose(flat[1:], flat[:-1], equal_nan=True).all(axis=1)
+    changes = np.flatnonzero(~same) + 1
+    for pos in probe_positions(T, changes, points=points, always=[T - 1]):
+        t = bars.index[pos]
+        windows = [("the bars up to it", bars.truncate(t))]
+        if history is not None:
+            trailing = bars.iloc(slice(max(0, pos + 1 - history), pos + 1))
+            windows.append((f"its trailing {history} bars (history)", trailing))
+        for what, window in windows:
+            try:
+                row = stack.inputs_row(window)
+            except QfError as exc:
+                raise AssertionError(f"{who}: {exc}") from exc
+            if not np.allclose(row, full[pos], rtol=1e-9, atol=1e-12, equal_nan=True):
+                bad = np.flatnonzero(~np.isclose(row, full[pos], rtol=1e-9, atol=1e-12, equal_nan=True).all(axis=0))
+                sym = bars.symbols[int(bad[0])]
+                raise AssertionError(f"{who}: inputs() look ahead: on {t:%Y-%m-%d} {sym} is "
+                                     f"{full[pos][:, bad[0]].tolist()} from the whole history but "
+                                     f"{row[:, bad[0]].tolist()} from {what}")
 
 
 def check_data_source(source: DataSource) -> Bars:

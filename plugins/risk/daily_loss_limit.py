@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
+import numpy as np
 from pydantic import Field
 
 from qf.components import Params as BaseParams
-from qf.components import StatefulRiskRule
+from qf.components import RuleStatus, StatefulRiskRule
 
-if TYPE_CHECKING:
-    # annotation only: qf.engines.kernels.risk imports numba (and numba scipy), which listing commands should not load
-    from qf.engines.kernels.risk import RiskConfig
+# state: the previous bar's equity, halted (1.0) or not, bars of cool-down left
+PREV, HALTED, LEFT = 0, 1, 2
 
 
 class DailyLossLimit(StatefulRiskRule):
     """When equity falls ``limit`` or more from the previous bar's close, flatten and stay flat for
-    ``cooldown_bars`` bars, then resume at the next rebalance. Evaluated by the shared risk kernel.
+    ``cooldown_bars`` bars, then resume at the next rebalance. A :class:`qf.components.StatefulRiskRule`,
+    so it acts the same in every engine and in paper trading.
 
     YAML::
 
@@ -28,6 +29,7 @@ class DailyLossLimit(StatefulRiskRule):
     """
 
     name = "daily_loss_limit"
+    state_size = 3
 
     class Params(BaseParams):
         limit: float = Field(..., gt=0, lt=1, description="one-bar loss that halts trading, e.g. 0.03")
@@ -35,6 +37,29 @@ class DailyLossLimit(StatefulRiskRule):
 
     params: Params
 
-    def configure(self, config: RiskConfig) -> None:
-        config.daily_limit = self.params.limit
-        config.daily_cooldown = self.params.cooldown_bars
+    def parameters(self) -> Sequence[float]:
+        return [self.params.limit, float(self.params.cooldown_bars)]
+
+    def initial_state(self) -> Sequence[float]:
+        return [np.nan, 0.0, 0.0]  # no previous bar yet, trading
+
+    @staticmethod
+    def step(equity, close, position, avg_price, inputs, params, state, symbol_state, exits):  # pragma: no cover
+        # params: [limit, cooldown bars]
+        prev = state[PREV]
+        state[PREV] = equity
+        if state[HALTED] == 1.0:
+            state[LEFT] -= 1.0
+            if state[LEFT] > 0.0:
+                return 1
+            state[HALTED] = 0.0
+        if not np.isnan(prev) and prev > 0 and equity / prev - 1.0 <= -params[0]:
+            state[HALTED] = 1.0
+            state[LEFT] = max(params[1], 1.0)
+            return 1
+        return 0
+
+    def describe(self, params: np.ndarray, state: np.ndarray, symbol_state: np.ndarray) -> RuleStatus:
+        if state[HALTED] != 1.0:
+            return RuleStatus()
+        return RuleStatus(True, f"{int(max(state[LEFT] - 1.0, 0.0))} bar(s) of cool-down left")

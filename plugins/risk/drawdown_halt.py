@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
+import numpy as np
 from pydantic import Field
 
 from qf.components import Params as BaseParams
-from qf.components import StatefulRiskRule
+from qf.components import RuleStatus, StatefulRiskRule
 
-if TYPE_CHECKING:
-    # annotation only: qf.engines.kernels.risk imports numba (and numba scipy), which listing commands should not load
-    from qf.engines.kernels.risk import RiskConfig
+# state: the running peak of equity, halted (1.0) or not, bars of cool-down left
+PEAK, HALTED, LEFT = 0, 1, 2
 
 
 class DrawdownHalt(StatefulRiskRule):
@@ -19,7 +19,8 @@ class DrawdownHalt(StatefulRiskRule):
 
     Without ``cooldown_bars`` the portfolio stays flat for the rest of the run (a hard kill switch). With
     it, trading resumes at the first rebalance after that many bars and the peak restarts from the equity
-    at that point. Evaluated by the shared risk kernel, so it acts the same in every engine.
+    at that point. A :class:`qf.components.StatefulRiskRule` like any third party's, so it acts the same in
+    every engine and in paper trading.
 
     YAML::
 
@@ -31,6 +32,7 @@ class DrawdownHalt(StatefulRiskRule):
     """
 
     name = "drawdown_halt"
+    state_size = 3
 
     class Params(BaseParams):
         max_drawdown: float = Field(..., gt=0, lt=1, description="drawdown from the peak that halts, e.g. 0.2")
@@ -38,6 +40,35 @@ class DrawdownHalt(StatefulRiskRule):
 
     params: Params
 
-    def configure(self, config: RiskConfig) -> None:
-        config.dd_limit = self.params.max_drawdown
-        config.dd_cooldown = -1 if self.params.cooldown_bars is None else self.params.cooldown_bars
+    def parameters(self) -> Sequence[float]:
+        cool = self.params.cooldown_bars
+        return [self.params.max_drawdown, -1.0 if cool is None else float(cool)]
+
+    def initial_state(self) -> Sequence[float]:
+        return [np.nan, 0.0, 0.0]  # no peak yet, trading
+
+    @staticmethod
+    def step(equity, close, position, avg_price, inputs, params, state, symbol_state, exits):  # pragma: no cover
+        # params: [max_drawdown, cooldown bars (-1: stay flat)]
+        if state[HALTED] == 1.0:
+            if params[1] < 0:
+                return 1
+            state[LEFT] -= 1.0
+            if state[LEFT] > 0.0:
+                return 1
+            state[HALTED] = 0.0  # the cool-down is over: the peak restarts from here
+            state[PEAK] = equity
+        if np.isnan(state[PEAK]) or equity > state[PEAK]:
+            state[PEAK] = equity
+        if equity <= state[PEAK] * (1.0 - params[0]):
+            state[HALTED] = 1.0
+            state[LEFT] = params[1]
+            return 1
+        return 0
+
+    def describe(self, params: np.ndarray, state: np.ndarray, symbol_state: np.ndarray) -> RuleStatus:
+        if state[HALTED] != 1.0:
+            return RuleStatus()
+        if params[1] < 0:
+            return RuleStatus(True, "until an operator resets it")
+        return RuleStatus(True, f"{int(max(state[LEFT] - 1.0, 0.0))} bar(s) of cool-down left")

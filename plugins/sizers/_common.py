@@ -32,12 +32,17 @@ def daily_returns(bars: Bars) -> pd.DataFrame:
 def trailing_vol(bars: Bars, window: int) -> pd.DataFrame:
     """Standard deviation (ddof=1) of the last ``window`` daily returns; NaN without a full window.
 
-    The same estimate the risk kernel's volatility stops use, so "volatility" means one thing in qf.
+    The same estimate ``stop_loss``'s volatility stop uses (on the close carried through gaps), so
+    "volatility" means one thing in qf.
     """
-    from qf.engines.kernels.risk import trailing_vol as engine_trailing_vol  # numba: not at import time
-
-    vol = engine_trailing_vol(bars.close.to_numpy(dtype=float), window)
+    vol = trailing_vol_array(bars.close.to_numpy(dtype=float), window)
     return pd.DataFrame(vol, index=bars.close.index, columns=bars.close.columns)
+
+
+def trailing_vol_array(close: np.ndarray, window: int) -> np.ndarray:
+    """:func:`trailing_vol` on a ``[T, N]`` array of closes (each row from the rows up to it only)."""
+    ret = pd.DataFrame(close).pct_change(fill_method=None)
+    return ret.rolling(window, min_periods=window).std().to_numpy()
 
 
 def normalise_rows(raw: pd.DataFrame, total: float) -> pd.DataFrame:

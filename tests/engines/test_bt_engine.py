@@ -19,7 +19,6 @@ from qf.config.schema import ExecutionSpec
 from qf.engines.backtrader.commission import QfCommission
 from qf.engines.backtrader.feed import NumpyData, date_numbers, feeds_from_bars, ohlcv_array
 from qf.engines.backtrader.strategy import fit_to_cash, run_backtrader
-from qf.engines.kernels.risk import RiskConfig
 from qf.engines.result import ORDER_COLUMNS, EngineResult
 from qf.engines.vectorbt import run_vectorbt
 from qf.errors import QfError
@@ -128,7 +127,7 @@ def test_slippage_is_not_capped_to_the_bar_range():
     bars = tiny([100.0, 100.0, 110.0, 120.0, 120.0])
     targets = pd.DataFrame({"A": [1.0, 0.0]}, index=bars.index[[0, 2]])
     ex = ExecutionSpec(fill="next_close", slippage=0.01, initial_cash=10_000.0)
-    res = run_backtrader(bars, targets, RiskConfig(), ex)
+    res = run_backtrader(bars, targets, None, ex)
     buy, sell = res.orders.itertuples(index=False)
     assert (buy.side, sell.side) == ("buy", "sell")
     assert buy.price == 100.0 * 1.01 and sell.price == 120.0 * 0.99
@@ -141,8 +140,8 @@ def test_fill_timing_and_the_last_bar(fill):
                 low=[9.0, 10.0, 11.0, 12.0])
     targets = pd.DataFrame({"A": [0.5, 1.0]}, index=bars.index[[1, 3]])  # decisions at bar 1 and the last bar
     ex = ExecutionSpec(fill=fill, initial_cash=1_000.0)
-    res = run_backtrader(bars, targets, RiskConfig(), ex)
-    ref = run_vectorbt(bars, targets, RiskConfig(), ex)
+    res = run_backtrader(bars, targets, None, ex)
+    ref = run_vectorbt(bars, targets, None, ex)
     assert compare(ref, res).ok
     if fill == "close":
         # decided and filled at the close of the same bar; the last bar's decision fills too
@@ -159,8 +158,8 @@ def test_fill_timing_and_the_last_bar(fill):
 def test_fractional_and_integer_quantities():
     bars = tiny([33.0, 34.0, 35.0])
     targets = pd.DataFrame({"A": [1.0]}, index=bars.index[[0]])
-    frac = run_backtrader(bars, targets, RiskConfig(), ExecutionSpec(fill="close", initial_cash=1_000.0))
-    whole = run_backtrader(bars, targets, RiskConfig(),
+    frac = run_backtrader(bars, targets, None, ExecutionSpec(fill="close", initial_cash=1_000.0))
+    whole = run_backtrader(bars, targets, None,
                            ExecutionSpec(fill="close", initial_cash=1_000.0, fractional=False))
     assert frac.orders["quantity"].iloc[0] == pytest.approx(1_000.0 / 33.0, rel=1e-11)
     assert whole.orders["quantity"].iloc[0] == 30.0
@@ -176,8 +175,8 @@ def test_full_investment_without_costs_is_never_refused():
     bars = validate(Bars(close=close, source="skfolio"))
     w = pd.DataFrame(1.0 / 20, index=bars.index[::5], columns=bars.symbols)
     ex = ExecutionSpec(fill="close")
-    res = run_backtrader(bars, w, RiskConfig(), ex)
-    assert compare(run_vectorbt(bars, w, RiskConfig(), ex), res).ok
+    res = run_backtrader(bars, w, None, ex)
+    assert compare(run_vectorbt(bars, w, None, ex), res).ok
     assert len(res.orders) >= 20 * 50
 
 
@@ -207,14 +206,14 @@ def test_usage_errors_are_qf_errors():
     with pytest.raises(QfError, match="targets or an experiment"):
         run_backtrader(bars)
     with pytest.raises(QfError, match="open prices"):
-        run_backtrader(bars, targets, RiskConfig(), ExecutionSpec(fill="next_open"))
+        run_backtrader(bars, targets, None, ExecutionSpec(fill="next_open"))
 
     class Odd:
         def create(self, execution):
             return object()
 
     with pytest.raises(QfError, match="simulated broker"):
-        run_backtrader(bars, targets, RiskConfig(), ExecutionSpec(fill="close"), broker=Odd())
+        run_backtrader(bars, targets, None, ExecutionSpec(fill="close"), broker=Odd())
 
     class Rich:
         def create(self, execution):
@@ -223,7 +222,7 @@ def test_usage_errors_are_qf_errors():
             return b
 
     with pytest.raises(QfError, match="initial_cash"):
-        run_backtrader(bars, targets, RiskConfig(), ExecutionSpec(fill="close"), broker=Rich())
+        run_backtrader(bars, targets, None, ExecutionSpec(fill="close"), broker=Rich())
 
 
 def result(equity: list[float], orders: list[tuple]) -> EngineResult:

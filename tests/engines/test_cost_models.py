@@ -14,7 +14,6 @@ from qf.bars import Bars
 from qf.cli.main import app
 from qf.config.schema import ExecutionSpec
 from qf.engines.backtrader.strategy import run_backtrader
-from qf.engines.kernels.risk import RiskConfig
 from qf.engines.vectorbt import run_vectorbt
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +37,7 @@ def _targets(weight: float = 0.5) -> pd.DataFrame:
 @pytest.mark.parametrize("run", ENGINES)
 def test_spread_charges_half_the_quoted_spread(run):
     bars = _bars([100.0, 100.0, 110.0, 110.0], [1e6] * 4)
-    res = run(bars, _targets(), RiskConfig(), _ex({"type": "spread", "params": {"bps": 20}}, fees=0.001))
+    res = run(bars, _targets(), None, _ex({"type": "spread", "params": {"bps": 20}}, fees=0.001))
     o = res.orders.iloc[0]
     # 0.5 * 1000 / 100 = 5 shares at the ask 100 * (1 + 10 bp), commission 0.1 % of that value
     assert (o.side, o.quantity) == ("buy", 5.0)
@@ -50,8 +49,8 @@ def test_spread_charges_half_the_quoted_spread(run):
 @pytest.mark.parametrize("run", ENGINES)
 def test_fixed_model_is_the_slippage_shorthand(run):
     bars = _bars([100.0, 100.0, 110.0, 110.0], [1e6] * 4)
-    short = run(bars, _targets(), RiskConfig(), _ex(None, slippage=0.002))
-    model = run(bars, _targets(), RiskConfig(), _ex({"type": "fixed", "params": {"slippage": 0.002}}))
+    short = run(bars, _targets(), None, _ex(None, slippage=0.002))
+    model = run(bars, _targets(), None, _ex({"type": "fixed", "params": {"slippage": 0.002}}))
     assert short.orders.iloc[0].price == pytest.approx(100.2, abs=1e-12)
     pd.testing.assert_frame_equal(short.orders, model.orders)
 
@@ -60,7 +59,7 @@ def test_fixed_model_is_the_slippage_shorthand(run):
 def test_volume_share_clips_carries_and_notes_the_cap(run):
     bars = _bars([100.0, 100.0, 100.0, 100.0], [1000.0, 100.0, 1000.0, 1000.0])
     costs = {"type": "volume_share", "params": {"price_impact": 0.1, "max_participation": 0.02}}
-    res = run(bars, _targets(), RiskConfig(), _ex(costs))
+    res = run(bars, _targets(), None, _ex(costs))
     o = res.orders
     assert len(o) == 2
     # bar 1: the target is 5 shares, the bar traded 100: 2 % of it is 2 shares, slippage 0.1 * (2/100)^2
@@ -78,7 +77,7 @@ def test_volume_share_clips_carries_and_notes_the_cap(run):
 @pytest.mark.parametrize("run", ENGINES)
 def test_volume_share_trades_nothing_on_a_bar_without_volume(run):
     bars = _bars([100.0, 100.0, 100.0, 100.0], [1000.0, 0.0, 1000.0, 1000.0])
-    res = run(bars, _targets(), RiskConfig(), _ex({"type": "volume_share", "params": {"max_participation": 0.5}}))
+    res = run(bars, _targets(), None, _ex({"type": "volume_share", "params": {"max_participation": 0.5}}))
     assert list(res.orders.time) == [IDX[2]] and res.orders.quantity[0] == pytest.approx(5.0)
     assert list(res.events.event) == ["participation_cap"] and res.events.time[0] == IDX[1]
 
@@ -90,7 +89,7 @@ def test_almgren_chriss_square_root_impact_by_hand(run):
     bars = _bars(close, volume)
     targets = pd.DataFrame({"A": [0.5]}, index=IDX[2:3])  # filled at bar 3
     costs = {"type": "almgren_chriss", "params": {"eta": 0.2, "exponent": 0.5, "window": 3}}
-    res = run(bars, targets, RiskConfig(), _ex(costs))
+    res = run(bars, targets, None, _ex(costs))
     o = res.orders.iloc[0]
     # sigma and ADV over the 3 bars before the fill bar (0, 1, 2): two log returns, three volumes
     r = [math.log(102 / 100), math.log(99 / 102)]
@@ -106,7 +105,7 @@ def test_almgren_chriss_square_root_impact_by_hand(run):
 def test_impact_buys_scaled_to_the_cash_by_bisection(run):
     # a full-weight buy cannot pay its own impact: the planner finds the largest affordable size
     bars = _bars([100.0, 100.0, 100.0, 100.0], [10.0] * 4)
-    res = run(bars, _targets(1.0), RiskConfig(), _ex({"type": "volume_share", "params": {
+    res = run(bars, _targets(1.0), None, _ex({"type": "volume_share", "params": {
         "price_impact": 0.1, "max_participation": 1.0}}))
     o = res.orders.iloc[0]
     spent = o.quantity * o.price
@@ -142,8 +141,8 @@ def test_engines_agree_under_every_cost_model(costs, fractional, fill):
     bars, targets = _random_bars()
     ex = ExecutionSpec.model_validate({"fill": fill, "initial_cash": 100_000.0, "fees": 0.0005,
                                        "fixed_fees": 1.0, "costs": costs, "fractional": fractional})
-    a = run_vectorbt(bars, targets, RiskConfig(), ex)
-    b = run_backtrader(bars, targets, RiskConfig(), ex)
+    a = run_vectorbt(bars, targets, None, ex)
+    b = run_backtrader(bars, targets, None, ex)
     assert len(a.orders) > 10
     assert np.max(np.abs(a.equity.to_numpy() - b.equity.to_numpy())) <= 1e-9 * 100_000
     for col in ("quantity", "price", "fee"):
@@ -152,7 +151,7 @@ def test_engines_agree_under_every_cost_model(costs, fractional, fill):
     if costs["type"] == "volume_share":
         assert (a.events.event == "participation_cap").sum() > 0
     if costs["type"] != "fixed":  # the model really charged something beyond a constant
-        base = run_vectorbt(bars, targets, RiskConfig(), ex.model_copy(update={"costs": None}))
+        base = run_vectorbt(bars, targets, None, ex.model_copy(update={"costs": None}))
         assert a.equity.iloc[-1] < base.equity.iloc[-1]
 
 

@@ -23,12 +23,13 @@ from qf.components import Params as BaseParams
 from qf.config.loader import LoadedExperiment, Source, build, load_experiment
 from qf.config.schema import ExecutionSpec
 from qf.engines.backtrader.strategy import run_backtrader
-from qf.engines.kernels.risk import RiskConfig
+from qf.engines.kernels.risk import RiskStack
 from qf.engines.result import EngineResult
 from qf.engines.vectorbt import run_vectorbt
 from qf.errors import ConfigError, DataError
 from qf.parity import compare
 from qf.pipeline import compute_targets
+from qf_plugins.risk.stop_loss import StopLoss
 
 TOL = 1e-9
 FEES, SLIP = 0.001, 0.002
@@ -57,8 +58,8 @@ def px(bars: Bars, fill: str, i: int, sym: str) -> float:
 
 
 def run_both(bars: Bars, targets: pd.DataFrame, ex: ExecutionSpec,
-             risk: RiskConfig | None = None) -> dict[str, EngineResult]:
-    return {name: run(bars, targets, risk or RiskConfig(), ex) for name, run in ENGINES.items()}
+             risk: RiskStack | list | None = None) -> dict[str, EngineResult]:
+    return {name: run(bars, targets, risk, ex) for name, run in ENGINES.items()}
 
 
 def one_rebalance(at: int, weights: dict[str, float]) -> pd.DataFrame:
@@ -193,7 +194,7 @@ def test_a_stop_on_a_halted_symbol_fills_when_it_trades_again():
     close = pd.DataFrame({"S": s, "T": np.linspace(50, 59, 10)}, index=idx)
     bars = validate(Bars(close=close, source="halt"))
     targets = pd.DataFrame({"S": [0.5], "T": [0.5]}, index=idx[[0]])
-    for name, res in run_both(bars, targets, ExecutionSpec(fill="next_close"), RiskConfig(stop_pct=0.1)).items():
+    for name, res in run_both(bars, targets, ExecutionSpec(fill="next_close"), [StopLoss({"pct": 0.1})]).items():
         s_orders = orders_of(res, "S")
         # decided at the close of bar 2 (-20 %), due at bar 3 (halted): sold at bar 5, the first real bar
         assert s_orders["side"].tolist() == ["buy", "sell"], name

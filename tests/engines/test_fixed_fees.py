@@ -16,7 +16,6 @@ from qf.bars import Bars, validate
 from qf.config.schema import ExecutionSpec
 from qf.engines.backtrader.strategy import run_backtrader
 from qf.engines.kernels.orders import plan_orders_nb
-from qf.engines.kernels.risk import RiskConfig
 from qf.engines.vectorbt import run_vectorbt
 
 
@@ -33,8 +32,8 @@ def test_daily_equal_weight_with_fixed_fees_runs_in_both_engines(fill: str) -> N
     bars = _bars()
     targets = pd.DataFrame(1.0 / len(bars.symbols), index=bars.index, columns=bars.symbols)
     ex = ExecutionSpec(fill=fill, fees=0.0005, fixed_fees=1.0, slippage=0.0002, initial_cash=10_000)
-    vb = run_vectorbt(bars, targets, RiskConfig(), ex)
-    bt = run_backtrader(bars, targets, RiskConfig(), ex)
+    vb = run_vectorbt(bars, targets, None, ex)
+    bt = run_backtrader(bars, targets, None, ex)
     assert len(vb.orders) > len(bars.symbols)  # it does rebalance, not only buy once
     traded = vb.orders["quantity"] * vb.orders["price"]
     assert (traded > ex.fixed_fees).all()

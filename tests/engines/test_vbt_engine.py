@@ -11,11 +11,13 @@ from vectorbt.portfolio.nb import order_nb, order_nothing_nb
 from qf.bars import Bars, validate
 from qf.config.schema import ExecutionSpec, RebalanceSpec
 from qf.engines.kernels.orders import update_avg_price_nb
-from qf.engines.kernels.risk import RiskConfig
 from qf.engines.kernels.step import decide_nb
 from qf.engines.vectorbt import run_vectorbt
 from qf.errors import QfError
 from qf.rebalance import rebalance_dates
+from qf_plugins.risk.daily_loss_limit import DailyLossLimit
+from qf_plugins.risk.drawdown_halt import DrawdownHalt
+from qf_plugins.risk.stop_loss import StopLoss
 
 
 def _bars(n: int = 400, k: int = 3, seed: int = 7, ohlc: bool = True) -> Bars:
@@ -62,7 +64,7 @@ def test_fixed_weight_monthly_rebalance_matches_hand_computation(fill, field, la
     dates = rebalance_dates(bars.index, RebalanceSpec(freq="month_end"))
     targets = pd.DataFrame(np.tile(w, (len(dates), 1)), index=dates, columns=bars.symbols)
     ex = ExecutionSpec(fill=fill, fees=0.001, slippage=0.0005, initial_cash=100_000)
-    res = run_vectorbt(bars, targets, RiskConfig(), ex)
+    res = run_vectorbt(bars, targets, None, ex)
     ref = _reference(bars, w, dates, 0.001, 0.0005, 100_000.0, field, lag)
     np.testing.assert_allclose(res.equity.to_numpy(), ref, rtol=1e-9)
     # one buy per symbol at the first fill, fees = fees * traded value
@@ -74,7 +76,7 @@ def test_next_open_refused_on_close_only_data():
     bars = _bars(ohlc=False)
     targets = pd.DataFrame(0.5, index=bars.index[:1], columns=bars.symbols)
     with pytest.raises(QfError, match="'next_open' needs open prices.*use fill: next_close"):
-        run_vectorbt(bars, targets, RiskConfig(), ExecutionSpec(fill="next_open"))
+        run_vectorbt(bars, targets, None, ExecutionSpec(fill="next_open"))
 
 
 def test_fully_invested_with_fees_is_never_rejected_and_sells_come_first():
@@ -83,7 +85,7 @@ def test_fully_invested_with_fees_is_never_rejected_and_sells_come_first():
     dates = bars.index[::5]
     raw = rng.uniform(0, 1, (len(dates), 3))
     targets = pd.DataFrame(raw / raw.sum(axis=1, keepdims=True), index=dates, columns=bars.symbols)
-    res = run_vectorbt(bars, targets, RiskConfig(), ExecutionSpec(fill="next_open", fees=0.002, slippage=0.001))
+    res = run_vectorbt(bars, targets, None, ExecutionSpec(fill="next_open", fees=0.002, slippage=0.001))
     pf = res.extra["portfolio"]
     assert pf.cash().min() >= -1e-6  # never borrowed
     # every bar's sells are recorded before its buys
@@ -98,7 +100,7 @@ def test_integer_shares_and_min_order_value():
     dates = bars.index[::10]
     rng = np.random.default_rng(3)
     targets = pd.DataFrame(rng.uniform(0.1, 0.3, (len(dates), 3)), index=dates, columns=bars.symbols)
-    res = run_vectorbt(bars, targets, RiskConfig(),
+    res = run_vectorbt(bars, targets, None,
                        ExecutionSpec(fill="next_close", fractional=False, min_order_value=2_000, fees=0.001))
     q = res.orders["quantity"].to_numpy()
     np.testing.assert_array_equal(q, np.round(q))
@@ -117,7 +119,7 @@ def _crash_bars() -> Bars:
 def test_drawdown_halt_flattens_and_stays_flat():
     bars = _crash_bars()
     targets = pd.DataFrame({"S0": 0.9, "S1": 0.1}, index=bars.index)
-    res = run_vectorbt(bars, targets, RiskConfig(dd_limit=0.15), ExecutionSpec(fill="next_close"))
+    res = run_vectorbt(bars, targets, [DrawdownHalt({"max_drawdown": 0.15})], ExecutionSpec(fill="next_close"))
     pf = res.extra["portfolio"]
     first = res.events.loc[res.events["event"] == "flatten", "time"].min()
     assert pd.notna(first)
@@ -129,7 +131,8 @@ def test_drawdown_halt_flattens_and_stays_flat():
 def test_drawdown_halt_with_cooldown_resumes_at_a_rebalance():
     bars = _crash_bars()
     targets = pd.DataFrame({"S0": 0.9, "S1": 0.1}, index=bars.index[::5])
-    res = run_vectorbt(bars, targets, RiskConfig(dd_limit=0.15, dd_cooldown=10), ExecutionSpec(fill="next_close"))
+    res = run_vectorbt(bars, targets, [DrawdownHalt({"max_drawdown": 0.15, "cooldown_bars": 10})],
+                       ExecutionSpec(fill="next_close"))
     assets = res.extra["portfolio"].assets()
     halted = res.events.loc[res.events["event"] == "flatten", "time"]
     assert len(halted) >= 10
@@ -139,7 +142,7 @@ def test_drawdown_halt_with_cooldown_resumes_at_a_rebalance():
 def test_stop_loss_exits_only_the_losing_position():
     bars = _crash_bars()
     targets = pd.DataFrame({"S0": 0.5, "S1": 0.5}, index=bars.index[:1])  # buy once, then hold
-    res = run_vectorbt(bars, targets, RiskConfig(stop_pct=0.1), ExecutionSpec(fill="next_close"))
+    res = run_vectorbt(bars, targets, [StopLoss({"pct": 0.1})], ExecutionSpec(fill="next_close"))
     stops = res.events[res.events["event"] == "stop"]
     assert list(stops["symbol"].unique()) == ["S0"]
     assets = res.extra["portfolio"].assets()
@@ -157,7 +160,8 @@ def test_daily_loss_limit_flattens_after_a_bad_day():
     s0 = np.r_[np.full(10, 100.0), np.full(20, 90.0)]  # one -10% day
     bars = validate(Bars(close=pd.DataFrame({"S0": s0}, index=idx), source="gap"))
     targets = pd.DataFrame({"S0": 1.0}, index=idx[:1])
-    res = run_vectorbt(bars, targets, RiskConfig(daily_limit=0.05, daily_cooldown=3), ExecutionSpec(fill="next_close"))
+    res = run_vectorbt(bars, targets, [DailyLossLimit({"limit": 0.05, "cooldown_bars": 3})],
+                       ExecutionSpec(fill="next_close"))
     flat = res.events[res.events["event"] == "flatten"]
     assert flat["time"].iloc[0] == idx[11]  # decided at the close of the -10% day, filled next close
     assert res.extra["portfolio"].assets()["S0"].iloc[-1] == 0  # no rebalance after: stays out
@@ -165,13 +169,13 @@ def test_daily_loss_limit_flattens_after_a_bad_day():
 
 # The reference: the same step written as vectorbt callbacks for Portfolio.from_order_func.
 @nb.njit
-def _ref_pre_segment(c, exec_price, close, targets, vol, cfg, lag, fees, fixed_fees, slippage, integer, min_value,
-                     state, avg_price, sizes, exits, events, desired, positions):
+def _ref_pre_segment(c, exec_price, close, targets, risk_inputs, rules, risk_params, lag, fees, fixed_fees, slippage,
+                     integer, min_value, state, avg_price, sizes, exits, events, desired, positions):
     i, n, f0 = c.i, c.group_len, c.from_col
     for k in range(n):
         positions[k] = c.last_position[f0 + k]
-    decide_nb(i, lag, c.last_cash[c.group], positions, exec_price, close, targets, vol, cfg, fees, fixed_fees,
-              slippage, integer, min_value, state, avg_price, exits, events, desired, sizes)
+    decide_nb(i, lag, c.last_cash[c.group], positions, exec_price, close, targets, risk_inputs, rules, risk_params,
+              fees, fixed_fees, slippage, integer, min_value, state, avg_price, exits, events, desired, sizes)
     for k in range(n):
         if not np.isnan(exec_price[i, k]):
             c.last_val_price[f0 + k] = exec_price[i, k]
@@ -204,7 +208,6 @@ def test_cached_kernel_equals_vectorbt_from_order_func(fill, fractional):
     import vectorbt as vbt
 
     from qf.engines.inputs import build_inputs
-    from qf.engines.kernels.risk import new_state
     from qf.engines.vectorbt import simulate
 
     bars = _bars(k=4, seed=11)
@@ -214,7 +217,7 @@ def test_cached_kernel_equals_vectorbt_from_order_func(fill, fractional):
     targets = pd.DataFrame(raw / raw.sum(axis=1, keepdims=True), index=dates, columns=bars.symbols)
     ex = ExecutionSpec(fill=fill, fees=0.001, fixed_fees=1.0, slippage=0.0005, fractional=fractional,
                        min_order_value=500)
-    risk = RiskConfig(dd_limit=0.12, dd_cooldown=15, stop_pct=0.07)
+    risk = [DrawdownHalt({"max_drawdown": 0.12, "cooldown_bars": 15}), StopLoss({"pct": 0.07})]
     inp = build_inputs(bars, targets, risk, ex)
     pf, events = simulate(inp, ex)
     T, N = inp.close.shape
@@ -224,8 +227,9 @@ def test_cached_kernel_equals_vectorbt_from_order_func(fill, fractional):
         pd.DataFrame(inp.close, index=inp.index, columns=inp.symbols), _ref_order,
         inp.exec_price, sizes, ex.fees, ex.fixed_fees, ex.slippage,
         pre_segment_func_nb=_ref_pre_segment,
-        pre_segment_args=(inp.exec_price, inp.close, inp.targets, inp.vol, inp.risk, inp.lag, ex.fees, ex.fixed_fees,
-                          ex.slippage, not ex.fractional, ex.min_order_value, new_state(), avg, sizes,
+        pre_segment_args=(inp.exec_price, inp.close, inp.targets, inp.risk_inputs, inp.rules, inp.risk_params, inp.lag,
+                          ex.fees, ex.fixed_fees, ex.slippage, not ex.fractional, ex.min_order_value,
+                          inp.new_risk_state(), avg, sizes,
                           np.zeros(N, dtype=np.bool_), ref_events, np.zeros(N), np.zeros(N)),
         post_order_func_nb=_ref_post_order, post_order_args=(avg,),
         init_cash=ex.initial_cash, cash_sharing=True, group_by=True, call_pre_segment=True, freq="1D")

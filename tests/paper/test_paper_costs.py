@@ -22,7 +22,7 @@ from qf.config.loader import Source, build, load_experiment
 from qf.config.schema import ExecutionSpec
 from qf.engines.backtrader.strategy import run_backtrader
 from qf.engines.costs import cost_arrays
-from qf.engines.kernels.risk import RiskConfig
+from qf.engines.kernels.risk import compose
 from qf.paper.session import PaperOptions, run_paper, warmup_bars
 from qf.paper.state import PaperState
 from qf.paper.strategy import SessionArrays
@@ -105,7 +105,7 @@ def test_a_live_session_costs_the_fill_from_the_bars_before_it(costs):
     ex = ExecutionSpec.model_validate({"fill": "next_open", "costs": costs})
     whole = cost_arrays(bars, ex)
     history = bars.iloc(slice(0, 30))
-    a = SessionArrays(history, ex, RiskConfig())
+    a = SessionArrays(history, ex, compose([]))
     for d in (29, 30, 45):
         while a.n <= d:
             t = bars.index[a.n]

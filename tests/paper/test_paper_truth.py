@@ -187,12 +187,12 @@ def test_sim_replay_on_gaps_and_delistings_places_the_backtests_orders(fill, on_
 
 def test_live_arrays_treat_a_missing_bar_as_a_gap_never_traded():
     from qf.config.schema import ExecutionSpec
-    from qf.engines.kernels.risk import RiskConfig
+    from qf.engines.kernels.risk import compose
     from qf.paper.strategy import SessionArrays
 
     idx = pd.bdate_range("2024-01-01", periods=3)
     close = pd.DataFrame({"A": [10.0, 11.0, 12.0], "B": [np.nan] * 3}, index=idx)
-    a = SessionArrays(Bars(close=close, open=close, source="live"), ExecutionSpec(fill="next_open"), RiskConfig())
+    a = SessionArrays(Bars(close=close, open=close, source="live"), ExecutionSpec(fill="next_open"), compose([]))
     i = a.append(pd.Timestamp("2024-01-04"), {"close": np.array([np.nan, 5.0]), "open": np.array([np.nan, 4.9])})
     # A has no bar: never traded there, valued and shown to the pipeline at its last close; B lists here
     assert np.isnan(a.exec_price[i, 0]) and a.close[i, 0] == 12.0 and a.exec_price[i, 1] == 4.9

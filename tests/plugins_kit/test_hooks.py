@@ -61,9 +61,12 @@ class NoShorts(RiskRule):
 
 class Halt5(StatefulRiskRule):
     name = "halt5"
+    state_size = 1  # [peak]
 
-    def configure(self, config: Any) -> None:
-        config.dd_limit = 0.05
+    @staticmethod
+    def step(equity, close, position, avg_price, inputs, params, state, symbol_state, exits):  # pragma: no cover
+        state[0] = max(state[0], equity)
+        return 1 if equity < 0.95 * state[0] else 0
 
 
 class Sim2(Broker):

@@ -10,7 +10,6 @@ import math
 import re
 import subprocess
 import sys
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -281,15 +280,16 @@ class FillsHolds(RiskRule):
 class Lazy(StatefulRiskRule):
     name = "kit_lazy"
 
-    def configure(self, config: Any) -> None:
-        pass
-
 
 class Halt(StatefulRiskRule):
     name = "kit_halt"
+    state_size = 1  # [the previous bar's equity]
 
-    def configure(self, config: Any) -> None:
-        config.daily_limit = 0.03
+    @staticmethod
+    def step(equity, close, position, avg_price, inputs, params, state, symbol_state, exits):  # pragma: no cover
+        prev = state[0]
+        state[0] = equity
+        return 1 if prev > 0 and equity / prev - 1.0 <= -0.03 else 0
 
 
 def test_check_risk_rule_passes_correct_rules():
@@ -305,7 +305,7 @@ def test_check_risk_rule_passes_correct_rules():
         (Halves(), "risk 'kit_halves' is not idempotent"),
         (InPlace(), "risk 'kit_in_place': apply\\(\\) modified the weights passed in"),
         (FillsHolds(), "a hold \\(NaN\\) must stay a hold"),
-        (Lazy(), "risk 'kit_lazy': configure\\(\\) left every RiskConfig setting off"),
+        (Lazy(), "risk 'kit_lazy': defines no step\\(\\), so the rule would never act"),
     ],
     ids=["not-idempotent", "modifies-input", "fills-holds", "stateful-does-nothing"],
 )

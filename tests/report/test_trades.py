@@ -66,7 +66,6 @@ def test_round_trips_equal_vectorbt_on_a_qf_engine_run():
     """The vectorbt engine's own Portfolio (partial rebalances of several symbols) against trades.csv's rows."""
     pytest.importorskip("vectorbt")
     from qf.config.schema import ExecutionSpec
-    from qf.engines.kernels.risk import RiskConfig
     from qf.engines.vectorbt import run_vectorbt
     from qf.testing.contracts import sample_bars
 
@@ -74,7 +73,7 @@ def test_round_trips_equal_vectorbt_on_a_qf_engine_run():
     rng = np.random.default_rng(0)
     targets = pd.DataFrame(rng.uniform(0, 0.33, (len(bars.index), 3)), index=bars.index, columns=bars.symbols)
     targets.iloc[::7] = 0.0  # flat now and then: positions close and reopen
-    res = run_vectorbt(bars, targets.iloc[::3], RiskConfig(), ExecutionSpec(fill="next_close", fees=0.001,
+    res = run_vectorbt(bars, targets.iloc[::3], None, ExecutionSpec(fill="next_close", fees=0.001,
                                                                              slippage=0.001))
     pf = res.extra["portfolio"]
     trades = round_trips(res.orders, bars.close)

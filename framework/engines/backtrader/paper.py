@@ -45,7 +45,6 @@ from qf.components import LiveBroker
 from qf.engines.backtrader.strategy import DecisionStrategy
 from qf.engines.decision import DecisionStep
 from qf.engines.kernels.orders import order_slippage_nb
-from qf.engines.kernels.risk import S_HALT_UNTIL, S_HALTED
 from qf.engines.kernels.step import value_nb
 from qf.errors import QfError
 from qf.paper.broker import BrokerView, FillView, PositionView
@@ -55,7 +54,6 @@ from qf.paper.strategy import (
     PaperPlan,
     SessionArrays,
     SessionView,
-    kernel_from_json,
     kernel_to_json,
     order_ref,
 )
@@ -197,13 +195,18 @@ class PaperStrategy(DecisionStrategy):
                 log.warning("the last processed bar %s is outside the loaded history: the risk rules restart "
                             "from the current equity (load more history with data.params.start)", rec.time.date())
             else:
-                self.kernel[:] = kernel_from_json(s["kernel"], row)
+                self.kernel[:] = self.paper.risk.check_state(s["kernel"], self.N)
         if "avg_price" in s:
             self.step.avg_price[:] = np.array(s["avg_price"], dtype=float)
             self.step.filled_pos[:] = np.array(s["filled_pos"], dtype=float)
 
     def _kernel_json(self, d: int) -> list[float]:
         return kernel_to_json(self.kernel, d)
+
+    def _risk_halted(self) -> tuple[bool, str]:
+        """Whether a stateful risk rule halts trading, and the rules' own words about it."""
+        on = self.paper.risk.halted(self.kernel, self.N)
+        return bool(on), "; ".join(st.detail for _, st in on if st.detail)
 
     def _targets_row(self, d: int) -> np.ndarray | None:
         """Targets decided at the close of row ``d`` (None unless ``d`` is a rebalance date)."""
@@ -251,12 +254,7 @@ class PaperStrategy(DecisionStrategy):
         equity = bview.equity
         peak = equity if math.isnan(self.peak_equity) else max(self.peak_equity, equity)
         dd = equity / peak - 1.0 if peak > 0 else 0.0
-        halted = self.kernel[S_HALTED] == 1.0
-        detail = ""
-        if halted:
-            until = self.kernel[S_HALT_UNTIL]
-            left = int(until) - (self.arrays.n - 1) if until >= 0 else -1
-            detail = "until an operator resets it" if left < 0 else f"{max(left, 0)} bar(s) of cool-down left"
+        halted, detail = self._risk_halted()
         last = self.arrays.n - 1
         stops = [s for name, s in self._events_of(last) if name == "stop"] if last >= 0 else []
         dec = self._decision
@@ -327,7 +325,7 @@ class SimPaperStrategy(PaperStrategy):
     def _place(self, i: int) -> None:
         """:meth:`QfStrategy._at_open` on the growing arrays: the same decision step, the same orders."""
         a = self.arrays
-        self._place_orders(i, a.lag, a.exec_price, a.close, a.targets, a.vol, a.listed(i))
+        self._place_orders(i, a.lag, a.exec_price, a.close, a.targets, a.risk_inputs, a.listed(i))
 
     def _at_close(self) -> None:
         i = self._ingest()
@@ -492,10 +490,10 @@ class LivePaperStrategy(PaperStrategy):
         if row is not None:
             a.targets[i] = row
             a.adjust(i)
-        was_halted = self.kernel[S_HALTED] == 1.0
+        was_halted = self._risk_halted()[0]
         before = self.kernel.copy()
         equity, pos = self._run_kernel(d)
-        halted = self.kernel[S_HALTED] == 1.0
+        halted = self._risk_halted()[0]
         stale = [] if halted else broker.open_refs()
         if stale:
             # orders of an earlier decision still working: their fills would be counted twice, so cancel
@@ -505,7 +503,7 @@ class LivePaperStrategy(PaperStrategy):
             broker.sync()
             self.kernel[:] = before
             equity, pos = self._run_kernel(d)
-            halted = self.kernel[S_HALTED] == 1.0
+            halted = self._risk_halted()[0]
         risk = {"kernel": self._kernel_json(d), "events": self._events_of(i), "equity": float(equity)}
         targets = None if row is None else [float(v) for v in row]
         if halted:
@@ -548,13 +546,12 @@ class LivePaperStrategy(PaperStrategy):
         c = a.fill_costs(d, self.exp.spec.execution)
         # a reserve proportional to equity scales the kernel's equity by a constant factor, so its
         # drawdown and daily-loss ratios (and therefore its decisions) do not change
-        self.step.decide(i, 1, cash - reserve, pos, a.exec_price, a.close, a.targets, a.vol, c, row=0)
+        self.step.decide(i, 1, cash - reserve, pos, a.exec_price, a.close, a.targets, a.risk_inputs, c, row=0)
         return float(equity), pos
 
     def _halt_reason(self, t: pd.Timestamp) -> str:
-        cfg = self.paper.risk
-        rules = [n for n, v in (("drawdown_halt", cfg.dd_limit), ("daily_loss_limit", cfg.daily_limit))
-                 if not math.isnan(v)]
+        # the rules that halted, as they name themselves
+        rules = [name for name, _ in self.paper.risk.halted(self.kernel, self.N)]
         return f"qf risk: {' / '.join(rules) or 'risk rule'} halted trading at the close of {t:%Y-%m-%d}"
 
     def _resume(self, d: int) -> None:
@@ -564,7 +561,7 @@ class LivePaperStrategy(PaperStrategy):
         assert dec is not None
         self._decision = dec
         if "kernel" in dec.risk:
-            self.kernel[:] = kernel_from_json(dec.risk["kernel"], d)
+            self.kernel[:] = self.paper.risk.check_state(dec.risk["kernel"], self.N)
         self.live.sync()
         if dec.kind in ("halt", "halted"):
             if not self.live.halted()[0]:

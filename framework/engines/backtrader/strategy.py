@@ -56,7 +56,7 @@ from qf.engines.backtrader.feed import feeds_from_bars
 from qf.engines.costs import CostArrays
 from qf.engines.decision import DecisionStep
 from qf.engines.inputs import SimInputs, build_inputs
-from qf.engines.kernels.risk import RiskConfig
+from qf.engines.kernels.risk import RiskStack, as_stack
 from qf.engines.kernels.step import fill_value_nb
 from qf.engines.result import EngineResult
 from qf.errors import QfError
@@ -74,7 +74,7 @@ class BacktestPlan:
 
     inputs: SimInputs
     execution: ExecutionSpec
-    risk: RiskConfig
+    risk: RiskStack
     experiment: LoadedExperiment | None = None
     bars: Bars | None = None
     decisions: np.ndarray | None = None  # bool per bar: a rebalance decision is made at its close
@@ -314,7 +314,7 @@ class QfStrategy(DecisionStrategy):
         inp = self.inputs
         if self.plan.incremental and inp.lag == 0:
             self._targets_for(i)
-        self._place_orders(i, inp.lag, inp.exec_price, inp.close, inp.targets, inp.vol, i >= self.first_bar)
+        self._place_orders(i, inp.lag, inp.exec_price, inp.close, inp.targets, inp.risk_inputs, i >= self.first_bar)
 
     def _at_close(self) -> None:
         i = self._bar()
@@ -378,7 +378,7 @@ def configure_broker(b: bt.brokers.BackBroker, execution: ExecutionSpec) -> None
 def run_backtrader(
     bars: Bars,
     targets: pd.DataFrame | None = None,
-    risk: RiskConfig | None = None,
+    risk: RiskStack | None = None,
     execution: ExecutionSpec | None = None,
     *,
     broker: Broker | None = None,
@@ -408,7 +408,7 @@ def run_backtrader(
         risk = risk if risk is not None else risk_config(experiment)
         broker = broker or experiment.broker
     execution = execution or ExecutionSpec()
-    risk = risk if risk is not None else RiskConfig()
+    risk = as_stack(risk)
 
     incremental = targets is None
     decisions = None

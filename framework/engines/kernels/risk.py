@@ -1,155 +1,333 @@
-"""Stateful risk rules, evaluated by one numba kernel that every engine calls at each bar.
+"""Stateful risk rules composed into the one risk step every engine runs at each decision bar.
 
-Rules write their settings into a :class:`RiskConfig`; :func:`risk_step_nb` turns the portfolio state at
-a decision bar into actions (flatten everything, or exit single positions). The vectorbt engine calls
-it from its order function, the backtrader engine and paper trading from Python: one implementation,
-so a rule behaves the same everywhere.
+A stateful rule (:class:`qf.components.StatefulRiskRule`) brings a plain-Python ``step`` function with the
+signature :data:`SIG`; :func:`compile_step` compiles it with ``numba.cfunc(SIG, cache=True)``.
+:func:`compose` turns the rules of an experiment into a :class:`RiskStack`: the compiled steps' addresses,
+every rule's parameters and state laid out in flat arrays, and the per-bar inputs the rules compute from the
+bars. :func:`risk_step_nb` (called by :func:`qf.engines.kernels.step.decide_costed_nb` in the vectorbt
+kernel, the backtrader strategy and paper trading) calls each rule in order: any rule returning
+:data:`FLATTEN` flattens everything, and each rule may close single positions through ``exits``.
 
-Semantics (decision at the close of bar ``d``, acted on at the fill bar):
-
-- ``drawdown_halt``: when equity falls ``dd_limit`` below its running peak, flatten and stay flat;
-  with ``dd_cooldown`` bars set, trading resumes at the first rebalance after the cool-down, and the
-  peak restarts from the equity at that point.
-- ``daily_loss_limit``: when equity falls ``daily_limit`` or more from the previous bar's close, flatten
-  and stay flat for ``daily_cooldown`` bars, then resume at the next rebalance.
-- ``stop_loss``: a long position whose close falls ``stop_pct`` below its average entry price (or
-  ``stop_vol_mult`` trailing daily volatilities below it) is closed; shorts mirror this. With
-  ``take_profit_pct`` a position is also closed that far in profit. The symbol stays out until the next
-  rebalance re-enters it.
+Why addresses: a kernel that takes numba dispatchers, or even tuples of cfuncs, as arguments is either
+recompiled in every process or pays ~1 ms of argument typing per call from Python (the backtrader and
+paper strategies call the step once per bar). An ``int64`` table of cfunc addresses is a plain array: the
+kernels are compiled once, cached on disk, and called at numpy-argument speed. :func:`_as_step` turns an
+address back into a numba first-class function of type ``FunctionType(SIG)``; the table keeps the cfunc
+objects (and so their code) alive through :attr:`RiskStack.steps`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-# indices into the float state vector
-S_PEAK, S_PREV, S_HALT_UNTIL, S_HALTED = 0, 1, 2, 3
-STATE_SIZE = 4
+from qf.components import RuleStatus, StatefulRiskRule
+from qf.errors import QfError
 
+if TYPE_CHECKING:
+    from qf.bars import Bars
 
-@dataclass
-class RiskConfig:
-    """Settings of the stateful risk kernel; NaN switches a rule off.
+FLATTEN, KEEP = 1, 0
 
-    Example::
+#: The one signature of a stateful rule's ``step`` (see :class:`qf.components.StatefulRiskRule`):
+#: ``step(equity, close, position, avg_price, inputs, params, state, symbol_state, exits) -> int``.
+SIG = types.int64(
+    types.float64,  # equity: the portfolio's value at the decision bar's close
+    types.float64[::1],  # close[n]: each symbol's close at the decision bar (its last real close through gaps)
+    types.float64[::1],  # position[n]: signed units held
+    types.float64[::1],  # avg_price[n]: average entry price of the position (NaN when flat)
+    types.float64[:, ::1],  # inputs[j, n]: the rule's per-bar inputs at the decision bar
+    types.float64[::1],  # params[p]: the rule's parameters
+    types.float64[::1],  # state[s]: the rule's portfolio-level state (kept between bars)
+    types.float64[:, ::1],  # symbol_state[j, n]: the rule's per-symbol state (kept between bars)
+    types.boolean[::1],  # exits[n]: set True to close symbol n (never set False: another rule may have set it)
+)
+_STEP_TYPE = types.FunctionType(SIG)
 
-        cfg = RiskConfig(dd_limit=0.2, dd_cooldown=20)
-        cfg.active   # True
-    """
-
-    dd_limit: float = math.nan
-    dd_cooldown: int = -1
-    daily_limit: float = math.nan
-    daily_cooldown: int = 1
-    stop_pct: float = math.nan
-    stop_vol_mult: float = math.nan
-    stop_vol_window: int = 20
-    take_profit_pct: float = math.nan
-
-    @property
-    def active(self) -> bool:
-        return any(
-            not math.isnan(getattr(self, f))
-            for f in ("dd_limit", "daily_limit", "stop_pct", "stop_vol_mult", "take_profit_pct")
-        )
-
-    @property
-    def needs_vol(self) -> bool:
-        return not math.isnan(self.stop_vol_mult)
-
-    def as_array(self) -> np.ndarray:
-        return np.array([float(getattr(self, f.name)) for f in fields(self)], dtype=np.float64)
+# columns of the rule table (one int64 row per rule)
+R_ADDR, R_P0, R_P1, R_S0, R_S1, R_Q0, R_QROWS, R_K0, R_K1 = range(9)
+TABLE_COLUMNS = 9
 
 
-def new_state() -> np.ndarray:
-    """A fresh kernel state: no peak yet, not halted."""
-    s = np.full(STATE_SIZE, np.nan)
-    s[S_HALTED] = 0.0
-    s[S_HALT_UNTIL] = -1.0
-    return s
+@intrinsic
+def _as_step(typingctx: Any, addr: Any) -> Any:
+    """The cfunc at ``addr`` as a numba first-class function of :data:`SIG` (its C entry point)."""
 
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        fn = cgutils.create_struct_proxy(_STEP_TYPE)(context, builder)  # zero-filled: no jit or Python address
+        fn.c_addr = builder.inttoptr(args[0], context.get_value_type(types.voidptr))
+        return fn._getvalue()
 
-def trailing_vol(close: np.ndarray, window: int) -> np.ndarray:
-    """Rolling standard deviation (ddof=1) of simple daily returns ending at each bar (NaN in warm-up)."""
-    import pandas as pd
-
-    ret = pd.DataFrame(close).pct_change(fill_method=None)
-    return ret.rolling(window, min_periods=window).std().to_numpy()
+    return _STEP_TYPE(types.int64), codegen
 
 
 @nb.njit(cache=True)
-def risk_step_nb(
-    d: int,
-    equity: float,
-    close: np.ndarray,
-    position: np.ndarray,
-    avg_price: np.ndarray,
-    vol: np.ndarray,
-    cfg: np.ndarray,
-    state: np.ndarray,
-    exit_out: np.ndarray,
-) -> int:
-    """Update ``state`` with the portfolio at decision bar ``d``; return the action.
+def risk_step_nb(equity: float, close: np.ndarray, position: np.ndarray, avg_price: np.ndarray, inputs: np.ndarray,
+                 rules: np.ndarray, params: np.ndarray, state: np.ndarray,
+                 exits: np.ndarray) -> int:  # pragma: no cover - numba
+    """Run every rule of the table ``rules`` (see :meth:`RiskStack.table`) at one decision bar.
 
-    Returns 1 when everything must be flat (a halt is on), else 0; ``exit_out[n]`` is set True for each
-    position a stop closes. ``cfg`` is :meth:`RiskConfig.as_array`.
+    ``inputs`` is the bar's ``[K, N]`` slice of :meth:`RiskStack.inputs`, ``params`` :attr:`RiskStack.params`
+    and ``state`` the flat state of :meth:`RiskStack.new_state` (updated in place). Returns :data:`FLATTEN`
+    when any rule says so, else :data:`KEEP`; ``exits[n]`` is True for every position a rule closes.
     """
-    dd_limit, dd_cool, daily_limit, daily_cool = cfg[0], cfg[1], cfg[2], cfg[3]
-    stop_pct, stop_vol_mult, tp_pct = cfg[4], cfg[5], cfg[7]
-    for n in range(exit_out.shape[0]):
-        exit_out[n] = False
-    prev = state[S_PREV]
-    state[S_PREV] = equity
-    if state[S_HALTED] == 1.0:
-        if state[S_HALT_UNTIL] >= 0 and d >= state[S_HALT_UNTIL]:
-            state[S_HALTED] = 0.0
-            state[S_PEAK] = equity
-        else:
+    n = position.shape[0]
+    for k in range(n):
+        exits[k] = False
+    action = KEEP
+    if rules.shape[0] == 0:
+        return action
+    # the rules get float64 copies: none can change what the engine sees, and a read-only array (pandas'
+    # under copy-on-write) or integer prices still fit SIG's writable float arrays
+    close = close.astype(np.float64)
+    position = position.astype(np.float64)
+    avg_price = avg_price.astype(np.float64)
+    inputs = inputs.astype(np.float64)
+    for r in range(rules.shape[0]):
+        step = _as_step(rules[r, R_ADDR])
+        q0 = rules[r, R_Q0]
+        rows = rules[r, R_QROWS]
+        symbol_state = state[q0:q0 + rows * n].reshape((rows, n))
+        if step(equity, close, position, avg_price, inputs[rules[r, R_K0]:rules[r, R_K1]],
+                params[rules[r, R_P0]:rules[r, R_P1]], state[rules[r, R_S0]:rules[r, R_S1]], symbol_state,
+                exits) == FLATTEN:
+            action = FLATTEN
+    return action
+
+
+_COMPILED: dict[Callable[..., Any], Any] = {}
+
+
+def compile_step(step: Callable[..., Any], who: str = "stateful risk rule") -> Any:
+    """``numba.cfunc(SIG, cache=True)(step)``, once per process; a step that does not compile is a
+    :class:`qf.errors.QfError` naming ``who``.
+
+    Example::
+
+        cf = compile_step(DrawdownHalt.step)
+        cf.address   # what the kernels call
+    """
+    cf = _COMPILED.get(step)
+    if cf is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", nb.NumbaWarning)
+                try:
+                    cf = nb.cfunc(SIG, cache=True)(step)
+                except RuntimeError as exc:
+                    if "no locator available" not in str(exc):
+                        raise
+                    # defined without a source file (a notebook, exec'd code): compiled, not cached on disk
+                    cf = nb.cfunc(SIG)(step)
+        except Exception as exc:  # numba's typing errors are long: their first two lines name the problem
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][:2] or [type(exc).__name__]
+            raise QfError(f"{who}: step() does not compile with numba.cfunc(qf.engines.kernels.risk.SIG): "
+                          f"{' '.join(lines)}") from exc
+        _COMPILED[step] = cf
+    return cf
+
+
+def _sizes(rule: StatefulRiskRule) -> tuple[int, int, int]:
+    """(state_size, symbol_state_size, n_inputs) of a rule, checked."""
+    out = []
+    for attr in ("state_size", "symbol_state_size", "n_inputs"):
+        v = getattr(rule, attr)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise QfError(f"risk rule {rule.name!r}: {attr} must be a whole number >= 0, got {v!r}")
+        out.append(int(v))
+    return out[0], out[1], out[2]
+
+
+def _floats(values: Iterable[float], n: int, rule: StatefulRiskRule, what: str) -> np.ndarray:
+    a = np.asarray(list(values), dtype=np.float64)
+    if a.shape != (n,):
+        raise QfError(f"risk rule {rule.name!r}: {what} must give {n} float(s), got {a.shape[0] if a.ndim else a}")
+    return a
+
+
+@dataclass(eq=False)
+class RiskStack:
+    """The stateful rules of an experiment, composed for the kernels.
+
+    ``params`` holds every rule's parameters back to back; the flat state of :meth:`new_state` holds, per
+    rule, its portfolio-level floats then its per-symbol rows (``symbol_state_size x n_symbols``); the per-bar
+    inputs of :meth:`inputs` are ``[T, K, N]`` with each rule's ``n_inputs`` rows. :meth:`table` says where
+    each rule's pieces are, with its compiled step's address.
+
+    Example::
+
+        stack = compose([DrawdownHalt({"max_drawdown": 0.2})])
+        state = stack.new_state(n_symbols=3)
+        stack.describe(state, 3)   # [('drawdown_halt', RuleStatus(halted=False, detail=''))]
+    """
+
+    rules: tuple[StatefulRiskRule, ...] = ()
+    params: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _tables: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    steps: list[Any] = field(default_factory=list, repr=False)  # the cfuncs, kept alive with the table
+
+    @property
+    def active(self) -> bool:
+        """Whether any rule is there (without one the kernels need not run at bars without targets)."""
+        return bool(self.rules)
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.rules]
+
+    @property
+    def n_inputs(self) -> int:
+        return sum(_sizes(r)[2] for r in self.rules)
+
+    def settings(self) -> tuple[tuple[str, tuple[float | None, ...]], ...]:
+        """Each rule's name and parameters (NaN as None), to compare two experiments' rules."""
+        return tuple((r.name, tuple(None if math.isnan(v) else float(v) for v in self._params_of(i)))
+                     for i, r in enumerate(self.rules))
+
+    def _params_of(self, i: int) -> np.ndarray:
+        starts = np.cumsum([0] + [len(np.atleast_1d(_rule_params(r))) for r in self.rules])
+        return self.params[starts[i]:starts[i + 1]]
+
+    def state_length(self, n_symbols: int) -> int:
+        return sum(s + q * n_symbols for s, q, _ in map(_sizes, self.rules))
+
+    def table(self, n_symbols: int) -> np.ndarray:
+        """The ``int64 [R, 9]`` table :func:`risk_step_nb` reads (compiles the steps on first use)."""
+        tab = self._tables.get(n_symbols)
+        if tab is not None:
+            return tab
+        if not self.steps:
+            self.steps = [compile_step(type(r).step, f"risk rule {r.name!r}") for r in self.rules]
+        tab = np.zeros((len(self.rules), TABLE_COLUMNS), dtype=np.int64)
+        p = s = k = 0
+        for r, (rule, cf) in enumerate(zip(self.rules, self.steps, strict=True)):
+            ss, qs, ks = _sizes(rule)
+            np_ = len(np.atleast_1d(_rule_params(rule)))
+            tab[r] = (cf.address, p, p + np_, s, s + ss, s + ss, qs, k, k + ks)
+            p, s, k = p + np_, s + ss + qs * n_symbols, k + ks
+        self._tables[n_symbols] = tab
+        return tab
+
+    def new_state(self, n_symbols: int) -> np.ndarray:
+        """A fresh flat state: each rule's ``initial_state()`` and ``initial_symbol_state()`` per symbol."""
+        out = []
+        for rule in self.rules:
+            ss, qs, _ = _sizes(rule)
+            out.append(_floats(rule.initial_state(), ss, rule, "initial_state()"))
+            row = _floats(rule.initial_symbol_state(), qs, rule, "initial_symbol_state()")
+            out.append(np.repeat(row[:, None], n_symbols, axis=1).ravel())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def views(self, state: np.ndarray, n_symbols: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each rule's ``(state, symbol_state)`` as views into the flat ``state``."""
+        out = []
+        s = 0
+        for rule in self.rules:
+            ss, qs, _ = _sizes(rule)
+            out.append((state[s:s + ss], state[s + ss:s + ss + qs * n_symbols].reshape(qs, n_symbols)))
+            s += ss + qs * n_symbols
+        return out
+
+    def describe(self, state: np.ndarray, n_symbols: int) -> list[tuple[str, RuleStatus]]:
+        """Each rule's :meth:`qf.components.StatefulRiskRule.describe` of its part of ``state``."""
+        out = []
+        for i, (rule, (s, q)) in enumerate(zip(self.rules, self.views(state, n_symbols), strict=True)):
+            status = rule.describe(self._params_of(i), s, q)
+            if not isinstance(status, RuleStatus):
+                raise QfError(f"risk rule {rule.name!r}: describe() must return qf.components.RuleStatus, "
+                              f"got {type(status).__name__}")
+            out.append((rule.name, status))
+        return out
+
+    def halted(self, state: np.ndarray, n_symbols: int) -> list[tuple[str, RuleStatus]]:
+        """The rules that say trading is halted, with their status (empty: trading)."""
+        return [(name, st) for name, st in self.describe(state, n_symbols) if st.halted]
+
+    def check_state(self, values: Sequence[float], n_symbols: int) -> np.ndarray:
+        """A stored flat state as an array, refused (:class:`QfError`) when its length does not fit the rules."""
+        a = np.asarray(values, dtype=np.float64)
+        want = self.state_length(n_symbols)
+        if a.shape != (want,):
+            rules = ", ".join(self.names) or "(none)"
+            raise QfError(f"the stored risk state has {a.size} value(s) but the rules {rules} keep {want} for "
+                          f"{n_symbols} symbol(s): the experiment's risk rules changed")
+        return a
+
+    def inputs(self, bars: Bars) -> np.ndarray:
+        """Every rule's per-bar inputs on ``bars`` as one C-contiguous ``[T, K, N]`` array."""
+        T, N = bars.close.shape
+        parts = []
+        for rule in self.rules:
+            k = _sizes(rule)[2]
+            if k == 0:
+                continue
+            a = rule.inputs(bars)
+            a = np.asarray(a, dtype=np.float64) if a is not None else None
+            if a is None or a.shape != (k, T, N):
+                got = None if a is None else a.shape
+                raise QfError(f"risk rule {rule.name!r}: inputs(bars) must return an array of shape "
+                              f"(n_inputs, bars, symbols) = {(k, T, N)}, got {got}")
+            parts.append(a)
+        if not parts:
+            return np.zeros((T, 0, N))
+        return np.ascontiguousarray(np.concatenate(parts, axis=0).transpose(1, 0, 2))
+
+    def inputs_row(self, window: Bars) -> np.ndarray:
+        """The ``[K, N]`` inputs of the last bar of ``window``, from that window only (the live path)."""
+        if self.n_inputs == 0:
+            return np.zeros((0, len(window.symbols)))
+        return self.inputs(window)[-1]
+
+    @property
+    def history(self) -> int | None:
+        """Bars of history the inputs of the last bar need (None: the whole window)."""
+        from qf.components import history_of
+
+        hs = [history_of(r) for r in self.rules if _sizes(r)[2] > 0]
+        if not hs:
             return 1
-    if np.isnan(state[S_PEAK]) or equity > state[S_PEAK]:
-        state[S_PEAK] = equity
-    if not np.isnan(dd_limit) and equity <= state[S_PEAK] * (1.0 - dd_limit):
-        state[S_HALTED] = 1.0
-        state[S_HALT_UNTIL] = -1.0 if dd_cool < 0 else d + dd_cool
-        return 1
-    if not np.isnan(daily_limit) and not np.isnan(prev) and prev > 0 and equity / prev - 1.0 <= -daily_limit:
-        state[S_HALTED] = 1.0
-        state[S_HALT_UNTIL] = d + max(daily_cool, 1.0)
-        return 1
-    for n in range(position.shape[0]):
-        pos = position[n]
-        if pos == 0.0 or np.isnan(close[n]) or np.isnan(avg_price[n]):
+        return None if any(h is None for h in hs) else max(hs)  # type: ignore[type-var]
+
+
+def _rule_params(rule: StatefulRiskRule) -> np.ndarray:
+    p = np.asarray(list(rule.parameters()), dtype=np.float64)
+    if p.ndim != 1:
+        raise QfError(f"risk rule {rule.name!r}: parameters() must give a flat list of floats")
+    return p
+
+
+def compose(rules: Iterable[Any]) -> RiskStack:
+    """The :class:`RiskStack` of the stateful rules among ``rules`` (stateless ones are skipped), in order.
+
+    Example::
+
+        stack = compose(exp.risk)
+        stack.names   # ['drawdown_halt']
+    """
+    chosen = []
+    for rule in rules:
+        if not getattr(rule, "stateful", False):
             continue
-        entry = avg_price[n]
-        dist = np.nan
-        if not np.isnan(stop_pct):
-            dist = stop_pct
-        if not np.isnan(stop_vol_mult) and not np.isnan(vol[n]):
-            vdist = stop_vol_mult * vol[n]
-            dist = vdist if np.isnan(dist) else min(dist, vdist)
-        move = close[n] / entry - 1.0
-        if pos < 0:
-            move = -move
-        if not np.isnan(dist) and move <= -dist:
-            exit_out[n] = True
-        elif not np.isnan(tp_pct) and move >= tp_pct:
-            exit_out[n] = True
-    return 0
+        if not isinstance(rule, StatefulRiskRule):
+            raise QfError(f"risk rule {getattr(rule, 'name', rule)!r} says stateful = True but does not subclass "
+                          "qf.components.StatefulRiskRule")
+        _sizes(rule)
+        chosen.append(rule)
+    params = [_rule_params(r) for r in chosen]
+    return RiskStack(tuple(chosen), np.concatenate(params) if params else np.zeros(0))
 
 
-def merge(configs: list[RiskConfig]) -> RiskConfig:
-    """Combine several rules' settings into one config (the strictest limit of each kind wins)."""
-    out = RiskConfig()
-    for c in configs:
-        for f in ("dd_limit", "daily_limit", "stop_pct", "stop_vol_mult", "take_profit_pct"):
-            a, b = getattr(out, f), getattr(c, f)
-            if not math.isnan(b):
-                setattr(out, f, b if math.isnan(a) else min(a, b))
-        for f in ("dd_cooldown", "daily_cooldown", "stop_vol_window"):
-            if getattr(c, f) != getattr(RiskConfig, f):
-                setattr(out, f, getattr(c, f))
-    return out
+def as_stack(risk: RiskStack | Iterable[Any] | None) -> RiskStack:
+    """``risk`` as a :class:`RiskStack`: a stack itself, the stateful rules of a list, or none for ``None``."""
+    if isinstance(risk, RiskStack):
+        return risk
+    return compose(() if risk is None else risk)

@@ -47,12 +47,14 @@ def fill_value_nb(cash: float, position: np.ndarray, exec_price: np.ndarray, clo
 
 
 @nb.njit(cache=True)
-def decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, impact,
-                     exponent, max_qty, integer, min_value, state, avg_price, exits, events, desired, sizes, slip_out,
-                     capped):  # pragma: no cover - numba
+def decide_costed_nb(i, lag, cash, position, exec_price, close, targets, risk_inputs, rules, risk_params, fees,
+                     fixed_fees, slippage, impact, exponent, max_qty, integer, min_value, state, avg_price, exits,
+                     events, desired, sizes, slip_out, capped):  # pragma: no cover - numba
     """The orders of fill bar ``i`` from the broker's ``cash`` and ``position`` before the fill.
 
-    The risk kernel runs at the decision bar
+    The stateful risk rules (:func:`qf.engines.kernels.risk.risk_step_nb` on the rule table ``rules``, their
+    ``risk_params``, their flat ``state`` and the decision bar's row of ``risk_inputs``, all from
+    :class:`qf.engines.inputs.SimInputs`) run at the decision bar
     ``d = i - lag`` on the equity at its close, a halt flattens everything, a stop closes its symbol,
     a rebalance row sets the targets (NaN = leave the symbol alone), and ``sizes`` receives the signed
     quantities from :func:`plan_orders_nb` at ``exec_price[i]``. ``events[i]`` records what the risk rules
@@ -69,9 +71,9 @@ def decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cf
 
         c = inp.costs
         decide_costed_nb(i, inp.lag, broker.getcash(), positions, inp.exec_price, inp.close, inp.targets,
-                         inp.vol, inp.risk, fees, fixed_fees, c.slippage[i], c.impact[i], c.exponent,
-                         c.max_qty[i], integer, min_value, state, avg_price, exits, events, desired, sizes,
-                         slip_out, capped)
+                         inp.risk_inputs, inp.rules, inp.risk_params, fees, fixed_fees, c.slippage[i],
+                         c.impact[i], c.exponent, c.max_qty[i], integer, min_value, state, avg_price, exits,
+                         events, desired, sizes, slip_out, capped)
     """
     n = position.shape[0]
     d = i - lag
@@ -83,7 +85,7 @@ def decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cf
         # the close of d and the orders of i), valued at the close; computed here rather than read from the
         # broker because with fill=close the broker has not yet valued bar i when its orders are placed
         equity = value_nb(cash, position, close[d])
-        flatten = risk_step_nb(d, equity, close[d], position, avg_price, vol[d], cfg, state, exits)
+        flatten = risk_step_nb(equity, close[d], position, avg_price, risk_inputs[d], rules, risk_params, state, exits)
         for k in range(n):
             # on a bar the symbol did not trade its close is a carried price: no new stop on it
             if np.isnan(exec_price[d, k]):
@@ -114,17 +116,18 @@ def decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cf
 
 
 @nb.njit(cache=True)
-def decide_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees, slippage, integer,
-              min_value, state, avg_price, exits, events, desired, sizes):  # pragma: no cover - numba
+def decide_nb(i, lag, cash, position, exec_price, close, targets, risk_inputs, rules, risk_params, fees, fixed_fees,
+              slippage, integer, min_value, state, avg_price, exits, events, desired,
+              sizes):  # pragma: no cover - numba
     """:func:`decide_costed_nb` under the ``fixed`` cost model: a constant ``slippage`` fraction, no cap.
 
     Example (what the paper strategy does at each bar)::
 
-        decide_nb(i, inp.lag, broker.getcash(), positions, inp.exec_price, inp.close, inp.targets, inp.vol,
-                  inp.risk, fees, fixed_fees, slippage, integer, min_value, state, avg_price, exits, events,
-                  desired, sizes)
+        decide_nb(i, inp.lag, broker.getcash(), positions, inp.exec_price, inp.close, inp.targets,
+                  inp.risk_inputs, inp.rules, inp.risk_params, fees, fixed_fees, slippage, integer, min_value,
+                  state, avg_price, exits, events, desired, sizes)
     """
     n = position.shape[0]
-    decide_costed_nb(i, lag, cash, position, exec_price, close, targets, vol, cfg, fees, fixed_fees,
-                     np.full(n, slippage), np.zeros(n), 1.0, np.full(n, np.inf), integer, min_value, state,
+    decide_costed_nb(i, lag, cash, position, exec_price, close, targets, risk_inputs, rules, risk_params, fees,
+                     fixed_fees, np.full(n, slippage), np.zeros(n), 1.0, np.full(n, np.inf), integer, min_value, state,
                      avg_price, exits, events, desired, sizes, np.zeros(n), np.zeros(n, dtype=np.bool_))
