@@ -172,50 +172,77 @@ def compute_metrics(result: EngineResult, initial_cash: float, *,
         m["sharpe"], m["max_drawdown"], m["eval_bars"]
     """
     eq = result.equity.astype(float)
-    base, window = _window(eq, initial_cash, eval_start)
-    r = eval_returns(eq, initial_cash, eval_start).to_numpy()
-    n = len(r)
-    end_value = float(window.iloc[-1]) if n else base
+    pos = 0 if eval_start is None else int(eq.index.searchsorted(_aligned(eval_start, eq.index), side="left"))
+    n = len(eq) - pos
+    orders = result.orders
+    if n and len(orders):
+        orders = orders[_fill_times(orders, eq.index) >= eq.index[pos]]
+    elif not n:
+        orders = orders.iloc[0:0]
+    traded = float((orders["quantity"] * orders["price"]).sum()) if len(orders) else 0.0
+    fees = float(orders["fee"].sum()) if len(orders) else 0.0
+    return metrics_from_equity(eq.to_numpy(), eq.index, initial_cash, pos, eval_start, n_orders=len(orders),
+                               fees_paid=fees, traded=traded, risk_events=len(result.events))
+
+
+def metrics_from_equity(equity: np.ndarray, index: pd.DatetimeIndex, initial_cash: float, pos: int,
+                        eval_start: pd.Timestamp | None = None, *, n_orders: int = 0, fees_paid: float = 0.0,
+                        traded: float = 0.0, risk_events: int = 0) -> dict[str, Any]:
+    """:func:`compute_metrics` from arrays: the account's ``equity`` at each bar of ``index``, the evaluation
+    period starting at bar ``pos`` (``eval_start`` as given to :func:`compute_metrics`, only for the period
+    label of an empty period), and the fills of that period already counted (``n_orders``, ``fees_paid``,
+    ``traded`` = sum of quantity x price). What a sweep uses when its kernel reduces the fills itself;
+    :func:`compute_metrics` is this function on an :class:`~qf.engines.result.EngineResult`.
+
+    Example::
+
+        m = metrics_from_equity(equity, bars.index, 100_000, 252, n_orders=310, fees_paid=51.2, traded=1.1e6)
+        m["sharpe"]
+    """
+    values = np.asarray(equity, dtype=float)[pos:]
+    base = float(initial_cash) if pos == 0 else float(equity[pos - 1])
+    n = len(values)
+    prev = np.r_[base, values[:-1]] if n else values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(prev != 0, values / prev - 1.0, 0.0)
+    end_value = float(values[-1]) if n else base
     growth = end_value / base if base > 0 else float("nan")
     sd = float(np.std(r, ddof=1)) if n > 1 else 0.0
     mean = float(np.mean(r)) if n else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if n else 0.0
-    path = np.r_[base, window.to_numpy(dtype=float)]
+    path = np.r_[base, values]
     dd = path / np.maximum.accumulate(path) - 1.0 if base > 0 else np.array([0.0])
     years = n / PERIODS_PER_YEAR
     if n == 0 or not math.isfinite(growth):
         cagr = 0.0
     else:
         cagr = growth ** (1.0 / years) - 1.0 if growth > 0 else -1.0
-    orders = result.orders
-    if n and len(orders):
-        orders = orders[_fill_times(orders, window.index) >= window.index[0]]
-    elif not n:
-        orders = orders.iloc[0:0]
-    traded = float((orders["quantity"] * orders["price"]).sum()) if len(orders) else 0.0
-    avg_equity = float(window.mean()) if n else 0.0
-    first = eval_start if eval_start is not None else (eq.index[0] if len(eq) else None)
+    if not n:
+        n_orders, fees_paid, traded = 0, 0.0, 0.0
+    avg_equity = float(pd.Series(values).mean()) if n else 0.0  # pandas' mean, as before (bottleneck or not)
+    first = eval_start if eval_start is not None else (index[0] if len(index) else None)
+    T = len(equity)
     return {
         "initial_cash": float(initial_cash),
-        "final_equity": float(eq.iloc[-1]) if len(eq) else float(initial_cash),
+        "final_equity": float(equity[-1]) if T else float(initial_cash),
         "total_return": growth - 1.0 if math.isfinite(growth) else 0.0,
         "cagr": cagr,
         "sharpe": mean / sd * math.sqrt(PERIODS_PER_YEAR) if sd > 0 else 0.0,
         "sortino": mean / downside * math.sqrt(PERIODS_PER_YEAR) if downside > 0 else 0.0,
         "max_drawdown": float(dd.min()),
         "volatility": sd * math.sqrt(PERIODS_PER_YEAR),
-        "n_orders": int(len(orders)),
-        "fees_paid": float(orders["fee"].sum()) if len(orders) else 0.0,
+        "n_orders": int(n_orders),
+        "fees_paid": float(fees_paid),
         "turnover": traded / avg_equity / years if n and avg_equity > 0 else 0.0,
-        "n_bars": int(len(eq)),
-        "start": str(eq.index[0].date()) if len(eq) else None,
-        "end": str(eq.index[-1].date()) if len(eq) else None,
-        "eval_start": _stamp(window.index[0]) if n else (_stamp(first) if first is not None else None),
-        "eval_end": _stamp(window.index[-1]) if n else None,
+        "n_bars": int(T),
+        "start": str(index[0].date()) if T else None,
+        "end": str(index[-1].date()) if T else None,
+        "eval_start": _stamp(index[pos]) if n else (_stamp(first) if first is not None else None),
+        "eval_end": _stamp(index[-1]) if n else None,
         "eval_bars": int(n),
-        "excluded_bars": int(len(eq) - n),
+        "excluded_bars": int(T - n),
         "periods_per_year": PERIODS_PER_YEAR,
         "risk_free": RISK_FREE,
         "cagr_convention": CAGR_CONVENTION,
-        "risk_events": int(len(result.events)),
+        "risk_events": int(risk_events),
     }

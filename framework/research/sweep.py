@@ -175,17 +175,43 @@ class ComboTask:
     keep_returns: bool = False
 
 
+def _combo_metrics(exp: LoadedExperiment, bars: Bars, trade_from: int, traded_bars: Bars,
+                   cache: SignalCache) -> tuple[dict[str, Any], np.ndarray | pd.Series]:
+    """What :func:`simulate` (``light=True``) computes of one combination that a sweep row needs: its
+    metrics and equity (``traded_bars`` = ``bars`` from ``trade_from`` on, sliced once per chunk).
+
+    On the vectorbt engine one kernel call (:func:`qf.engines.batch.sweep_metrics`) simulates, values and
+    reduces the combination: no order records, order frame or ``EngineResult``, the same numbers (a test
+    holds every row to ``qf run`` of its combination). Other engines run :func:`simulate`'s path.
+    """
+    targets = _targets(exp, bars, cache)
+    start = evaluation_start(exp, bars.index, targets.targets, trade_from)
+    if trade_from:
+        t = targets.targets
+        targets = replace(targets, targets=t.loc[t.index >= bars.index[trade_from]])
+    if exp.spec.execution.engine == "vectorbt":
+        from qf.engines.batch import sweep_metrics
+
+        return sweep_metrics(traded_bars, targets.targets, targets.risk, exp.spec.execution, start)
+    result = _engine_result(exp, traded_bars, targets, True)
+    return compute_metrics(result, exp.spec.execution.initial_cash, eval_start=start), result.equity
+
+
 def evaluate_chunk(task: ComboTask, bars: Bars | None = None) -> list[dict[str, Any]]:
     """Metrics of each combination in a chunk (runs in a worker process).
 
-    Each combination goes through the full pipeline and engine (:func:`simulate`), without what only a
-    report needs; combinations sharing signal params (consecutive in a chunk, see :func:`evaluate_grid`)
-    compute their signal once.
+    Each combination goes through the full pipeline (its own experiment, signal, sizer and risk rules)
+    and its engine, without what only a report needs (:func:`_combo_metrics`); combinations sharing
+    signal params (consecutive in a chunk, see :func:`evaluate_grid`) compute their signal once, and the
+    built-in indicators of each distinct window are computed once per worker
+    (:mod:`qf_plugins.signals._indicators`).
     """
     if bars is not None:
         task = replace(task, bars=bars)
+    assert task.bars is not None
     rows = []
     cache: SignalCache = {}
+    sliced: dict[int, Bars] = {0: task.bars}  # the bars from trade_from on, once per chunk
     for combo in task.combos:
         exp = combo_experiment(task.raw, task.path, combo)
         trade_from = task.trade_from
@@ -194,11 +220,15 @@ def evaluate_chunk(task: ComboTask, bars: Bars | None = None) -> list[dict[str, 
             # the rest (its fit drops labels that would reach past the fitting part)
             trade_from = max(trade_from, int(len(task.bars.index) * HOLDOUT_SPLIT))
             exp.signal.fit(task.bars.iloc(slice(0, trade_from)))
-        _, result, m = simulate(exp, task.bars, trade_from, light=True, signal_cache=cache)
+        if trade_from not in sliced:
+            sliced[trade_from] = task.bars.iloc(slice(trade_from, None))
+        m, equity = _combo_metrics(exp, task.bars, trade_from, sliced[trade_from], cache)
         row = {k: m[k] for k in (*METRICS, *PERIOD)}
         if task.keep_returns:  # the per-combination return series (e.g. for the PBO), from this same run
             start = pd.Timestamp(m["eval_start"]) if m["eval_start"] is not None else None
-            row[RETURNS] = eval_returns(result.equity, exp.spec.execution.initial_cash, start)
+            if not isinstance(equity, pd.Series):
+                equity = pd.Series(equity, index=sliced[trade_from].index, name="equity")
+            row[RETURNS] = eval_returns(equity, exp.spec.execution.initial_cash, start)
         rows.append(row)
     return rows
 

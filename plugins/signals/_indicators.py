@@ -8,23 +8,90 @@ Leading NaN closes (a symbol not listed yet) stay NaN.
 from __future__ import annotations
 
 import math
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 
 import numba as nb
 import numpy as np
 import pandas as pd
 
+# Indicators of the same closes and window are computed once per process and shared: a sweep evaluates
+# thousands of combinations on one set of bars, and every combination with the same window (of any
+# signal built on these functions) would otherwise compute the same frame again. Entries are keyed on
+# the close frame's identity, live only as long as that frame (a weak reference drops them with it: the
+# trailing windows of a live loop are not kept), and are dropped least recently used beyond a memory
+# budget. Cached frames are shared: never modify one.
+_MEMO: OrderedDict[tuple[str, int, int], tuple[pd.DataFrame, int]] = OrderedDict()  # (frame, bytes)
+_REFS: dict[int, weakref.ref] = {}
+_MEMO_BYTES = 256 * 1024 * 1024
+_memo_used = 0
+
+
+def _nbytes(df: pd.DataFrame) -> int:
+    return int(df.memory_usage(index=False, deep=False).sum())
+
+
+def _forget(frame_id: int) -> None:
+    global _memo_used
+    _REFS.pop(frame_id, None)
+    for key in [k for k in _MEMO if k[1] == frame_id]:
+        _memo_used -= _MEMO.pop(key)[1]
+
+
+def _memo(name: str, close: pd.DataFrame, window: int, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    global _memo_used
+    ref = _REFS.get(id(close))
+    if ref is not None and ref() is not close:  # an id recycled before the callback ran
+        _forget(id(close))
+        ref = None
+    key = (name, id(close), int(window))
+    hit = _MEMO.get(key) if ref is not None else None
+    if hit is not None:
+        _MEMO.move_to_end(key)
+        return hit[0]
+    out = compute()
+    size = _nbytes(out)
+    if size > _MEMO_BYTES:
+        return out
+    while _MEMO and _memo_used + size > _MEMO_BYTES:
+        _memo_used -= _MEMO.popitem(last=False)[1][1]
+    if ref is None:
+        frame_id = id(close)
+        _REFS[frame_id] = weakref.ref(close, lambda _, frame_id=frame_id: _forget(frame_id))
+    _MEMO[key] = (out, size)
+    _memo_used += size
+    return out
+
+
+def clear_memo() -> None:
+    """Forget every shared indicator (they are recomputed on the next use).
+
+    Example::
+
+        clear_memo()
+    """
+    global _memo_used
+    _MEMO.clear()
+    _REFS.clear()
+    _memo_used = 0
+
 
 def sma(close: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Trailing simple moving average; NaN until ``window`` closes exist."""
-    return close.rolling(window, min_periods=window).mean()
+    """Trailing simple moving average; NaN until ``window`` closes exist. Shared per process (see above)."""
+    return _memo("sma", close, window, lambda: close.rolling(window, min_periods=window).mean())
 
 
 def rsi(close: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Wilder's RSI in [0, 100]; NaN for a symbol's first ``window`` bars.
+    """Wilder's RSI in [0, 100]; NaN for a symbol's first ``window`` bars. Shared per process.
 
     Wilder smoothing is an exponential average with alpha = 1/window; it is recursive, so it is causal.
     A window with no losses gives 100 and one with no moves at all gives 50 (neutral), never NaN.
     """
+    return _memo("rsi", close, window, lambda: _rsi(close, window))
+
+
+def _rsi(close: pd.DataFrame, window: int) -> pd.DataFrame:
     delta = close.diff()
     gain = delta.clip(lower=0).ewm(alpha=1.0 / window, adjust=False, min_periods=window).mean()
     loss = (-delta).clip(lower=0).ewm(alpha=1.0 / window, adjust=False, min_periods=window).mean()
@@ -58,7 +125,11 @@ def rsi_history(window: int, tol: float = RECURSION_TOL) -> int:
 
 
 def zscore(close: pd.DataFrame, window: int) -> pd.DataFrame:
-    """(close - trailing mean) / trailing std (ddof=1); 0 where the window has no dispersion."""
+    """(close - trailing mean) / trailing std (ddof=1); 0 where the window has no dispersion. Shared per process."""
+    return _memo("zscore", close, window, lambda: _zscore(close, window))
+
+
+def _zscore(close: pd.DataFrame, window: int) -> pd.DataFrame:
     mean = close.rolling(window, min_periods=window).mean()
     std = close.rolling(window, min_periods=window).std()
     # rolling std of a flat window can come out as rounding noise instead of 0: treat it as flat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
@@ -47,8 +48,11 @@ class SmaCross(SignalModel):
     def compute(self, bars: Bars) -> pd.DataFrame:
         from qf_plugins.signals._indicators import sma  # numba: loaded when a signal is computed
 
-        fast = sma(bars.close, self.params.fast)
-        slow = sma(bars.close, self.params.slow)
+        # the moving averages are shared across combinations of a sweep (see _indicators); the rest is one
+        # pass over arrays: 1 where fast > slow, else ``below``, NaN while the slow average warms up
+        fast = sma(bars.close, self.params.fast).to_numpy()
+        slow = sma(bars.close, self.params.slow).to_numpy()
         below = -1.0 if self.params.short else 0.0
-        signal = pd.DataFrame(1.0, index=bars.close.index, columns=bars.close.columns).where(fast > slow, below)
-        return signal.where(slow.notna())
+        signal = np.where(fast > slow, 1.0, below)
+        signal[np.isnan(slow)] = np.nan
+        return pd.DataFrame(signal, index=bars.close.index, columns=bars.close.columns)

@@ -39,7 +39,22 @@ class EqualWeight(Sizer):
 
     def size(self, signal: pd.DataFrame, bars: Bars, dates: pd.DatetimeIndex) -> pd.DataFrame:
         p = self.params
-        s = aligned_signal(signal, bars, dates, p.allow_short)
+        close = bars.close
+        rows = close.index.get_indexer(dates)
+        if (rows < 0).any() or not signal.index.equals(close.index) or not signal.columns.equals(close.columns):
+            s = aligned_signal(signal, bars, dates, p.allow_short)
+            n = (s != 0).sum(axis=1)
+            share = s if p.by_signal else np.sign(s)
+            return share.div(n.where(n > 0), axis=0).fillna(0.0) * p.gross
+        # the same steps on arrays (a sweep sizes thousands of signals on the same bars): the signal on the
+        # rebalance dates, unusable scores (missing, not listed) 0, shorts clipped unless allowed, then an
+        # equal (or signal-scaled) share of ``gross`` among the non-zero names
+        s = signal.to_numpy(dtype=float)[rows]
+        s = np.where(np.isnan(s) | np.isnan(close.to_numpy(dtype=float)[rows]), 0.0, s)
+        if not p.allow_short:
+            s = np.where(s < 0.0, 0.0, s)
         n = (s != 0).sum(axis=1)
         share = s if p.by_signal else np.sign(s)
-        return share.div(n.where(n > 0), axis=0).fillna(0.0) * p.gross
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where((n > 0)[:, None], share / n[:, None], 0.0) * p.gross
+        return pd.DataFrame(w, index=dates, columns=close.columns)

@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from qf.config.loader import load_experiment
-from qf.engines.batch import run_vectorbt_light
+from qf.engines.batch import fill_order_nb, run_vectorbt_light, sweep_metrics
 from qf.engines.vectorbt import run_vectorbt
 from qf.pipeline import compute_targets
+from qf.report.metrics import compute_metrics, evaluation_start
 from qf.research import sweep as research_run
 from qf.research.sweep import METRICS, PERIOD, combo_experiment, evaluate_grid, grid_of, simulate
 from qf.runner import run_experiment
@@ -62,12 +63,17 @@ SIGNALS = [
     ("mean_reversion", {"signal.params.window": [10, 20]}),
     ("momentum", {"signal.params.lookback": [20, 60], "signal.params.skip": [5]}),
     ("swing", {"signal.params.trend": [50, 100], "signal.params.lookback": [20]}),
+    ("regime", {"signal.params.kind": ["volatility", "trend"]}),
+    ("regime_switch", {"signal.params.regime.vol_window": [10, 20]}),
+    ("ensemble", {"signal.params.members.0.weight": [1, 2]}),
 ]
 
 
 @pytest.mark.parametrize(("kind", "params"), SIGNALS, ids=[s[0] for s in SIGNALS])
 def test_rows_equal_single_runs_for_each_signal(tmp_path, kind, params):
-    fixed = {"sma_cross": {"fast": 10, "slow": 40}}.get(kind, {})
+    fixed = {"sma_cross": {"fast": 10, "slow": 40},
+             "ensemble": {"members": [{"type": "sma_cross", "params": {"fast": 10, "slow": 40}},
+                                      {"type": "momentum", "params": {"lookback": 20, "skip": 5}}]}}.get(kind, {})
     extra = {}
     if kind == "breakout":  # needs highs and lows: the OHLC sample
         extra["data"] = {"type": "sample", "params": {"dataset": "arch_sp500", "start": "2015-01-01",
@@ -82,6 +88,7 @@ SIZERS = [
     ("kelly", {"sizer.params.window": [20, 60]}),
     ("vol_target", {"sizer.params.target": [0.1, 0.2]}),
     ("hrp", {"sizer.params.window": [20, 40]}),
+    ("black_litterman", {"sizer.params.confidence": [0.3, 0.7]}),
 ]
 
 
@@ -158,3 +165,110 @@ def test_pooled_sweep_equals_single_runs(tmp_path):
                                                   "end": "2020-12-31", "symbols": ["AAPL", "KO", "MSFT"]}})
     assert len(grid_of(exp)) == 42
     _assert_rows_equal_single_runs(exp)
+
+
+def _kernel_case(tmp_path, **sections):
+    exp = _exp(tmp_path, {"params": {"signal.params.fast": [5]}}, **sections)
+    bars = exp.data.load()
+    t = compute_targets(exp, bars)
+    return exp, bars, t, evaluation_start(exp, bars.index, t.targets)
+
+
+KERNEL_CASES = {
+    # long/short books (debt and free cash move), fixed fees, integer shares with a minimum order value,
+    # a same-bar fill, stops and a drawdown halt: every branch of fill_order_nb the built-ins can reach
+    "short_book": {"signal": {"type": "sma_cross", "params": {"fast": 10, "slow": 40, "short": True}},
+                   "sizer": {"type": "equal", "params": {"allow_short": True}}},
+    "fixed_fees_integer": {"execution": {**BASE["execution"], "fixed_fees": 1.0, "fractional": False,
+                                         "min_order_value": 200, "fill": "close"}},
+    "stops_and_halt": {"risk": [{"type": "stop_loss", "params": {"pct": 0.04}},
+                                {"type": "drawdown_halt", "params": {"max_drawdown": 0.08}}]},
+}
+
+
+@pytest.mark.parametrize("case", list(KERNEL_CASES))
+def test_sweep_kernel_equals_the_reference_path(tmp_path, case):
+    # the fused kernel's equity is Portfolio.value()'s bit for bit and its metrics are compute_metrics'
+    exp, bars, t, start = _kernel_case(tmp_path, **KERNEL_CASES[case])
+    ex = exp.spec.execution
+    ref = run_vectorbt_light(bars, t.targets, t.risk, ex)
+    m, equity = sweep_metrics(bars, t.targets, t.risk, ex, start)
+    np.testing.assert_array_equal(equity, ref.equity.to_numpy())
+    # and both are vbt.Portfolio.value() (short positions included: its assets in both directions)
+    np.testing.assert_array_equal(equity, run_vectorbt(bars, t.targets, t.risk, ex).equity.to_numpy())
+    want = compute_metrics(ref, ex.initial_cash, eval_start=start)
+    assert m["n_orders"] > 0 and set(m) == set(want)
+    for k, v in want.items():
+        if k in ("fees_paid", "turnover"):  # summed in another order: a few ulps
+            assert abs(m[k] - v) <= 1e-12 * max(1.0, abs(v)), k
+        else:
+            assert m[k] == v, k
+
+
+def test_fill_order_nb_is_process_order_nb():
+    # the port of vectorbt's order execution, on buys and sells that open, add, reduce, close and flip,
+    # long and short, with and without fixed fees, against vectorbt's own process_order_nb
+    from vectorbt.portfolio.enums import ProcessOrderState, log_dt, order_dt
+    from vectorbt.portfolio.nb import order_nb, process_order_nb
+
+    rng = np.random.default_rng(7)
+    records, logs = np.empty(1, dtype=order_dt), np.empty(0, dtype=log_dt)
+    n = 0
+    for _ in range(3000):
+        cash = float(rng.choice([0.0, 1e-13, rng.uniform(0, 1e5)]))
+        position = float(rng.choice([0.0, rng.uniform(-50, 50)]))
+        debt = abs(position) * 90.0 if position < 0 else 0.0
+        free_cash = cash - 2 * debt if position < 0 else cash
+        size = float(rng.choice([rng.uniform(-60, 60), -position if position else 1.0, 1e-13]))
+        price, fees = float(rng.uniform(10, 200)), float(rng.choice([0.0, 0.0005, 0.01]))
+        fixed, slip = float(rng.choice([0.0, 1.0])), float(rng.choice([0.0, 0.0002]))
+        got = fill_order_nb(cash, position, debt, free_cash, size, price, fees, fixed, slip)
+        o = order_nb(size=size, price=price, fees=fees, fixed_fees=fixed, slippage=slip, allow_partial=False,
+                     raise_reject=True)
+        try:
+            state = ProcessOrderState(cash, position, debt, free_cash, price, cash, 0, 0)
+            res, after = process_order_nb(0, 0, 0, state, False, o, records, logs)
+        except Exception:  # vectorbt rejects or refuses it: the kernel hands it back to the reference path
+            assert got[0] == -1
+            continue
+        assert got[0] == res.status
+        assert got[5:] == (after.cash, after.position, after.debt, after.free_cash)
+        if res.status == 0:
+            n += 1
+            assert got[1:5] == (res.size, res.price, res.fees, res.side)
+    assert n > 1000
+
+
+def test_indicators_are_shared_and_forgotten_with_their_bars():
+    import gc
+
+    from qf_plugins.signals import _indicators as ind
+
+    close = pd.DataFrame(np.linspace(1.0, 2.0, 300).reshape(100, 3), columns=list("ABC"))
+    first = ind.sma(close, 7)
+    assert ind.sma(close, 7) is first  # computed once, shared
+    pd.testing.assert_frame_equal(first, close.rolling(7, min_periods=7).mean())
+    pd.testing.assert_frame_equal(ind.zscore(close, 5), ind._zscore(close, 5))
+    pd.testing.assert_frame_equal(ind.rsi(close, 5), ind._rsi(close, 5))
+    key = ("sma", id(close), 7)
+    assert key in ind._MEMO
+    del close, first
+    gc.collect()
+    assert key not in ind._MEMO
+
+
+def test_a_plugin_without_a_fast_path_still_sweeps(tmp_path):
+    # a third-party signal (a local class, no shared indicators, no array code) goes through the same path
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "mine.py").write_text(
+        "import pandas as pd\n"
+        "from qf.components import Params, SignalModel\n"
+        "class Mine(SignalModel):\n"
+        "    name = 'mine'\n"
+        "    class Params(Params):\n"
+        "        window: int = 10\n"
+        "    def compute(self, bars):\n"
+        "        c = bars.close\n"
+        "        return (c > c.rolling(self.params.window).mean()).astype(float).where(c.notna())\n")
+    _assert_rows_equal_single_runs(_exp(tmp_path, {"params": {"signal.params.window": [5, 15]}},
+                                        signal={"type": "strategies/mine.py:Mine"}))
