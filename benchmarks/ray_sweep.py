@@ -3,8 +3,9 @@
 A YAML sweep of an SMA cross over the bundled ``arch_sp500`` sample (``--combos`` combinations, 1,000 by
 default) runs through :func:`qf.research.sweep.evaluate_grid` twice on this machine: on the local pool and on
 Ray (a private ``address: local`` instance, or ``--address`` for a running cluster). Both tables must be
-identical. Bytes shipped are the pickled sizes of what goes to the workers: the bars once plus every chunk's
-task (now), against the bars inside every chunk's task (before the bars were shared).
+identical. Bytes moved per sweep are the pickled sizes of what travels between the driver and the workers:
+to the workers, the bars once plus every chunk's task (now), against the bars inside every chunk's task
+(before the bars were shared); back, every combination's row.
 
 Usage::
 
@@ -90,9 +91,15 @@ def main() -> None:
         local_s, local_table = timed(local_path)
         ray_s, ray_table = timed(ray_path)  # includes starting (or joining) Ray and the version handshake
     assert ray_table.equals(local_table), "Ray and the local pool disagree"
+    back = len(pickle.dumps(ray_table.to_dict("records"), protocol=5))
     print(json.dumps({"combinations": n, "n_jobs": args.n_jobs, "address": args.address,
-                      "wall_s": {"local_pool": round(local_s, 2), "ray": round(ray_s, 2)},
-                      "bytes_shipped": sizes}, indent=2))
+                      "wall_s": {"local_pool": round(local_s, 2), "ray": round(ray_s, 2),
+                                 "ray_vs_local": round(ray_s / local_s, 2)},
+                      "bytes_shipped": sizes,
+                      "bytes_per_sweep": {"to_workers": sizes["now"], "results_back": back,
+                                          "total": sizes["now"] + back,
+                                          "bars_in_every_task_total": sizes["bars_in_every_task"] + back}},
+                     indent=2))
 
 
 if __name__ == "__main__":

@@ -463,6 +463,28 @@ class _Reaper:
                 self._proc.wait(timeout=5)
 
 
+def _abandon(ray: Any) -> None:
+    """Leave a Ray connection whose cluster is gone without waiting on it.
+
+    ``ray.shutdown()`` (also registered to run at interpreter exit) would wait for the dead GCS until Ray
+    ends the process itself (exit code 1, a log line) before qf could print its error, and finalising the
+    interpreter under Ray's still running client threads can crash. So the connection is left as it is,
+    and at exit the process ends at once with exit code 1 (what Ray would do a minute later), after
+    flushing its output.
+    """
+    import atexit
+
+    def exit_now() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
+
+    with contextlib.suppress(Exception):
+        atexit.unregister(ray.shutdown)
+    atexit.register(exit_now)  # runs before anything registered earlier
+
+
 def _run_ray_task(func: Callable[..., R], chunk: Any, names: list[str], *values: Any) -> R:
     # Object refs passed as top-level arguments arrive resolved (arrays as zero-copy, read-only views).
     return func(chunk, **dict(zip(names, values, strict=True)))
@@ -470,6 +492,43 @@ def _run_ray_task(func: Callable[..., R], chunk: Any, names: list[str], *values:
 
 # how often a streaming map re-reads the cluster's size (an autoscaled cluster grows under a sweep)
 RESIZE_SECONDS = 2.0
+# a cluster whose GCS has not accepted a connection for this long is gone: the sweep stops with a qf error
+# (Ray itself would end the driver process after 60 s with only a log line, see _GcsWatch)
+GCS_LOST_SECONDS = 10.0
+
+
+class _GcsWatch:
+    """Tells when the cluster's GCS (its head) stopped accepting connections.
+
+    Ray's driver waits up to ``gcs_rpc_server_reconnect_timeout_s`` (60 s) for a lost GCS and then ends the
+    whole process; the sweep would lose the chance to say what happened. Between task results the executor
+    probes the GCS port (a TCP connect) and gives up on the cluster after :data:`GCS_LOST_SECONDS` without
+    an answer. Not used in client mode (``ray://``), where the GCS port need not be reachable from the
+    driver and a lost cluster breaks the client connection instead.
+    """
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self._down_since: float | None = None
+
+    def down(self) -> bool:
+        """Whether the GCS refuses connections right now (never, without an address to probe)."""
+        if not self.address:
+            return False
+        import socket
+
+        host, _, port = self.address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                self._down_since = None
+                return False
+        except (OSError, ValueError):
+            self._down_since = self._down_since or time.monotonic()
+            return True
+
+    def lost(self) -> bool:
+        """Down for :data:`GCS_LOST_SECONDS` (a restarting head comes back within that)."""
+        return self.down() and time.monotonic() - (self._down_since or 0.0) >= GCS_LOST_SECONDS
 
 
 class RayExecutor(_InOrder):
@@ -552,6 +611,12 @@ class RayExecutor(_InOrder):
         self._remote = ray.remote(_run_ray_task)
         self._resized = 0.0
         self._n_workers = 1
+        self._gone = False  # the cluster's GCS stopped answering: nothing left to shut down politely
+        gcs = None
+        if self._owns and not local and not str(address).startswith("ray://"):
+            with contextlib.suppress(Exception):  # only a probe: without it, Ray's own timeout applies
+                gcs = str(ray.get_runtime_context().gcs_address)
+        self._watch = _GcsWatch(gcs)
         if handshake and not local:
             try:
                 ray_cluster.handshake(ray)
@@ -563,7 +628,8 @@ class RayExecutor(_InOrder):
     def n_workers(self) -> int:
         """Tasks run at once: the cluster's CPUs now (capped by ``n_jobs``), re-read at most every 2 s."""
         now = time.monotonic()
-        if now - self._resized > RESIZE_SECONDS:
+        # asking a dead GCS for the cluster's size would block until Ray gives up on it (60 s)
+        if now - self._resized > RESIZE_SECONDS and not self._watch.down():
             cpus = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
             self._n_workers = min(cpus, self._n_jobs) if self._n_jobs else cpus
             self._resized = now
@@ -588,6 +654,7 @@ class RayExecutor(_InOrder):
         Tasks are streamed: a few more than there are workers are in flight, and each finished task lets
         the next chunk go out (``ray.wait``), so a slow chunk never holds up the others.
         """
+        from qf.research import ray_cluster
         from qf.research.ray_cluster import task_error
 
         ray = self._ray
@@ -610,7 +677,12 @@ class RayExecutor(_InOrder):
                     pending[remote.remote(func, item[1], names, *refs)] = item[0]
                 if not pending:
                     return
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if not ready and self._watch.lost():
+                    self._gone = True
+                    raise ray_cluster.ClusterError(
+                        f"the Ray cluster failed under the sweep: its head ({self._watch.address}) has not "
+                        f"answered for {GCS_LOST_SECONDS:.0f} s (stopped, or its machine is gone)")
                 for ref in ready:
                     index = pending.pop(ref)
                     try:
@@ -631,7 +703,10 @@ class RayExecutor(_InOrder):
         """Drop the shared objects and shut Ray down if this executor started it."""
         self._refs.clear()
         if self._owns and self._ray.is_initialized():
-            self._ray.shutdown()
+            if self._gone:
+                _abandon(self._ray)
+            else:
+                self._ray.shutdown()
         self._owns = False
         if self._reaper is not None:
             self._reaper.stand_down()
