@@ -35,6 +35,7 @@ BUILTIN_CLAIMS = {
     ("data", "csv"): {PathResolving},
     ("data", "parquet"): {PathResolving},
     ("data", "yfinance"): {PathResolving},
+    ("risk", "correlation_cap"): {PathResolving},  # its sector groups file
     ("signal", "meta_label"): {TrainableSignal},
     ("signal", "xgboost"): {PathResolving, TrainableSignal, HistorySharing, ForecastBands},
     ("sizer", "quantile_kelly"): {UsesForecastBands},
