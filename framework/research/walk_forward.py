@@ -49,8 +49,10 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +238,33 @@ def _fold_workers(exp: LoadedExperiment, grid: pd.DataFrame | None, n_folds: int
     return max(1, min(int(workers), n_folds))
 
 
+def _prewarm(exp: LoadedExperiment, after: Future[Any]) -> threading.Thread:
+    """Import what the simulation and the report will need on a background thread, while the folds fit.
+
+    The folds' xgboost fits run in native code without the GIL; the engine (vectorbt: numba, plotly) and the
+    tear sheet (quantstats, matplotlib) take seconds to import, which would otherwise be spent after the
+    last fold. The thread starts importing once ``after`` (the first fold) is done, so the fold threads have
+    imported what they need and no two threads import overlapping module graphs at once. Importing a module
+    earlier changes nothing it computes; a failure is left for the real import to report.
+    """
+    names = ["qf.engines.vectorbt" if exp.spec.execution.engine == "vectorbt" else "qf.engines.backtrader.strategy"]
+    if exp.spec.report.tearsheet:
+        names += ["qf.report.tearsheet", "quantstats"]
+
+    def run() -> None:
+        try:
+            if after.exception() is not None:  # waits for the first fold; a failed run needs no engine
+                return
+            for name in names:
+                importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - cancelled, or an import error the run's own import reports
+            return
+
+    thread = threading.Thread(target=run, name="qf-prewarm", daemon=True)
+    thread.start()
+    return thread
+
+
 def _fit_final(exp: LoadedExperiment, bars: Bars, folds: list[Fold], grid: pd.DataFrame | None,
                combo: dict[str, Any] | None = None) -> Any:
     """The model paper trading uses: the last fold's params, trained on the latest train-sized window."""
@@ -288,6 +317,7 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console, 
         # thread count and seed, so the models are the ones a sequential run fits
         with ThreadPoolExecutor(n_workers, thread_name_prefix="qf-fold") as pool:
             jobs = [pool.submit(_plan_fold, exp, bars, fold, grid, metric, fitted, shared) for fold in folds]
+            _prewarm(exp, after=jobs[0])
             final_fit = pool.submit(_fit_final, exp, bars, folds, grid)  # needs only the last combo (fixed)
             try:
                 plans = [job.result() for job in jobs]
