@@ -185,7 +185,10 @@ def plan_costed_nb(
                 d *= scale
                 if integer:
                     d = np.floor(d)
-                if d * price[k] < min_value or d * price[k] <= fixed_fees or d <= 0.0:
+                # a buy scaled down to what a near-zero cash can pay is dust like any other order below a
+                # billionth of the portfolio: vectorbt drops it, backtrader would fill it (a ~1e-10 share)
+                v = d * price[k]
+                if v < min_value or v <= fixed_fees or d <= 0.0 or v <= 1e-9 * abs(value):
                     d = 0.0
                 out[k] = d
     for k in range(n):
