@@ -6,7 +6,8 @@ Each side runs in a fresh process (imports included, as ``qf run`` would) on the
 - ``old``: the folds one after the other (``workers=1``), every fold rebuilding the features of its whole
   history before scoring it (the fold models do not get ``share_history``): the path before issue 13;
 - ``new``: the full history's features built once and sliced per fold, the folds' models fitted on a
-  thread pool (one thread per core), the final model fitted alongside.
+  thread pool (one thread per core), the final model fitted alongside, and the engine and tear-sheet
+  modules imported on a background thread while the folds fit.
 
 The sides alternate ``--repeat`` times; the best wall and CPU seconds (user + system, all threads) of each
 are printed with the new/old ratio and where the time went (imports; data + folds: fitting and scoring;
