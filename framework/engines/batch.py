@@ -1,4 +1,10 @@
-"""The vectorbt engine's result without a ``vbt.Portfolio``: what a sweep evaluates each combination with.
+"""The vectorbt engine's numbers without a ``vbt.Portfolio``: what a sweep evaluates each combination with.
+
+:func:`sweep_metrics` is the sweep's path: one call of :func:`sweep_simulate_nb` per combination simulates
+(the same decision step, the same orders, vectorbt's order arithmetic in :func:`fill_order_nb`), values
+the account as ``Portfolio.value()`` does and reduces the fills to what the metrics need, so that no
+order record, order frame or result object is built; the bars' arrays are prepared once per sweep.
+:func:`run_vectorbt_light` below is the reference it is tested against (and the path of other callers).
 
 :func:`run_vectorbt_light` runs the very same simulation as :func:`qf.engines.vectorbt.run_vectorbt` (the
 same :func:`qf.engines.vectorbt.simulate_nb` kernel, so the same :func:`qf.engines.kernels.step.decide_nb` step and
