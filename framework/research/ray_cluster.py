@@ -40,7 +40,11 @@ class ClusterError(QfError):
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Initialization failure from server"):
+        # Ray Client relays the server's traceback: its last line is the reason
+        return f"{lines[0].rstrip(':')}: {lines[-1]}"
+    return lines[0] if lines else type(exc).__name__
 
 
 def connect_error(address: str, exc: BaseException) -> ClusterError:

@@ -83,10 +83,22 @@ def _with_children(pids: list[int]) -> set[int]:
 
 def _ray_cli(*args: str, env: dict[str, str]) -> None:
     ray_bin = str(Path(sys.executable).with_name("ray"))
-    subprocess.run([ray_bin, "start", *args], env=env, check=True, capture_output=True, timeout=90)
+    proc = subprocess.run([ray_bin, "start", *args], env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
 
 
 CLUSTER_NODE_PIDS: list[int] = []
+# the head's Ray Client server port (ray://127.0.0.1:<port>)
+CLIENT_PORT: list[int] = []
+
+
+def _free_port() -> int:
+    """A free TCP port on loopback (ephemeral range: outside Ray's worker ports 10002-19999)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _advertised_ip() -> str:
@@ -109,10 +121,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip(f"Ray would advertise {_advertised_ip()}; the cluster runs in a private network namespace "
                     "(test_cluster_suite_runs_in_a_private_network_namespace)")
     temp_dir = tmp_path_factory.mktemp("ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # the Ray Client server starts a server process per client; on a loaded machine that takes more than
+    # its default 30 s
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "300"}
+    CLIENT_PORT[:] = [_free_port()]
     try:
         _ray_cli("--head", "--port", "0", "--num-cpus", "1", "--temp-dir", str(temp_dir),
-                 "--include-dashboard", "false", "--disable-usage-stats", env=env)
+                 "--include-dashboard", "false", "--disable-usage-stats",
+                 "--ray-client-server-port", str(CLIENT_PORT[0]), env=env)
         address = (temp_dir / "ray_current_cluster").read_text().strip()
         head = set(_ray_pids(temp_dir))
         _ray_cli("--address", address, "--num-cpus", "1", "--temp-dir", str(temp_dir), env=env)
@@ -159,6 +176,10 @@ def test_connect_errors_are_one_line() -> None:
         (ConnectionError("Could not find any running Ray instance. Please specify ..."), "no Ray cluster is running"),
         (auth, "requires authentication"),
         (RuntimeError("Failed to connect to GCS\nmore"), "cannot connect to Ray: RuntimeError: Failed to connect"),
+        # Ray Client relays the server's traceback: the reason is its last line
+        (ConnectionAbortedError("Initialization failure from server:\nTraceback (most recent call last):\n  File "
+                                "\"proxier.py\", line 1\nRuntimeError: Proxy failed to Connect to backend!\n"),
+         "Initialization failure from server: RuntimeError: Proxy failed to Connect to backend!"),
     ]:
         err = connect_error("10.0.0.1:6379", exc)
         assert expected in str(err) and "\n" not in str(err) and err.exit_code == 1
@@ -230,6 +251,85 @@ def test_sweep_on_the_cluster_matches_the_local_pool_and_puts_the_bars_once(clus
     assert table.equals(expected)
     assert puts == [type(bars)]  # once per sweep, whatever the number of tasks
     assert seen[-1] == len(table) and seen == sorted(seen)
+
+
+def test_ray_client_mode_matches_the_local_pool(cluster, project, tmp_path) -> None:
+    """``address: ray://host:port``: `qf run` talks to the cluster through Ray Client only (in a process of
+    its own, as a user's would be) and writes the sweep.parquet of the local pool."""
+    import io
+
+    from rich.console import Console
+
+    from qf.research.sweep import run_sweep
+
+    client = subprocess.run([sys.executable, "-m", "qf.cli.main", "run", str(project / "sweep.yaml"), "--out",
+                             str(tmp_path / "client"), "--set", "execution.executor.kind=ray", "--set",
+                             f"execution.executor.address=ray://127.0.0.1:{CLIENT_PORT[0]}"],
+                            env={**os.environ, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True,
+                            timeout=300)
+    assert client.returncode == 0, client.stdout + client.stderr
+    run_sweep(_experiment(project, n_jobs=1), tmp_path / "local", Console(file=io.StringIO()))
+    assert (tmp_path / "client" / "sweep.parquet").read_bytes() == (tmp_path / "local" / "sweep.parquet").read_bytes()
+
+
+SLOW = DRIVER_ONLY.replace('name = "drv_sma"', '''name = "drv_sma"
+
+    def compute(self, bars):
+        import time
+
+        time.sleep(0.5)  # long enough to take the cluster down mid-sweep
+        return super().compute(bars)''')
+
+
+def test_cluster_gone_mid_sweep_is_one_line_and_the_same_command_resumes(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The whole cluster dies under a `qf run` sweep: one qf error line, exit 1, finished rows kept; the
+    same sweep (here on the local pool: where it runs is not part of its fingerprint) resumes from them."""
+    if not _advertised_ip().startswith("127."):
+        pytest.skip("starts its own cluster: runs in the private network namespace with the cluster suite")
+    temp_dir = tmp_path_factory.mktemp("rg")  # short: Ray's socket paths must stay under 108 bytes
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "drv_sma.py").write_text(SLOW)
+    try:
+        # ports of its own: the module's cluster runs on this machine too
+        ports = [str(_free_port()) for _ in range(3)]
+        _ray_cli("--head", "--port", "0", "--num-cpus", "1", "--temp-dir", str(temp_dir),
+                 "--include-dashboard", "false", "--disable-usage-stats", "--ray-client-server-port", ports[0],
+                 "--dashboard-agent-listen-port", ports[1], "--metrics-export-port", ports[2], env=env)
+        address = (temp_dir / "ray_current_cluster").read_text().strip()
+        raw = {**EXPERIMENT, "execution": {"fill": "next_open", "fees": 0.001,
+                                           "executor": {"kind": "ray", "address": address}},
+               "report": {"dir": "reports", "tearsheet": False}}
+        (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(raw))
+        driver = subprocess.Popen([sys.executable, "-m", "qf.cli.main", "run", "sweep.yaml"], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sweeps = tmp_path / "reports" / ".qf" / "sweeps"
+        deadline = time.monotonic() + 300
+        while not list(sweeps.glob("*/rows-*.json")) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(2):
+            for pid in _ray_pids(temp_dir):  # the head's processes and workers: the cluster is gone
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        out, _ = driver.communicate(timeout=180)
+    finally:
+        for pid in _ray_pids(temp_dir):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert driver.returncode == 1, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    assert "the Ray cluster failed under the sweep" in errors[0] and "run the same command again to resume" in errors[0]
+    kept = int(errors[0].split(" combinations are kept")[0].rsplit(" ", 3)[-3])
+    assert kept >= 1 and list(sweeps.glob("*/rows-*.json"))
+
+    again = subprocess.run([sys.executable, "-m", "qf.cli.main", "run", "sweep.yaml", "--set",
+                            "execution.executor.kind=local"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resumed {kept} of 9 combinations" in again.stdout, again.stdout
 
 
 def test_driver_only_local_file_component_runs_on_the_cluster(cluster, project, monkeypatch) -> None:
