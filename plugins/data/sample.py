@@ -24,13 +24,17 @@ Quirks, checked against the shipped files and kept as they are (nothing is repai
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
 
 from qf.bars import Bars
 from qf.components import DataSource
+from qf.errors import QfError
 from qf_plugins.data.common import SourceParams, finish
 
 DatasetName = Literal["sp500_20", "sp500_index", "arch_sp500", "arch_nasdaq"]
@@ -111,27 +115,48 @@ DATASETS: dict[str, dict[str, Any]] = {
 """What ``qf data show`` prints: fields, symbols, date range, rows, loader, licence and known quirks."""
 
 
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package, located without importing the package.
+
+    skfolio and arch each take seconds to import (scikit-learn, statsmodels, numba ...), far longer than
+    reading their csv.gz, and this source needs nothing from them but the files.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise QfError(f"the sample data set needs the {package} package, which is not installed: pip install {package}")
+    return Path(next(iter(spec.submodule_search_locations)), *parts)
+
+
+def _skfolio_prices(filename: str) -> pd.DataFrame:
+    # as skfolio.datasets._base.load_gzip_compressed_csv_data reads it (a test holds the two equal)
+    with gzip.open(_package_file("skfolio", "datasets", "data", filename), mode="rt", encoding="utf-8") as f:
+        df = pd.read_csv(f, sep=",", index_col=0)
+    df.index = pd.to_datetime(df.index, format="%Y-%m-%d")
+    return df
+
+
+def _arch_ohlcv(folder: str, filename: str) -> pd.DataFrame:
+    # as arch.data.utility.load_file reads it (a test holds the two equal)
+    data = pd.read_csv(_package_file("arch", "data", folder, filename))
+    data["Date"] = pd.to_datetime(data["Date"])
+    data = data.set_index("Date")
+    for col in data:
+        data[col] = pd.to_numeric(data[col], errors="coerce")
+    return data
+
+
 @cache
 def _load_frames(dataset: str) -> dict[str, pd.DataFrame]:
-    """The dataset as wide frames per field (cached: parsing the bundled csv.gz takes about a second).
+    """The dataset as wide frames per field (cached: parsing the bundled csv.gz takes a fraction of a second).
 
     Callers must not mutate the result; :meth:`SampleSource.load` copies before use.
     """
-    # imported here: skfolio and arch are slow to import and only this source needs them
     if dataset == "sp500_20":
-        from skfolio.datasets import load_sp500_dataset
-
-        return {"close": load_sp500_dataset()}
+        return {"close": _skfolio_prices("sp500_dataset.csv.gz")}
     if dataset == "sp500_index":
-        from skfolio.datasets import load_sp500_index
-
-        return {"close": load_sp500_index()}
+        return {"close": _skfolio_prices("sp500_index.csv.gz")}
     if dataset in ("arch_sp500", "arch_nasdaq"):
-        if dataset == "arch_sp500":
-            from arch.data.sp500 import load
-        else:
-            from arch.data.nasdaq import load
-        raw = load()
+        raw = _arch_ohlcv(*(("sp500", "sp500.csv.gz") if dataset == "arch_sp500" else ("nasdaq", "nasdaq.csv.gz")))
         (symbol,) = DATASETS[dataset]["symbols"]
         return {f: raw[[f.capitalize()]].set_axis([symbol], axis=1).astype("float64") for f in _OHLCV}
     raise KeyError(dataset)  # unreachable: Params.dataset is a Literal of the keys above

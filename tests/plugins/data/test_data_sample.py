@@ -121,3 +121,28 @@ def test_loads_are_cached_and_isolated():
     assert after.misses <= before.misses + 1
     assert second.close.iloc[0, 0] > 0
     assert isinstance(second.index, pd.DatetimeIndex) and second.index.name is None
+
+
+def test_sample_files_read_without_importing_their_packages_equal_the_packages_loaders():
+    """The source reads skfolio's and arch's csv.gz itself (importing those packages takes seconds); the frames
+    are exactly what their own loaders return."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from qf_plugins.data.sample import _load_frames; "
+             "[_load_frames(d) for d in ('sp500_20', 'sp500_index', 'arch_sp500', 'arch_nasdaq')]; "
+             "print(sorted(m for m in ('skfolio', 'arch', 'sklearn', 'statsmodels') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+    import pandas as pd
+    from arch.data.nasdaq import load as arch_nasdaq
+    from arch.data.sp500 import load as arch_sp500
+    from skfolio.datasets import load_sp500_dataset, load_sp500_index
+
+    from qf_plugins.data.sample import _arch_ohlcv, _skfolio_prices
+
+    pd.testing.assert_frame_equal(_skfolio_prices("sp500_dataset.csv.gz"), load_sp500_dataset(), check_exact=True)
+    pd.testing.assert_frame_equal(_skfolio_prices("sp500_index.csv.gz"), load_sp500_index(), check_exact=True)
+    pd.testing.assert_frame_equal(_arch_ohlcv("sp500", "sp500.csv.gz"), arch_sp500(), check_exact=True)
+    pd.testing.assert_frame_equal(_arch_ohlcv("nasdaq", "nasdaq.csv.gz"), arch_nasdaq(), check_exact=True)
