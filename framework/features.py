@@ -35,6 +35,7 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from qf.bars import Bars
+from qf.errors import QfError
 
 
 @runtime_checkable
@@ -62,8 +63,6 @@ def feature_frame(component: object, bars: Bars) -> pd.DataFrame | None:
 
         feature_frame(exp.signal, bars)    # None for sma_cross; the xgboost signal's feature matrix
     """
-    from qf.errors import QfError
-
     if not isinstance(component, FeatureSource):
         return None
     who = getattr(component, "name", type(component).__name__)

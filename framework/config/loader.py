@@ -29,6 +29,8 @@ from qf.components import Broker, DataSource, PathResolving, RiskRule, SignalMod
 from qf.config.schema import ComponentSpec, Experiment, RangeSpec
 from qf.errors import ConfigError, QfError
 from qf.registry import Registry, get_registry
+from qf.research.folds import walk_forward_splits
+from qf.research.grid import compile_constraint, count_combinations, expand_grid, integral_columns, sample_values
 
 Path_ = tuple[str | int, ...]
 Problem = tuple[Path_, str]  # where in the document, what is wrong
@@ -583,14 +585,7 @@ def sweep_problems(spec: Experiment, raw: dict[str, Any], registry: Registry, ba
     against ``max_combos``; constraints must compile; and when the grid is small enough every combination
     is validated as a whole (cross-field rules such as fast < slow).
     """
-    from qf.research.grid import (
-        compile_constraint,
-        count_combinations,
-        expand_grid,
-        integral_columns,
-        sample_values,
-    )
-    from qf.research.sweep import METRICS
+    from qf.research.sweep import METRICS  # lazy: numba
 
     sweep = spec.sweep
     assert sweep is not None
@@ -654,8 +649,6 @@ def sweep_problems(spec: Experiment, raw: dict[str, Any], registry: Registry, ba
 
 def walk_forward_problems(spec: Experiment, n_bars: int) -> list[Problem]:
     """Why the walk-forward windows do not fit ``n_bars`` bars (or are inconsistent), at the section's line."""
-    from qf.research.folds import walk_forward_splits
-
     wf = spec.walk_forward
     assert wf is not None
     try:

@@ -25,6 +25,8 @@ import numpy as np
 
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
+from qf.errors import QfError
+from qf.registry import get_registry
 
 # an order whose modelled impact would exceed half of the price is charged half of the price: a price
 # model stops meaning anything long before, and a fill at a negative price must stay impossible
@@ -67,8 +69,6 @@ class CostArrays:
 
             CostArrays.constant((2, 1)).check((2, 1), "fixed")
         """
-        from qf.errors import QfError
-
         out = []
         for name in ("slippage", "impact", "max_qty"):
             a = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
@@ -90,8 +90,6 @@ def cost_model(execution: ExecutionSpec):
 
         cost_model(ExecutionSpec(slippage=0.001)).params.slippage   # 0.001
     """
-    from qf.registry import get_registry
-
     spec = execution.costs
     if spec is None:
         return get_registry().get("cost", "fixed").cls({"slippage": execution.slippage})

@@ -102,7 +102,7 @@ def event_rows(events: np.ndarray, delisted_at: np.ndarray | None = None,
         row, event, col = event_rows(np.array([[0, 2]], dtype=np.int8))   # ([0], ['stop'], [1])
     """
     # imported here: reading results (reports, paper state) must not load the numba kernels
-    from qf.engines.kernels.step import EVENT_FLATTEN, EVENT_STOP
+    from qf.engines.kernels.step import EVENT_FLATTEN, EVENT_STOP  # lazy: numba
 
     flat = np.flatnonzero((events == EVENT_FLATTEN).any(axis=1))
     stop_row, stop_col = np.nonzero(events == EVENT_STOP)

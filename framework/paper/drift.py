@@ -48,8 +48,12 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars
+from qf.components import TrainableSignal
 from qf.config.schema import DriftSpec
 from qf.errors import QfError
+from qf.features import feature_frame
+from qf.report.page import figure_div, html_page, plotly_js
+from qf.report.tearsheet import add_section
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +169,7 @@ def measure_variables(exp: Any, bars: Bars, features: bool = True) -> list[Varia
 
         [v.name for v in measure_variables(exp, bars)]   # ['signal', 'ret_1', 'ret_5', ...]
     """
-    from qf.features import feature_frame
-    from qf.pipeline import compute_signal
+    from qf.pipeline import compute_signal  # lazy: numba
 
     sig = compute_signal(exp, bars).to_numpy(dtype=float)
     n_t, n_s = sig.shape
@@ -214,8 +217,6 @@ class DriftMonitor:
     """
 
     def __init__(self, exp: Any, spec: DriftSpec, state_dir: Path, history: Bars, replay: Bars | None = None) -> None:
-        from qf.components import TrainableSignal
-
         self.exp = exp
         self.spec = spec
         self.dir = Path(state_dir)
@@ -513,7 +514,6 @@ def write_drift_report(state_dir: Path, folder: Path, until: pd.Timestamp | None
     rows.to_csv(Path(folder) / ROWS_FILE, index=False, date_format="%Y-%m-%d %H:%M:%S")
     meta = json.loads((Path(state_dir) / META_FILE).read_text()) if (Path(state_dir) / META_FILE).is_file() else {}
     (Path(folder) / "drift.html").write_text(drift_page(rows, events, spec, meta), encoding="utf-8")
-    from qf.report.tearsheet import add_section
 
     add_section(Path(folder) / "tearsheet.html", "drift", tearsheet_section(rows, events))
     return True
@@ -546,8 +546,6 @@ def drift_page(rows: pd.DataFrame, events: pd.DataFrame, spec: DriftSpec | None,
     """The report's drift page: settings, per-variable summary, events, PSI per bar of the signal and the
     five features that drifted most."""
     import plotly.graph_objects as go
-
-    from qf.report.page import figure_div, html_page, plotly_js
 
     parts = ["<h1>Drift (PSI / KS per bar)</h1>"]
     if spec is not None:

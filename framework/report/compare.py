@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from qf.errors import QfError
+from qf.paper.drift import ks, psi, read_rows, summary
 from qf.report.index import main_page
 from qf.report.page import figure_div, html_page, plotly_js
 
@@ -259,8 +260,6 @@ def drift_rows(paper: RunFiles, backtest: RunFiles) -> list[dict[str, Any]]:
 
         drift_rows(load_run(paper_dir, m1), load_run(backtest_dir, m2))[0]["psi"]
     """
-    from qf.paper.drift import ks, psi
-
     out: list[dict[str, Any]] = []
     if paper.equity is None or backtest.equity is None or not len(paper.equity):
         return out
@@ -285,8 +284,6 @@ def drift_rows(paper: RunFiles, backtest: RunFiles) -> list[dict[str, Any]]:
 def drift_section(runs: list[RunFiles]) -> str:
     """The page's drift section for every (paper run, other run) pair, plus each paper run's own drift.csv
     summary (its features and signal output measured during the session); '' without a paper run."""
-    from qf.paper.drift import read_rows, summary
-
     pairs = _paper_and_backtests(runs)
     papers = [r for r in runs if r.manifest.get("kind") == "paper"]
     if not papers:

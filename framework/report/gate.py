@@ -41,8 +41,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qf.config.loader import format_validation, read_yaml
 from qf.config.schema import GateSpec
+from qf.engines.result import EngineResult
 from qf.errors import ConfigError, QfError
+from qf.report.metrics import compute_metrics, eval_returns
+from qf.report.page import html_page
+from qf.report.tearsheet import add_section
 
 EXIT_GO = 0
 EXIT_NO_GO = 3
@@ -114,8 +119,6 @@ def load_gate(path: Path, section: bool = False) -> GateSpec | None:
     """
     from pydantic import ValidationError
 
-    from qf.config.loader import format_validation, read_yaml
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -164,7 +167,7 @@ def read_report(folder: Path) -> tuple[dict[str, Any], pd.Series]:
 
 def backtest_equity(exp: Any) -> tuple[pd.Series, float]:
     """The experiment's backtest equity (run in memory, no report) and its initial cash."""
-    from qf.runner import run_experiment
+    from qf.runner import run_experiment  # lazy: numba
 
     outcome = run_experiment(exp, write=False)
     return outcome.result.equity.astype(float), float(exp.spec.execution.initial_cash)
@@ -200,9 +203,6 @@ def evaluate_gate(folder: Path, spec: GateSpec, backtest: tuple[pd.Series, float
 
         evaluate_gate(folder, GateSpec(min_trades=20, min_win_rate=0.55)).verdict   # 'GO'
     """
-    from qf.engines.result import EngineResult
-    from qf.report.metrics import compute_metrics, eval_returns
-
     metrics, equity = read_report(folder)
     trades = metrics.get("trades") if isinstance(metrics.get("trades"), dict) else {}
     out: list[Criterion] = []
@@ -266,8 +266,6 @@ def _f(v: Any) -> float:
 
 def write_gate(folder: Path, result: GateResult) -> Path:
     """Write ``gate.json`` and ``gate.html`` into the report ``folder``; returns the page."""
-    from qf.report.page import html_page
-
     folder = Path(folder)
     (folder / "gate.json").write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
     colour = "#1a7f37" if result.go else "#b42318"
@@ -284,7 +282,6 @@ def write_gate(folder: Path, result: GateResult) -> Path:
             f'<th class="l">result</th></tr>{rows}</table>')
     page = folder / "gate.html"
     page.write_text(html_page(f"gate: {result.verdict}", body), encoding="utf-8")
-    from qf.report.tearsheet import add_section
 
     # the verdict also goes on the report's main page (replacing the one of an earlier evaluation)
     add_section(folder / "tearsheet.html", "gate",

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars
+from qf.registry import get_registry
 
 LABEL_OF_SCORE = {1.0: "low", 0.0: "mid", -1.0: "high"}  # the regime signal's scores (volatility kind)
 ORDER = ("low", "mid", "high", "unlabelled")
@@ -51,8 +52,6 @@ def market_regimes(price: pd.Series, vol_window: int = VOL_WINDOW, min_history: 
 
         market_regimes(spx_close).value_counts()   # low / mid / high
     """
-    from qf.registry import get_registry
-
     cls = get_registry().get("signal", "regime").cls
     signal = cls({"kind": "volatility", "vol_window": vol_window, "min_history": min_history})
     clean = price.astype(float).dropna()

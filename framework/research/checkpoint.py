@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars
+from qf.report.writer import owned_name, remove_stale
+from qf.research.ray_cluster import local_files, versions
 
 __all__ = ["SweepCheckpoint", "fingerprint", "checkpoint_root"]
 
@@ -83,8 +85,6 @@ def fingerprint(exp: Any, bars: Bars, grid: pd.DataFrame, trade_from: int = 0, k
 
         fingerprint(exp, bars, grid) == fingerprint(exp_on_other_cluster, bars, grid)   # True
     """
-    from qf.research.ray_cluster import local_files, versions
-
     h = hashlib.sha256()
     h.update(f"layout {LAYOUT}|from {trade_from}|returns {bool(keep_returns)}\n".encode())
     h.update(json.dumps(_rows_raw(exp.raw), sort_keys=True, default=repr).encode())
@@ -141,7 +141,6 @@ class SweepCheckpoint:
         """Rows finished by earlier runs, by grid position (unreadable or incomplete files are skipped)."""
         if not self.folder.is_dir():
             return {}
-        from qf.report.writer import remove_stale
 
         remove_stale(self.folder)  # temporary files of a run killed while writing
         rows: dict[int, dict[str, Any]] = {}
@@ -177,7 +176,6 @@ class SweepCheckpoint:
         """Write one finished chunk (atomically: a reader sees all of it or nothing)."""
         if not positions:
             return
-        from qf.report.writer import owned_name
 
         self.folder.mkdir(parents=True, exist_ok=True)
         stem = f"rows-{os.getpid()}-{secrets.token_hex(6)}"

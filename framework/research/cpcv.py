@@ -23,6 +23,7 @@ from rich.table import Table
 from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.errors import QfError
+from qf.report import writer
 from qf.report.metrics import eval_returns
 from qf.research.overfitting import CpcvResult, PboResult, check_cpcv_sizes, cpcv, n_paths, pbo
 from qf.research.sweep import (
@@ -145,8 +146,7 @@ def run_cpcv(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     """Run ``validation: {method: cpcv, ...}``: choose on every split's train part, trade its test groups,
     assemble the backtest paths, and write the report of the full-period best combination with
     ``cpcv.csv`` (one row per path), ``cpcv_splits.csv``, ``cpcv.json`` and ``cpcv.html``."""
-    from qf.report import writer
-    from qf.runner import RunOutcome, default_report_dir, write_report
+    from qf.runner import RunOutcome, default_report_dir, write_report  # lazy: numba
 
     _check(exp)
     val = exp.spec.validation
@@ -157,7 +157,7 @@ def run_cpcv(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
     if trainable:
         raise QfError(f"{exp.path or 'experiment'}: validation: cpcv refits nothing yet: the signal "
                       f"{exp.spec.signal.type!r} is trainable; validate it with walk_forward")
-    from qf.research.walk_forward import _where
+    from qf.research.walk_forward import _where  # lazy: numba
 
     where = _where(exp, ("validation",))
     try:  # the sizes alone, before minutes of simulation (the data length is checked below)
@@ -204,7 +204,7 @@ def run_cpcv(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
 
 
 def _sharpes(r: pd.DataFrame) -> np.ndarray:
-    from qf.research.overfitting import annual_sharpe
+    from qf.research.overfitting import annual_sharpe  # lazy: scipy
 
     return annual_sharpe(r.to_numpy())
 

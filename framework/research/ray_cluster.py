@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qf.errors import QfError
+from qf.registry import get_registry, loaded
+from qf.research.executors import RayExecutor
 
 __all__ = ["ClusterError", "connect_error", "task_error", "local_files", "job_runtime_env", "versions",
            "check_versions", "ray_executor_for"]
@@ -163,7 +165,6 @@ def versions() -> dict[str, Any]:
         ['plugins', 'python', 'qf']
     """
     import qf
-    from qf.registry import get_registry, loaded
 
     registry = get_registry(allow_broken=True)
     plugins = {name: version for name, version in loaded(registry.pm).items() if version != "builtin"}
@@ -237,8 +238,6 @@ def ray_executor_for(exp: Any) -> Any:
     The job ships the experiment's local-file components and the plugin allow/block lists (see
     :func:`job_runtime_env`), and each node's versions are checked before any work is sent.
     """
-    from qf.research.executors import RayExecutor
-
     spec = exp.spec.execution.executor
     work_dir = Path(tempfile.mkdtemp(prefix="qf-ray-job-"))
     try:

@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 from qf.errors import QfError
+from qf.registry import Registry, get_registry, new_plugin_manager, register_builtins
 
 # PEP 508 distribution names: letters, digits, '.', '_', '-'; starting and ending with a letter or digit
 _DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
@@ -128,8 +129,6 @@ def render(kind: str, names: PluginNames) -> dict[str, str]:
 
 def _taken(kind: str, component: str) -> str | None:
     """The plugin that already registers ``component`` as a ``kind``, if any (built-ins and installed)."""
-    from qf.registry import Registry, get_registry, new_plugin_manager, register_builtins
-
     try:
         registry = get_registry()
     except QfError:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars, validate
+from qf.components import history_of
 from qf.lookahead import (
     MAX_PROBES,
     RANDOM_PROBES,
@@ -216,8 +217,6 @@ def assert_signal_no_lookahead(
 
 def _live_rows(component: Any, warmup: int | None) -> int | None:
     """Bars before t in the live window: ``warmup`` when given, else the declared history minus t itself."""
-    from qf.components import history_of
-
     if warmup is not None:
         return int(warmup)
     h = history_of(component)

@@ -40,7 +40,9 @@ import pandas as pd
 from pydantic import Field
 
 from qf.components import Broker, Params, RefStatus
+from qf.engines.result import ORDER_COLUMNS
 from qf.errors import QfError
+from qf.paper.broker import BrokerView, FillView, OrderView, PositionView
 
 Side = Literal["buy", "sell"]
 Status = Literal["filled", "rejected"]
@@ -671,15 +673,11 @@ class FakeLiveBroker(bt.BrokerBase):
 
     def fills_frame(self) -> pd.DataFrame:
         """Every fill, as ``orders.csv`` rows (no fees: the fake charges none)."""
-        from qf.engines.result import ORDER_COLUMNS
-
         rows = [(pd.Timestamp(t), self.orders[cid].symbol, side, qty, price, 0.0)
                 for t, cid, side, qty, price in self.fills]
         return pd.DataFrame(rows, columns=ORDER_COLUMNS).astype({"quantity": float, "price": float, "fee": float})
 
     def view(self) -> Any:
-        from qf.paper.broker import BrokerView, FillView, OrderView, PositionView
-
         positions = [PositionView(s, q, p, q * (self._price(s, required=False) or p))
                      for s, (q, p) in sorted(self.positions.items())]
         orders = [OrderView(o.ref, o.symbol, o.side, o.quantity, o.filled, o.status)

@@ -49,7 +49,7 @@ def qf_plugin_manager() -> pluggy.PluginManager:
             qf_plugin_manager.register(my_plugin)
             classes = [c for batch in qf_plugin_manager.hook.qf_signal_models() for c in batch]
     """
-    from qf.registry import new_plugin_manager, register_builtins
+    from qf.registry import new_plugin_manager, register_builtins  # lazy: pandas
 
     pm = new_plugin_manager()
     register_builtins(pm)
@@ -70,7 +70,7 @@ def qf_register(qf_plugin_manager: pluggy.PluginManager) -> Iterator[Callable[..
             reg = qf_register(my_plugin)
             assert reg.get("sizer", "my_sizer").provider == "my_plugin"
     """
-    from qf.registry import Registry
+    from qf.registry import Registry  # lazy: pandas
 
     added: list[Any] = []
 
@@ -100,7 +100,7 @@ def qf_installed_registry() -> Registry:
             reg = qf_installed_registry.get("signal", "my_signal")
             assert reg.version == "1.0.0"
     """
-    from qf.registry import Registry, load_entry_points, new_plugin_manager
+    from qf.registry import Registry, load_entry_points, new_plugin_manager  # lazy: pandas
 
     # built like get_registry() builds it, but not cached: a test must not change the process-wide registry
     pm = new_plugin_manager()
@@ -111,7 +111,7 @@ def qf_installed_registry() -> Registry:
 @pytest.fixture(scope="session")
 def qf_bars() -> Bars:
     """Synthetic but realistic OHLCV bars (5 symbols, 600 days, one listed late), made with a fixed seed."""
-    from qf.testing.contracts import sample_bars
+    from qf.testing.contracts import sample_bars  # lazy: numba
 
     return sample_bars(unlisted=1)
 
@@ -119,7 +119,7 @@ def qf_bars() -> Bars:
 @pytest.fixture(scope="session")
 def qf_real_bars() -> Bars:
     """Real daily closes of 20 US large caps shipped inside skfolio (2015-2022 slice), validated."""
-    from qf.registry import get_registry
+    from qf.registry import get_registry  # lazy: pandas
 
     source = get_registry().get("data", "sample").cls({"dataset": "sp500_20", "start": "2015-01-01"})
     return source.load()
@@ -128,7 +128,7 @@ def qf_real_bars() -> Bars:
 @pytest.fixture(scope="session")
 def qf_rebalance_dates(qf_bars: Bars) -> pd.DatetimeIndex:
     """The last bar of each month of ``qf_bars``: rebalance dates for sizer and risk-rule tests."""
-    from qf.testing.checks import month_ends
+    from qf.testing.checks import month_ends  # lazy: numba
 
     return month_ends(qf_bars)
 
@@ -144,6 +144,6 @@ def qf_fake_broker() -> FakeBroker:
             my_adapter(qf_fake_broker).rebalance({"S0": 0.5})
             assert qf_fake_broker.fills[0].symbol == "S0"
     """
-    from qf.testing.fake_broker import FakeBroker
+    from qf.testing.fake_broker import FakeBroker  # lazy: backtrader
 
     return FakeBroker(cash=100_000.0)

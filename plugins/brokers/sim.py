@@ -27,7 +27,7 @@ class SimBroker(Broker):
     def create(self, execution: Any, *, state_dir: Path | None = None) -> Any:
         import backtrader as bt
 
-        from qf.engines.backtrader.commission import QfCommission
+        from qf.engines.backtrader.commission import QfCommission  # lazy: backtrader
 
         broker = bt.brokers.BackBroker()
         broker.setcash(execution.initial_cash)

@@ -51,7 +51,7 @@ class Breakout(SignalModel):
         return None  # a holding state: long since the last new high, until a new low
 
     def compute(self, bars: Bars) -> pd.DataFrame:
-        from qf_plugins.signals._indicators import hold  # numba: loaded when a signal is computed
+        from qf_plugins.signals._indicators import hold  # lazy: numba (loaded when a signal is computed)
 
         bars.require(("high", "low"), who=f"signal {self.name}")
         w, xw = self.params.window, self._exit_window

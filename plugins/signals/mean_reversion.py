@@ -76,7 +76,7 @@ class MeanReversion(SignalModel):
 
     @property
     def history(self) -> int | None:
-        from qf_plugins.signals._indicators import rsi_history
+        from qf_plugins.signals._indicators import rsi_history  # lazy: numba
 
         p = self.params
         if p.exit is not None:
@@ -84,7 +84,7 @@ class MeanReversion(SignalModel):
         return rsi_history(p.window) if p.mode == "rsi" else self.warmup + 1
 
     def compute(self, bars: Bars) -> pd.DataFrame:
-        from qf_plugins.signals._indicators import hold, rsi, zscore  # numba: loaded when a signal is computed
+        from qf_plugins.signals._indicators import hold, rsi, zscore  # lazy: numba (loaded when a signal is computed)
 
         p = self.params
         ind = rsi(bars.close, p.window) if p.mode == "rsi" else zscore(bars.close, p.window)

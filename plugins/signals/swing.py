@@ -80,7 +80,7 @@ class Swing(SignalModel):
         return None
 
     def compute(self, bars: Bars) -> pd.DataFrame:
-        from qf_plugins.signals._indicators import hold, rsi, sma  # numba: loaded when a signal is computed
+        from qf_plugins.signals._indicators import hold, rsi, sma  # lazy: numba (loaded when a signal is computed)
 
         p = self.params
         close = bars.close

@@ -45,7 +45,7 @@ def hrp_weights(returns: pd.DataFrame, codependence: str, linkage: str, rm: str,
         hrp_weights(daily_returns_frame, "pearson", "single", "MV")  # -> Series of weights, sum 1
     """
     if uses_kernel(codependence, linkage, rm, backend):
-        from qf_plugins.sizers.hrp_kernel import hrp_weights_kernel
+        from qf_plugins.sizers.hrp_kernel import hrp_weights_kernel  # lazy: scipy
 
         return pd.Series(hrp_weights_kernel(returns.to_numpy(dtype=float), codependence, linkage),
                          index=returns.columns)
@@ -63,7 +63,7 @@ def uses_kernel(codependence: str, linkage: str, rm: str, backend: Backend = "au
     if backend == "riskfolio":
         return False
     # imported here: the kernel module compiles numba code, which listing commands must not pay for
-    from qf_plugins.sizers.hrp_kernel import kernel_covers
+    from qf_plugins.sizers.hrp_kernel import kernel_covers  # lazy: scipy
 
     return kernel_covers(codependence, linkage, rm)
 

@@ -129,7 +129,7 @@ def _rolling_rsi(close: pd.DataFrame, window: int) -> pd.DataFrame:
 
 def _base_features(bars: Bars, cfg: FeatureConfig) -> dict[str, pd.DataFrame]:
     """Per-symbol (time-series) features as wide frames, before the warm-up mask."""
-    from qf_plugins.signals._indicators import zscore  # numba: loaded when features are built
+    from qf_plugins.signals._indicators import zscore  # lazy: numba (loaded when features are built)
 
     close = bars.close
     log_close = np.log(close)
