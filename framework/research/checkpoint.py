@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -52,6 +53,8 @@ __all__ = ["SweepCheckpoint", "fingerprint", "checkpoint_root"]
 RETURNS = "_returns"
 # bumped when the files' layout changes, so that an older checkpoint is never misread
 LAYOUT = 1
+
+log = logging.getLogger(__name__)
 
 
 def _bars_digest(bars: Bars) -> str:
@@ -129,6 +132,7 @@ class SweepCheckpoint:
         self.n_rows = n_rows
         self.keep_returns = keep_returns
         self.saved = 0  # rows this process has written
+        self.disabled = False  # set when a save failed: the sweep goes on without checkpoints
 
     @classmethod
     def for_sweep(cls, exp: Any, bars: Bars, grid: pd.DataFrame, *, root: Path, trade_from: int = 0,
@@ -154,7 +158,9 @@ class SweepCheckpoint:
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a file we cannot trust is recomputed, never used
             for pos, row in zip(positions, part, strict=True):
-                if not (isinstance(pos, int) and 0 <= pos < self.n_rows) or pos in rows:
+                # JSON true is an int to Python, and a row must be an object: anything else is not ours
+                if not (isinstance(pos, int) and not isinstance(pos, bool) and 0 <= pos < self.n_rows) \
+                        or pos in rows or not isinstance(row, dict):
                     continue
                 if returns is not None:
                     if pos not in returns:
@@ -173,10 +179,22 @@ class SweepCheckpoint:
         return out
 
     def save(self, positions: list[int], rows: list[dict[str, Any]]) -> None:
-        """Write one finished chunk (atomically: a reader sees all of it or nothing)."""
-        if not positions:
-            return
+        """Write one finished chunk (atomically: a reader sees all of it or nothing).
 
+        A checkpoint that cannot be written (a full disk, ``.qf`` being a file, the folder removed by a
+        concurrent sweep that finished) must not cost the sweep itself: one warning, and the sweep goes on
+        without checkpoints (it just cannot be resumed).
+        """
+        if not positions or self.disabled:
+            return
+        try:
+            self._save(positions, rows)
+        except OSError as exc:
+            self.disabled = True
+            log.warning("cannot checkpoint the sweep in %s (%s): it goes on, but an interrupted run will start "
+                        "over", self.folder, exc.strerror or exc)
+
+    def _save(self, positions: list[int], rows: list[dict[str, Any]]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         stem = f"rows-{os.getpid()}-{secrets.token_hex(6)}"
         if self.keep_returns:  # first: the .json's presence says the chunk is complete
