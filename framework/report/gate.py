@@ -126,6 +126,8 @@ def load_gate(path: Path, section: bool = False) -> GateSpec | None:
         raise ConfigError(f"{path}: gate file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the gate file: {exc}") from None
+    if not text.strip():
+        raise ConfigError(f"{path}: the gate file is empty; give at least one criterion, e.g. min_trades: 20")
     raw, src = read_yaml(text, str(path))
     prefix: tuple[Any, ...] = ()
     if "gate" in raw and (section or set(raw) == {"gate"}):
@@ -163,6 +165,15 @@ def read_report(folder: Path) -> tuple[dict[str, Any], pd.Series]:
     except Exception as exc:  # pyarrow raises several types for a missing or damaged file
         raise QfError(f"{folder / 'equity.parquet'}: cannot read: {exc}") from None
     return metrics, equity
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    """A report's manifest.json ({} when absent or unreadable: the checks that need it are skipped)."""
+    try:
+        doc = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def backtest_equity(exp: Any) -> tuple[pd.Series, float]:
@@ -299,9 +310,18 @@ def run_gate(folder: Path, spec: GateSpec, exp: Any = None, backtest_dir: Path |
         result = run_gate(outcome.report_dir, exp.spec.gate, exp)
         sys.exit(result.exit_code)
     """
+    paper = _manifest(Path(folder))
+    if paper.get("kind", "paper") != "paper":
+        raise QfError(f"{folder}: a {paper['kind']} report; the gate evaluates paper sessions (qf paper ... --out)")
     backtest = label = None
     if needs_backtest(spec):
         if backtest_dir is not None:
+            other = _manifest(Path(backtest_dir))
+            if other.get("kind", "backtest") != "backtest":
+                raise QfError(f"--backtest {backtest_dir}: a {other['kind']} report, not a backtest")
+            if "experiment" in paper and "experiment" in other and paper["experiment"] != other["experiment"]:
+                raise QfError(f"--backtest {backtest_dir}: a backtest of {other['experiment']!r}, but the paper "
+                              f"session ran {paper['experiment']!r}; the tracking error needs the same experiment")
             backtest, label = backtest_from_report(Path(backtest_dir)), str(backtest_dir)
         elif exp is not None:
             backtest, label = backtest_equity(exp), f"{exp.name} backtest (run in memory)"

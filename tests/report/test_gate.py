@@ -133,3 +133,29 @@ def test_the_verdict_goes_on_the_tear_sheet_once(tmp_path: Path) -> None:
     page = (folder / "tearsheet.html").read_text()
     assert page.count('<div id="gate"') == 1 and "NO-GO" in page and 'href="gate.html"' in page
     assert page.index('<div id="gate"') < page.index("</body>")
+
+
+def test_gate_refuses_what_is_not_a_paper_session_or_its_backtest(tmp_path: Path) -> None:
+    """Found adversarially: a sweep report was accepted as the backtest of another experiment's paper session
+    (tracking error 18.84 %), the gate ran on a sweep report, and an empty gate file got the experiment's message."""
+    paper = _report(tmp_path / "p", _equity(6), {"n_closed": 25, "win_rate": 0.6})
+    (paper / "manifest.json").write_text(json.dumps({"experiment": "pd", "kind": "paper"}))
+    sweep = _report(tmp_path / "s", _equity(7), {"n_closed": 25, "win_rate": 0.6})
+    (sweep / "manifest.json").write_text(json.dumps({"experiment": "pd", "kind": "sweep"}))
+    other = _report(tmp_path / "o", _equity(8), {"n_closed": 25, "win_rate": 0.6})
+    (other / "manifest.json").write_text(json.dumps({"experiment": "sma", "kind": "backtest"}))
+    (tmp_path / "te.yaml").write_text("max_tracking_error: 0.05\n")
+    (tmp_path / "empty.yaml").write_text("\n")
+    (tmp_path / "n.yaml").write_text("min_trades: 5\n")
+    cases = {
+        ("report", "gate", str(sweep), "--gate", str(tmp_path / "n.yaml")): "a sweep report; the gate evaluates",
+        ("report", "gate", str(paper), "--gate", str(tmp_path / "te.yaml"), "--backtest", str(sweep)):
+            "a sweep report, not a backtest",
+        ("report", "gate", str(paper), "--gate", str(tmp_path / "te.yaml"), "--backtest", str(other)):
+            "a backtest of 'sma', but the paper session ran 'pd'",
+        ("report", "gate", str(paper), "--gate", str(tmp_path / "empty.yaml")): "the gate file is empty",
+    }
+    for args, expect in cases.items():
+        res = runner.invoke(app, list(args))
+        assert res.exit_code == 2 and expect in res.output and "Traceback" not in res.output, (args, res.output)
+    assert not (sweep / "gate.json").exists() and not (paper / "gate.json").exists()
