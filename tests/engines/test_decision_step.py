@@ -16,7 +16,7 @@ import pandas as pd
 import qf
 from qf.config.schema import ExecutionSpec
 from qf.engines.decision import DecisionStep
-from qf.engines.kernels.risk import RiskConfig
+from qf.engines.kernels.risk import RiskStack, compose
 from qf.engines.kernels.step import EVENT_FLATTEN, EVENT_STOP
 from qf.engines.result import EVENT_COLUMNS, ORDER_COLUMNS, orders_frame, risk_events_frame
 
@@ -24,8 +24,8 @@ SYMBOLS = ["MSFT", "AAPL", "BRK.B"]  # not in name order: frames sort by name, a
 INDEX = pd.date_range("2024-01-01", periods=6, freq="B")
 
 
-def no_rules() -> RiskConfig:
-    return RiskConfig()
+def no_rules() -> RiskStack:
+    return compose([])
 
 
 def step(rows: int = len(INDEX), **execution) -> DecisionStep:
@@ -108,7 +108,7 @@ def test_decide_sizes_a_rebalance_and_grows_its_rows():
     close = np.full((T, N), 100.0)
     targets = np.full((T, N), np.nan)
     targets[2] = [0.5, 0.25, 0.0]
-    sizes = s.decide(2, 0, 10_000.0, np.zeros(N), close, close, targets, np.full((T, N), np.nan))
+    sizes = s.decide(2, 0, 10_000.0, np.zeros(N), close, close, targets, np.zeros((T, 0, N)))
     np.testing.assert_allclose(sizes, [50.0, 25.0, 0.0])
     assert s.events.shape[0] >= 3 and s.capped_at.shape[0] >= 3 and not s.events.any()
 
