@@ -40,7 +40,7 @@ def print_gate(result: Any) -> None:
 
 def gate_spec(gate_file: Path | None, fallback: Any) -> Any:
     """The gate of ``--gate`` (a file), else ``fallback`` (the experiment's ``gate:`` section, may be None)."""
-    from qf.report.gate import load_gate
+    from qf.report.gate import load_gate  # lazy: pandas
 
     return load_gate(gate_file) if gate_file is not None else fallback
 
@@ -55,7 +55,7 @@ def report_gate(
                            "the report's config.yaml when a criterion needs it).")] = None,
 ) -> None:
     """Evaluate a paper report against go/no-go thresholds: GO (exit 0) or NO-GO (exit 3), gate.html in the report."""
-    from qf.report.gate import load_gate, needs_backtest, run_gate
+    from qf.report.gate import load_gate, needs_backtest, run_gate  # lazy: pandas
 
     try:
         if not (report / "metrics.json").is_file():
@@ -63,7 +63,7 @@ def report_gate(
         loaded: list[Any] = []
 
         def experiment() -> Any:  # the report's own config, loaded only when something needs it
-            from qf.config.loader import load_experiment
+            from qf.config.loader import load_experiment  # lazy: pandas
 
             config = report / "config.yaml"
             if not config.is_file():
@@ -101,8 +101,8 @@ def gate_after_paper(experiment: Path, overrides: list[str] | None, gate: Path |
                      report_dir: Path | None) -> int | None:
     """``qf paper --gate`` (or the experiment's ``gate:``): evaluate the session's report, print the verdict
     and return its exit code (0 GO, 3 NO-GO); None when there is no gate or no report."""
-    from qf.config.loader import load_experiment
-    from qf.report.gate import needs_backtest, run_gate
+    from qf.config.loader import load_experiment  # lazy: pandas
+    from qf.report.gate import needs_backtest, run_gate  # lazy: pandas
 
     if report_dir is None:
         return None

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from qf.cli.common import print_summary
+from qf.cli.gate import check_gate_file, gate_after_paper
 from qf.errors import QfError
 
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -93,8 +94,6 @@ def paper(
 
     Every session writes a report (kind: paper) that `qf report compare` puts next to the backtest.
     """
-    from qf.cli.gate import check_gate_file, gate_after_paper
-
     check_gate_file(gate)  # a bad gate file fails before the session (exit 2)
     with _sigterm_as_interrupt() as terminated:
         try:

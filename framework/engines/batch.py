@@ -52,6 +52,7 @@ from qf.engines.kernels.risk import RiskStack
 from qf.engines.kernels.step import decide_costed_nb
 from qf.engines.result import EVENT_COLUMNS, EngineResult, events_frame, orders_frame
 from qf.errors import QfError
+from qf.report.metrics import _aligned, compute_metrics, metrics_from_equity
 
 
 @nb.njit(cache=True)
@@ -134,7 +135,7 @@ def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskStack | None
         res = run_vectorbt_light(bars, tg.targets, tg.risk, exp.spec.execution)
         compute_metrics(res, exp.spec.execution.initial_cash)["sharpe"]
     """
-    from qf.engines.vectorbt import run_kernel
+    from qf.engines.vectorbt import run_kernel  # lazy: vectorbt
 
     inputs = build_inputs(bars, targets, risk, execution)
     order_records, _, events, capped = run_kernel(inputs, execution)
@@ -383,8 +384,7 @@ def sweep_metrics(bars: Bars, targets: pd.DataFrame, risk: RiskStack | Sequence[
         m, equity = sweep_metrics(bars, tg.targets, tg.risk, exp.spec.execution, eval_start)
         m["sharpe"]
     """
-    from qf.engines.kernels.risk import as_stack
-    from qf.report.metrics import _aligned, compute_metrics, metrics_from_equity
+    from qf.engines.kernels.risk import as_stack  # lazy: numba
 
     base = _sweep_base(bars, execution)
     inp = base.inputs

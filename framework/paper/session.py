@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from qf.bars import Bars, valuation_bars
-from qf.components import Broker, LiveDataSource
+from qf.components import Broker, LiveDataSource, history_of
 from qf.config.loader import LoadedExperiment
 from qf.engines.backtrader.paper import LiveFeed, LivePaperStrategy, SimBroker, SimPaperStrategy, paper_cerebro
 from qf.engines.backtrader.strategy import configure_broker, per_order_slippage
@@ -50,7 +50,11 @@ from qf.paper.drift import attach_drift, with_drift_events, write_drift_report
 from qf.paper.feed import BarHub, BarSource, ReplaySource
 from qf.paper.state import STATE_FILE, PaperState
 from qf.paper.strategy import PaperPlan, SessionView
-from qf.report import writer
+from qf.registry import get_registry
+from qf.report import tearsheet, writer
+from qf.report.analysis import TradeData
+from qf.report.metrics import compute_metrics, eval_returns, evaluation_start
+from qf.report.trades import run_trades
 from qf.runner import lifecycle
 
 log = logging.getLogger(__name__)
@@ -143,7 +147,6 @@ def resolve_broker(exp: LoadedExperiment, name: str | None) -> Broker:
     """The experiment's broker component, or the installed broker ``name`` with its default params."""
     if name is None or name == exp.spec.broker.type:
         return exp.broker
-    from qf.registry import get_registry
 
     return get_registry().get("broker", name).cls({})
 
@@ -170,8 +173,6 @@ def history_bars(exp: LoadedExperiment) -> int | None:
 
         history_bars(load_experiment("experiments/hrp_swing.yaml"))   # None: swing is path-dependent
     """
-    from qf.components import history_of
-
     try:
         hs = [history_of(exp.signal), history_of(exp.sizer)]
     except ValueError as exc:
@@ -223,7 +224,7 @@ def run_paper(exp: LoadedExperiment, options: PaperOptions | None = None,
 
 
 def _risk(exp: LoadedExperiment) -> Any:
-    from qf.pipeline import risk_config
+    from qf.pipeline import risk_config  # lazy: numba
 
     return risk_config(exp)
 
@@ -467,9 +468,8 @@ def write_paper_report(exp: LoadedExperiment, state: PaperState, broker: str, st
         metrics, folder = write_paper_report(exp, state, "sim", "done", bars, state.equity(), state.fills(),
                                              state.events())
     """
-    from qf.pipeline import Targets
-    from qf.report.metrics import compute_metrics, evaluation_start
-    from qf.runner import RunOutcome, benchmark_returns, default_report_dir, write_report
+    from qf.pipeline import Targets  # lazy: numba
+    from qf.runner import RunOutcome, benchmark_returns, default_report_dir, write_report  # lazy: numba
 
     initial = float(state.get_meta("initial_equity") or (equity.iloc[0] if len(equity) else "nan"))
     processed = int(len(equity))
@@ -533,11 +533,7 @@ def _write_tearsheet(exp: LoadedExperiment, outcome: Any, initial: float, note: 
                      path: Path) -> str | None:
     """The tear sheet :func:`qf.runner.write_report` would draw (the metrics' evaluation period, the same
     title and subtitle, ``note`` as its warning); on failure log a warning and return why."""
-    from qf.report.analysis import TradeData
-    from qf.report.metrics import eval_returns
-    from qf.report.tearsheet import write_tearsheet
-    from qf.report.trades import run_trades
-    from qf.runner import benchmark_returns
+    from qf.runner import benchmark_returns  # lazy: numba
 
     metrics = outcome.metrics
     start = metrics.get("eval_start") if metrics.get("eval_bars") else None
@@ -547,8 +543,8 @@ def _write_tearsheet(exp: LoadedExperiment, outcome: Any, initial: float, note: 
         res = outcome.result
         trades = TradeData(run_trades(outcome), metrics["trades"], res.orders, outcome.bars.close, res.equity,
                            outcome.targets.targets, first)
-        write_tearsheet(rets, benchmark_returns(exp, outcome.bars), path, exp.spec.report.title or exp.name,
-                        subtitle="paper, backtrader", warning=note, metrics=metrics, trades=trades)
+        tearsheet.write_tearsheet(rets, benchmark_returns(exp, outcome.bars), path, exp.spec.report.title or exp.name,
+                                  subtitle="paper, backtrader", warning=note, metrics=metrics, trades=trades)
     except Exception as exc:  # the session's numbers are written whatever the page does
         path.unlink(missing_ok=True)
         why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

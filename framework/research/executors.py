@@ -48,6 +48,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from qf.report.writer import owned_name, remove_stale
+
 __all__ = ["Executor", "LocalExecutor", "RayExecutor"]
 
 R = TypeVar("R")
@@ -230,8 +232,6 @@ class LocalExecutor(_InOrder):
         if entry is not None and entry[0] is arr:
             return entry[1]
         if self._tmp is None:
-            from qf.report.writer import owned_name, remove_stale
-
             parent = self._tmp_parent or tempfile.gettempdir()
             remove_stale(Path(parent), SHARED_PREFIX)  # what pools of killed processes left behind
             # the name records this process, so that a later pool can tell the folder was abandoned
@@ -561,7 +561,7 @@ class RayExecutor(_InOrder):
     def __init__(self, address: str | None = "local", *, num_cpus: int | None = None, n_jobs: int | None = None,
                  runtime_env: dict[str, Any] | None = None, max_retries: int = 3, handshake: bool = True,
                  **init_kwargs: Any):
-        from qf.research import ray_cluster
+        from qf.research import ray_cluster  # cycle: qf.research.ray_cluster
 
         # no usage-stats phone-home from a research run
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -654,8 +654,8 @@ class RayExecutor(_InOrder):
         Tasks are streamed: a few more than there are workers are in flight, and each finished task lets
         the next chunk go out (``ray.wait``), so a slow chunk never holds up the others.
         """
-        from qf.research import ray_cluster
-        from qf.research.ray_cluster import task_error
+        from qf.research import ray_cluster  # cycle: qf.research.ray_cluster
+        from qf.research.ray_cluster import task_error  # cycle: qf.research.ray_cluster
 
         ray = self._ray
         values = _check_shared(shared)

@@ -42,7 +42,9 @@ from qf.rebalance import rebalance_dates
 from qf.report import writer
 from qf.report.metrics import PERIODS_PER_YEAR, compute_metrics, eval_returns, evaluation_start
 from qf.research.checkpoint import SweepCheckpoint, checkpoint_root
+from qf.research.executors import LocalExecutor
 from qf.research.grid import expand_grid
+from qf.research.ray_cluster import ClusterError, ray_executor_for
 from qf.research.stats import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sharpe_stats
 
 # share of a window a trainable model is fitted on when a sweep scores it (the rest is its holdout)
@@ -131,10 +133,10 @@ def _engine_result(exp: LoadedExperiment, bars: Bars, targets: Targets, light: b
     engine = exp.spec.execution.engine
     if light and engine == "vectorbt":
         # the same simulation and equity, without building a vbt.Portfolio (see qf.engines.batch)
-        from qf.engines.batch import run_vectorbt_light
+        from qf.engines.batch import run_vectorbt_light  # lazy: vectorbt
 
         return run_vectorbt_light(bars, targets.targets, targets.risk, exp.spec.execution)
-    from qf.runner import run_engine
+    from qf.runner import run_engine  # lazy: numba
 
     return run_engine(exp, bars, targets, engine)
 
@@ -190,7 +192,7 @@ def _combo_metrics(exp: LoadedExperiment, bars: Bars, trade_from: int, traded_ba
         t = targets.targets
         targets = replace(targets, targets=t.loc[t.index >= bars.index[trade_from]])
     if exp.spec.execution.engine == "vectorbt":
-        from qf.engines.batch import sweep_metrics
+        from qf.engines.batch import sweep_metrics  # lazy: vectorbt
 
         return sweep_metrics(traded_bars, targets.targets, targets.risk, exp.spec.execution, start)
     result = _engine_result(exp, traded_bars, targets, True)
@@ -246,13 +248,10 @@ def _by_signal(combos: list[dict[str, Any]]) -> list[int]:
 def _executor(exp: LoadedExperiment, n_tasks: int):
     spec = exp.spec.execution.executor
     if spec.kind == "ray":
-        from qf.research.ray_cluster import ray_executor_for
-
         try:
             return ray_executor_for(exp)
         except ImportError as exc:
             raise QfError(f"execution.executor.kind: ray is not installed ({exc}); pip install 'qf[ray]'") from None
-    from qf.research.executors import LocalExecutor
 
     # a fresh worker imports vectorbt and loads the compiled kernels (seconds), so small sweeps stay
     # in-process; on Linux the workers are forked from this process once it is warm (see evaluate_grid),
@@ -314,9 +313,6 @@ def _evaluate(exp: LoadedExperiment, bars: Bars, combos: list[dict[str, Any]], t
               rows: list[dict | None], ex: Any, trade_from: int, keep_returns: bool,
               checkpoint: SweepCheckpoint | None, progress: Callable[[int, int], None] | None, n_done: int) -> None:
     """Fill ``rows[j]`` for every ``j`` in ``todo`` (signal-grouped order) on ``ex``, checkpointing each chunk."""
-    from qf.research.executors import LocalExecutor
-    from qf.research.ray_cluster import ClusterError
-
     # forked workers start as warm as this process: one combination here first imports and loads
     # everything they need (vectorbt, the compiled kernels), then the pool forks them (once per executor)
     warm_up = FORK_WORKERS and ex.n_workers > 1 and isinstance(ex, LocalExecutor) and not ex.started
@@ -442,14 +438,14 @@ def _progress(console: Console):
 
 
 def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path:
-    from qf.runner import RunOutcome, default_report_dir, write_report
+    from qf.runner import RunOutcome, default_report_dir, write_report  # lazy: numba
 
     sweep = exp.spec.sweep
     assert sweep is not None
     grid = grid_of(exp)
     params = list(grid.columns)
     bars = exp.data.load()
-    from qf.research.cpcv import PBO_MAX_COMBOS
+    from qf.research.cpcv import PBO_MAX_COMBOS  # cycle: qf.research.cpcv
 
     keep_returns = 2 <= len(grid) <= PBO_MAX_COMBOS
     # finished rows go to a stable place (each run gets a new report folder) as chunks finish, so that the
@@ -478,7 +474,7 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     returns = eval_returns(result.equity, best_exp.spec.execution.initial_cash, start)
     inference = sharpe_inference(returns, table["sharpe"].to_numpy(dtype=float), len(table))
     metrics.update({"dsr": inference["dsr"], "psr": inference["psr"], "n_trials": len(table)})
-    from qf.research.cpcv import pbo_text, sweep_pbo
+    from qf.research.cpcv import pbo_text, sweep_pbo  # cycle: qf.research.cpcv
 
     pbo_res, pbo_reason = sweep_pbo(exp, bars, grid, combo_rets)
     inference.update(pbo_res.summary() if pbo_res is not None else {"pbo": None, "pbo_note": pbo_reason})
@@ -492,7 +488,7 @@ def run_sweep(exp: LoadedExperiment, out: Path | None, console: Console) -> Path
     outcome = RunOutcome(best_exp, bars, targets, result, metrics, None)
 
     def extra(tmp: Path) -> None:
-        from qf.report.sweep_page import sweep_html  # the page imports this module: imported on use
+        from qf.report.sweep_page import sweep_html  # cycle: qf.report.sweep_page (it imports this module)
 
         table.to_parquet(tmp / "sweep.parquet", index=False)
         sweep_html(table, params, sweep.metric, tmp / "sweep.html", f"{exp.name}: {sweep.metric} by parameters",

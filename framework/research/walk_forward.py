@@ -284,7 +284,7 @@ def run_walk_forward(exp: LoadedExperiment, out: Path | None, console: Console, 
     ``workers``: threads fitting a trainable model's folds at once (default: one per core; 1 = one fold
     after the other). The fitted models and every number of the report are the same for any value.
     """
-    from qf.runner import RunOutcome, default_report_dir, run_engine, write_report
+    from qf.runner import RunOutcome, default_report_dir, run_engine, write_report  # lazy: numba
 
     wf = exp.spec.walk_forward
     assert wf is not None

@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from qf.bars import Bars, validate
-from qf.components import Broker, CostModel, DataSource, RiskRule, SignalModel, Sizer, StatefulRiskRule
+from qf.components import (
+    Broker,
+    CostModel,
+    DataSource,
+    RiskRule,
+    RuleStatus,
+    SignalModel,
+    Sizer,
+    StatefulRiskRule,
+    history_of,
+)
+from qf.config.schema import ExecutionSpec
+from qf.engines.costs import CostArrays
 from qf.errors import DataError, QfError
 from qf.lookahead import RANDOM_PROBES, probe_positions
+from qf.registry import Registry, new_plugin_manager, register_builtins
 from qf.testing.contracts import (
     assert_risk_rule_idempotent,
     assert_risk_rule_no_lookahead,
@@ -37,10 +50,6 @@ from qf.testing.contracts import (
     assert_weights_valid,
     sample_bars,
 )
-
-if TYPE_CHECKING:
-    from qf.engines.costs import CostArrays
-    from qf.registry import Registry
 
 __all__ = [
     "WarmupContractWarning",
@@ -112,8 +121,6 @@ def registry_with(*plugins: Any) -> Registry:
         reg = registry_with(my_signals)
         reg.get("signal", "my_signal").provider    # 'my_signals'
     """
-    from qf.registry import Registry, new_plugin_manager, register_builtins
-
     pm = new_plugin_manager()
     register_builtins(pm)
     for plugin in plugins:
@@ -281,8 +288,7 @@ def check_stateful_rule(rule: StatefulRiskRule, bars: Bars | None = None, *, poi
 
         check_stateful_rule(StopLoss({"vol_mult": 3.0}), sample_bars())
     """
-    from qf.components import RuleStatus, history_of
-    from qf.engines.kernels.risk import compose, risk_step_nb
+    from qf.engines.kernels.risk import compose, risk_step_nb  # lazy: numba
 
     bars = sample_bars() if bars is None else bars
     who = _who(rule)
@@ -410,8 +416,6 @@ def check_broker(broker: Broker, execution: Any = None) -> Any:
     """
     import backtrader as bt
 
-    from qf.config.schema import ExecutionSpec
-
     who = _who(broker)
     _is(broker, Broker, who)
     execution = ExecutionSpec() if execution is None else execution
@@ -428,8 +432,6 @@ def check_broker(broker: Broker, execution: Any = None) -> Any:
 
 def _cost_arrays(model: CostModel, bars: Bars, who: str) -> CostArrays:
     """``model.arrays(bars)`` held to the kernels' input checks, as an AssertionError naming ``who``."""
-    from qf.engines.costs import CostArrays
-
     out = model.arrays(bars)
     if not isinstance(out, CostArrays):
         raise AssertionError(f"{who}: arrays() must return qf.engines.costs.CostArrays, got {type(out).__name__}")

@@ -46,7 +46,7 @@ class SmaCross(SignalModel):
         return self.params.slow - 1
 
     def compute(self, bars: Bars) -> pd.DataFrame:
-        from qf_plugins.signals._indicators import sma  # numba: loaded when a signal is computed
+        from qf_plugins.signals._indicators import sma  # lazy: numba (loaded when a signal is computed)
 
         # the moving averages are shared across combinations of a sweep (see _indicators); the rest is one
         # pass over arrays: 1 where fast > slow, else ``below``, NaN while the slow average warms up
