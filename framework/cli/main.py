@@ -10,15 +10,18 @@ from typing import Annotated
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
 from qf.cli import help_style
+from qf.cli.common import SUMMARY, err, fail, out, print_summary
+from qf.cli.common import fmt_metric as _fmt_metric
+from qf.cli.common import period as _period
 from qf.errors import QfError
 
 help_style.apply()
+
 
 class QfGroup(TyperGroup):
     """qf's top-level command group: qf's own commands, then those plugins contribute (``qf_register_commands``).
@@ -73,10 +76,6 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect what a data source re
 app.add_typer(report_app, name="report")
 app.add_typer(data_app, name="data")
 
-# piped output gets room for the run tables instead of rich's 80-column default
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a value: dotted.path=value (repeatable).")]
 MaxCombosOpt = Annotated[int | None, typer.Option(
     "--max-combos", min=1, help="Refuse a sweep of more combinations (before constraints) than this; default 100000.")]
@@ -95,60 +94,6 @@ def _main(version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_version, help="Print qf's version and exit.")] = False) -> None:
     # no docstring: it would replace the app's help text
     return None
-
-
-def fail(exc: QfError) -> None:
-    for line in exc.problems:
-        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
-
-
-def _fmt_metric(key: str, v: float | int | str | None) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, float) and v != v:
-        return "n/a"
-    if key in ("cagr", "total_return", "max_drawdown", "volatility"):
-        return f"{v:.2%}"
-    if key in ("final_equity", "fees_paid"):
-        return f"{v:,.2f}"
-    if key == "turnover":
-        return f"{v:.2f}x/yr"
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.3f}"
-
-
-SUMMARY = ("cagr", "sharpe", "sortino", "max_drawdown", "volatility", "turnover", "fees_paid", "n_orders",
-           "final_equity")
-
-
-def _period(metrics: dict) -> str:
-    """The evaluation period every figure covers (warm-up excluded), e.g. '2011-01-10 to 2022-12-28, 3013 bars'."""
-    if "eval_bars" not in metrics:
-        return f"{metrics.get('start', '?')} to {metrics.get('end', '?')} (whole run)"
-    if not metrics["eval_bars"]:
-        return "no bar to evaluate"
-    # .get: a hand-edited or partly written metrics.json must not turn `qf report compare` into a traceback
-    return f"{metrics.get('eval_start', '?')} to {metrics.get('eval_end', '?')}, {metrics['eval_bars']} bars"
-
-
-def print_summary(title: str, metrics: dict) -> None:
-    table = Table(title=title, show_header=False)
-    table.add_row("period", _period(metrics))
-    for k in SUMMARY:
-        if k in metrics:
-            table.add_row(k, _fmt_metric(k, metrics[k]))
-    out.print(table)
-    if isinstance(metrics.get("trades"), dict):
-        from qf.report.trades import summary_line
-
-        out.print(summary_line(metrics["trades"]), highlight=False)
-    if metrics.get("excluded_bars"):
-        out.print(f"{metrics['excluded_bars']} warm-up bars before the period are excluded; "
-                  f"{metrics.get('periods_per_year', 252)} bars a year, risk-free rate {metrics.get('risk_free', 0):g}")
 
 
 @app.command()
