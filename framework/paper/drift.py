@@ -228,7 +228,9 @@ class DriftMonitor:
         if spec.retrain_on_drift and not isinstance(exp.signal, TrainableSignal):
             raise QfError(f"paper.drift.retrain_on_drift: signal {exp.signal.name!r} is not trainable (it has no fit); "
                           "remove retrain_on_drift or use a trainable signal such as xgboost")
-        meta = self._read_meta()
+        # a resumed session keeps the reference it measured against; one that never measured a bar (refused
+        # at start-up, then corrected) takes the settings of this run
+        meta = self._read_meta() if len(self._rows()) else {}
         if meta.get("reference_end"):
             ref_end = pd.Timestamp(meta["reference_end"])
         elif spec.reference_end is not None:

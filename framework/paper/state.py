@@ -213,8 +213,11 @@ class PaperState(SqliteStore):
         wanted = {"experiment": experiment, "config_hash": config_hash, "broker": broker,
                   "symbols": json.dumps(list(symbols)), "schema": SCHEMA_VERSION}
         stored = {k: self.get_meta(k) for k in wanted}
-        if all(v is None for v in stored.values()):
+        if all(v is None for v in stored.values()) or (stored != wanted and self._untouched()):
+            # a session refused at start-up (a bad setting found after binding) processed nothing: the
+            # corrected command claims the state instead of being told it belongs to "another configuration"
             with self._transaction() as db:
+                db.execute("DELETE FROM meta")
                 for k, v in {**wanted, "run_id": secrets.token_hex(6), "created": repr(time.time())}.items():
                     db.execute("INSERT INTO meta(key, value) VALUES(?, ?)", (k, v))
             return True
@@ -227,6 +230,12 @@ class PaperState(SqliteStore):
                 raise QfError(f"{self.path.parent}: this state folder belongs to a session with another "
                               f"{labels[key]}{detail}; use another --state-dir or remove the folder to start over")
         return False
+
+    def _untouched(self) -> bool:
+        """Nothing was processed, decided, filled or recorded in this state (only its binding exists)."""
+        with self._lock:
+            return all(self._db.execute(f"SELECT COUNT(*) AS n FROM {table}").fetchone()["n"] == 0  # noqa: S608
+                       for table in ("bars", "fills", "risk_events", "decisions", "planned"))
 
     @property
     def run_id(self) -> str:

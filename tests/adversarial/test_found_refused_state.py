@@ -5,7 +5,7 @@ marker is removed with the fix.
 1. (fixed) ``SweepCheckpoint.load`` promises that "a file we cannot trust is recomputed, never used", but a
    well-formed JSON chunk whose rows are not objects (``null``, a string) is returned as a row (without
    ``keep_returns``) or crashes ``qf run`` with a TypeError traceback (with it).
-2. ``qf paper`` refused at start-up by ``paper.drift`` (a reference window with no data) has already
+2. (fixed) ``qf paper`` refused at start-up by ``paper.drift`` (a reference window with no data) has already
    written its state folder (paper.sqlite with the session's configuration, drift.json): the corrected
    command is then refused with "this state folder belongs to a session with another configuration".
 """
@@ -62,7 +62,6 @@ def test_a_checkpoint_that_cannot_be_written_does_not_stop_the_sweep(tmp_path: P
     assert ckpt.load() == {}
 
 
-@pytest.mark.xfail(strict=True, reason="a session refused at start-up leaves its state folder behind (reported)")
 def test_a_paper_session_refused_at_start_up_does_not_lock_its_state(tmp_path: Path, monkeypatch) -> None:
     from qf.cli.main import app
 

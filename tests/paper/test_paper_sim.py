@@ -27,7 +27,7 @@ from qf.errors import QfError
 from qf.paper.feed import ReplaySource
 from qf.paper.schedule import index_calendar, is_decision
 from qf.paper.session import PaperOptions, run_paper, warmup_bars
-from qf.paper.state import PaperState
+from qf.paper.state import BarRecord, PaperState
 from qf.rebalance import rebalance_dates
 
 runner = CliRunner()
@@ -265,6 +265,12 @@ def test_state_refuses_nonsense(tmp_path):
     state = PaperState(tmp_path / "paper.sqlite")
     assert state.bind(experiment="x", config_hash="h", broker="sim", symbols=["A"])
     assert not state.bind(experiment="x", config_hash="h", broker="sim", symbols=["A"])
+    # nothing processed yet (a session refused at start-up): a corrected configuration claims the state
+    assert state.bind(experiment="x", config_hash="h2", broker="sim", symbols=["A"])
+    assert state.bind(experiment="x", config_hash="h", broker="sim", symbols=["A"])
+    state.commit_bar(BarRecord(0, pd.Timestamp("2024-01-05"), 1e5, 1e5, np.array([0.0]), np.array([0.0]), {}))
+    with pytest.raises(QfError, match="another configuration"):
+        state.bind(experiment="x", config_hash="h2", broker="sim", symbols=["A"])
     with pytest.raises(QfError, match="another broker .*'sim', not 'alpaca'"):
         state.bind(experiment="x", config_hash="h", broker="alpaca", symbols=["A"])
     with pytest.raises(QfError, match="another symbols"):
