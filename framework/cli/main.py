@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -369,9 +371,26 @@ _register_commands()
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 
 
+class Terminated(BaseException):
+    """SIGTERM (what ``kill``, systemd and docker send), raised in the main thread like Ctrl-C's
+    KeyboardInterrupt so every cleanup runs: the report's temporary folder is removed, sweep workers stop, a
+    sweep's finished rows stay checkpointed. A BaseException, so no ``except Exception`` swallows it."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
+    # not the main thread (qf embedded in an application): ValueError, and its handler is left alone;
+    # qf paper installs its own for the session (see qf.cli.paper)
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
+    except Terminated:
+        err.print("terminated (SIGTERM): stopped; nothing half-written is left in the reports folder")
+        sys.exit(143)
     except QfError as exc:  # raised outside a command's own handler
         for line in exc.problems:
             err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
