@@ -9,7 +9,9 @@
   - ``# lazy: LIB``: the imported module loads the heavy library LIB (one of :data:`HEAVY`) through its
     module-level imports, so importing it at the top would slow the commands that never need it (listing
     commands load nothing heavy: tests/framework/test_lazy_imports.py); in qf.cli modules and the pytest
-    plugin qf.testing.fixtures pandas, numpy and pydantic count as heavy too (start-up paths);
+    plugin qf.testing.fixtures pandas, numpy and pydantic count as heavy too (start-up paths); LIB may also
+    be one of the few qf packages as costly as such a library (:data:`HEAVY_MODULES`) that the imported
+    module loads;
   - ``# cycle: MOD``: the imported module reaches this one through module-level imports (via MOD, the
     imported module itself or one on the way), so importing it at the top would close a cycle.
 
@@ -44,30 +46,20 @@ VENDORS = {
 # modules on a start-up path count pandas, numpy and pydantic as heavy too: the command-line front end
 # (`qf --help` and the listing commands) and the pytest plugin every pytest session of a qf install loads
 CLI_HEAVY = HEAVY | {"pandas", "numpy", "pydantic"}
+# qf packages that cost what a heavy library costs and that the start-up paths must not load, so ``# lazy:`` may
+# name them: the loopback Alpaca emulator (REST and websocket servers, the broker state machine; about 150 ms),
+# which listing the commands must not import (tests/framework/test_plugin_commands.py) though the plugin's
+# ``qf alpaca-emulator`` command is registered with every `qf --help`
+HEAVY_MODULES = frozenset({"qf_plugins.alpaca.emulator"})
 STARTUP = ("qf.cli.", "qf.testing.fixtures")
 REASON = re.compile(r"#\s*(lazy|cycle):\s*([\w.]+)")
-# Files other engineers owned while the function-local imports were converted (issue #15): their check is
-# expected to fail until the lead converts them (strict: an entry whose file passes fails, so the list
-# cannot go stale). The reasons say whose work the file was in.
-PENDING: dict[str, str] = {
-    "framework/cli/main.py": "H3's (plugin command registration)",
-    "framework/engines/backtrader/paper.py": "H2's (backtrader code moving into engines/backtrader)",
-    "framework/engines/backtrader/strategy.py": "H2's (backtrader code moving into engines/backtrader)",
-    "framework/engines/kernels/risk.py": "H1's (public stateful risk rule API)",
-    "framework/paper/strategy.py": "H2's (one DecisionStep for backtest and paper)",
-    "plugins/alpaca/__init__.py": "H3's (the Alpaca adapter as one plugin package)",
-    "plugins/alpaca/bars.py": "H3's (the Alpaca adapter as one plugin package)",
-    "plugins/alpaca/broker.py": "H3's (the Alpaca adapter as one plugin package)",
-    "plugins/alpaca/commands.py": "H3's (the Alpaca adapter as one plugin package)",
-    "plugins/alpaca/env.py": "H3's (the Alpaca adapter as one plugin package)",
-    "plugins/alpaca/source.py": "H3's (the Alpaca adapter as one plugin package)",
-}
-# vendor imports outside their place that are known and left to the lead (same rule: an entry that no longer
-# offends fails the test, so it is removed when the import moves)
-VENDOR_PENDING: dict[str, str] = {
-    "framework/testing/checks.py": "check_broker drives the BackBroker a Broker creates",
-    "framework/testing/fake_broker.py": "FakeBroker.create returns a backtrader BackBroker",
-}
+# Files whose function-local imports are known not to be converted yet, file -> why (issue #15; empty since
+# every file was converted): their check is expected to fail (strict: an entry whose file passes fails, so
+# the list cannot go stale).
+PENDING: dict[str, str] = {}
+# vendor imports outside their place that are known and left to move, file -> why (same rule: an entry that
+# no longer offends fails the test; empty since qf.testing's backtrader code moved to qf.engines.backtrader)
+VENDOR_PENDING: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -328,6 +320,17 @@ def test_reason_comments_are_read_from_any_line_of_the_statement():
     assert REASON.search("# cycle: qf.cli.main").groups() == ("cycle", "qf.cli.main")
 
 
+def test_a_heavy_qf_package_justifies_a_lazy_import_only_of_what_loads_it():
+    mod = Module("qf_plugins.alpaca.commands", ROOT / "plugins/alpaca/commands.py", False,
+                 comments={1: "# lazy: qf_plugins.alpaca.emulator", 2: "# lazy: qf_plugins.alpaca.ids",
+                           3: "# lazy: qf_plugins.alpaca.emulator"})
+    emulator = Import(1, 1, ("qf_plugins.alpaca.emulator", "qf_plugins.alpaca.emulator.cli"), (), True, "")
+    assert justification(mod, emulator) == "lazy: qf_plugins.alpaca.emulator"
+    # a qf module that is not in HEAVY_MODULES is no reason, and neither is one the import does not load
+    assert justification(mod, Import(2, 2, ("qf_plugins.alpaca.ids",), (), True, "")) is None
+    assert justification(mod, Import(3, 3, ("qf_plugins.alpaca.env",), (), True, "")) is None
+
+
 # --- the rules ----------------------------------------------------------------------------------------
 
 
@@ -375,6 +378,8 @@ def justification(mod: Module, imp: Import) -> str | None:
         return None
     kind, what = claim.groups()
     if kind == "lazy":
+        if what in HEAVY_MODULES:
+            return f"lazy: {what}" if any(what in reach(t) for t in imp.targets) else None
         heavy = CLI_HEAVY if mod.name.startswith(STARTUP) else HEAVY
         return f"lazy: {what}" if what in heavy and any(what in heavy_loaded_by(t) for t in imp.targets) else None
     for target in imp.targets:

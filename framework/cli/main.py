@@ -42,7 +42,7 @@ class QfGroup(TyperGroup):
         self._plugin_commands_added = True
         from typer.main import get_command_from_info, get_group_from_info
 
-        from qf.registry import get_registry
+        from qf.registry import get_registry  # lazy: pandas
 
         registry = get_registry(allow_broken=True)
         before = {name: list(b.problems) for name, b in registry.broken.items()}
@@ -111,9 +111,9 @@ def run(
     """Run an experiment and write its report (a sweep when the file has a sweep: section)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from qf.config.loader import load_experiment
-    from qf.registry import get_registry
-    from qf.report.writer import check_report_target
+    from qf.config.loader import load_experiment  # lazy: pydantic
+    from qf.registry import get_registry  # lazy: pandas
+    from qf.report.writer import check_report_target  # lazy: pandas
 
     try:
         overrides = list(set_ or [])
@@ -123,11 +123,11 @@ def run(
         # a report that cannot be written is refused now, not after minutes of simulation
         check_report_target(out_dir, Path(exp.spec.report.dir), exp.name)
         if exp.spec.sweep is not None or exp.spec.walk_forward is not None or exp.spec.validation is not None:
-            from qf.research.study import run_research
+            from qf.research.study import run_research  # lazy: numba
 
             run_research(exp, out_dir, console=out)
             return
-        from qf.runner import run_experiment
+        from qf.runner import run_experiment  # lazy: numba
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as progress:
@@ -159,13 +159,13 @@ def validate(
     sources are checked when ``qf run`` loads them. ``--lookahead``
     loads the data and runs the look-ahead and warmup checks of :mod:`qf.lookahead` on it.
     """
-    from qf.components import PathResolving
-    from qf.config.loader import load_experiment, needs_data
+    from qf.components import PathResolving  # lazy: pandas
+    from qf.config.loader import load_experiment, needs_data  # lazy: pydantic
 
     try:
         exp = load_experiment(experiment, list(set_ or []), max_combos=max_combos)
         if lookahead:
-            from qf.cli.lookahead import validate_lookahead
+            from qf.cli.lookahead import validate_lookahead  # lazy: numba
 
             validate_lookahead(exp, out, err)
             return
@@ -181,7 +181,7 @@ def validate(
 @app.command()
 def plugins() -> None:
     """List every installed component by kind, and the commands plugins add, with the plugin and its version."""
-    from qf.registry import KIND_LABELS, command_names, get_registry, loaded
+    from qf.registry import KIND_LABELS, command_names, get_registry, loaded  # lazy: pandas
 
     try:
         reg = get_registry(allow_broken=True)  # the healthy ones are listed, the broken ones marked
@@ -213,7 +213,7 @@ def plugins() -> None:
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of experiment files."""
-    from qf.config.schema import Experiment
+    from qf.config.schema import Experiment  # lazy: pydantic
 
     out.print_json(json.dumps(Experiment.model_json_schema()))
 
@@ -225,8 +225,8 @@ def data_show(
     param: Annotated[list[str] | None, typer.Option("--param", help="Source parameter key=value (repeatable).")] = None,
 ) -> None:
     """Print what a data source returns: symbols, date range, rows, missing values."""
-    from qf.config.loader import params_from_options
-    from qf.registry import get_registry
+    from qf.config.loader import params_from_options  # lazy: pydantic
+    from qf.registry import get_registry  # lazy: pandas
 
     try:
         reg = get_registry().get("data", source)
@@ -252,7 +252,7 @@ def data_show(
 @report_app.command("list")
 def report_list(root: Annotated[Path, typer.Option(help="Reports folder.")] = Path("reports")) -> None:
     """Past runs with their key metrics, newest first."""
-    from qf.report.index import COLUMNS, fmt, scan
+    from qf.report.index import COLUMNS, fmt, scan  # lazy: pandas
 
     entries = scan(root)
     if not entries:
@@ -293,8 +293,8 @@ def report_compare(
         "--out", help="compare.html to write (default <reports root>/compare-<timestamp>.html).")] = None,
 ) -> None:
     """Put runs side by side (e.g. a backtest and a paper run): a terminal table and an HTML page."""
-    from qf.report.compare import default_page, load_run, unique_labels, write_compare
-    from qf.report.writer import new_run_id
+    from qf.report.compare import default_page, load_run, unique_labels, write_compare  # lazy: pandas
+    from qf.report.writer import new_run_id  # lazy: pandas
 
     try:
         if len(runs) < 2:
@@ -335,7 +335,7 @@ def report_open(run: Annotated[Path, typer.Argument(help="A run folder (or a pag
     """Open a run's main page in a browser (sweep.html for a sweep, tearsheet.html otherwise)."""
     import webbrowser
 
-    from qf.report.index import main_page
+    from qf.report.index import main_page  # lazy: pandas
 
     target = run if run.is_file() and run.suffix == ".html" else main_page(run) if run.is_dir() else None
     if target is None:

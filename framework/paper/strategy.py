@@ -26,7 +26,7 @@ from qf.bars import Bars
 from qf.config.loader import LoadedExperiment
 from qf.config.schema import ExecutionSpec
 from qf.engines.costs import CostArrays, cost_arrays
-from qf.engines.inputs import fill_lag
+from qf.engines.inputs import build_inputs, fill_lag
 from qf.engines.kernels.risk import RiskStack
 from qf.errors import QfError
 from qf.paper.broker import BrokerView
@@ -86,8 +86,6 @@ class SessionArrays:
 
     def __init__(self, history: Bars, execution: ExecutionSpec, risk: RiskStack, extra: int = 64,
                  replay: Bars | None = None) -> None:
-        from qf.engines.inputs import build_inputs
-
         self.symbols = history.symbols
         self.fields = history.fields
         self.source = history.source

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 # should not pay for pandas and pydantic.
 _EXPORTS: dict[str, str] = {
     "FakeBroker": "qf.testing.fake_broker",
-    "FakeData": "qf.testing.fake_broker",
-    "FakeLiveBroker": "qf.testing.fake_broker",
+    "FakeData": "qf.engines.backtrader.fake_broker",
+    "FakeLiveBroker": "qf.engines.backtrader.fake_broker",
     "FakeLiveBrokerComponent": "qf.testing.fake_broker",
     "FakeOrder": "qf.testing.fake_broker",
-    "LiveOrder": "qf.testing.fake_broker",
+    "LiveOrder": "qf.engines.backtrader.fake_broker",
     "WarmupContractWarning": "qf.testing.checks",
     "assert_risk_rule_idempotent": "qf.testing.contracts",
     "assert_risk_rule_no_lookahead": "qf.testing.contracts",
@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from qf.engines.backtrader.fake_broker import FakeData, FakeLiveBroker, LiveOrder
     from qf.testing.checks import (
         WarmupContractWarning,
         check_broker,
@@ -113,14 +114,7 @@ if TYPE_CHECKING:
         assert_weights_valid,
         sample_bars,
     )
-    from qf.testing.fake_broker import (
-        FakeBroker,
-        FakeData,
-        FakeLiveBroker,
-        FakeLiveBrokerComponent,
-        FakeOrder,
-        LiveOrder,
-    )
+    from qf.testing.fake_broker import FakeBroker, FakeLiveBrokerComponent, FakeOrder
     from qf.testing.waiting import wait_for
 
 

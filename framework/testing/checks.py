@@ -414,13 +414,13 @@ def check_broker(broker: Broker, execution: Any = None) -> Any:
 
         bt_broker = check_broker(SimBroker(), ExecutionSpec(initial_cash=50_000))
     """
-    import backtrader as bt
+    from qf.engines.backtrader.brokers import is_back_broker  # lazy: backtrader
 
     who = _who(broker)
     _is(broker, Broker, who)
     execution = ExecutionSpec() if execution is None else execution
     created = broker.create(execution)
-    if not isinstance(created, bt.brokers.BackBroker):
+    if not is_back_broker(created):
         raise AssertionError(f"{who}: create() must return a backtrader BackBroker for backtests, "
                              f"got {type(created).__name__}")
     cash = created.getcash()

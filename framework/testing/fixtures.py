@@ -144,6 +144,6 @@ def qf_fake_broker() -> FakeBroker:
             my_adapter(qf_fake_broker).rebalance({"S0": 0.5})
             assert qf_fake_broker.fills[0].symbol == "S0"
     """
-    from qf.testing.fake_broker import FakeBroker  # lazy: backtrader
+    from qf.testing.fake_broker import FakeBroker  # lazy: pandas
 
     return FakeBroker(cash=100_000.0)

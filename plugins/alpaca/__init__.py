@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from qf import hookimpl
 from qf_plugins.alpaca.broker import AlpacaBroker
+from qf_plugins.alpaca.commands import alpaca_emulator
 from qf_plugins.alpaca.source import AlpacaSource
 
 if TYPE_CHECKING:
@@ -45,6 +46,4 @@ def qf_brokers() -> list[type[AlpacaBroker]]:
 @hookimpl
 def qf_register_commands(app: Typer) -> None:
     # commands.py imports typer only; the emulator (and its threads, sockets) loads when the command runs
-    from qf_plugins.alpaca.commands import alpaca_emulator
-
     app.command("alpaca-emulator")(alpaca_emulator)

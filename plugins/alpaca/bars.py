@@ -23,6 +23,8 @@ import pandas as pd
 from alpaca.common.exceptions import APIError
 from alpaca.data.historical import StockHistoricalDataClient
 
+from qf_plugins.alpaca.client import AlpacaConfig, build_data_client, build_rate_limiter
+
 log = logging.getLogger(__name__)
 
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -62,8 +64,6 @@ def _rfc3339(ts: pd.Timestamp) -> str:
 
 
 def _default_client() -> StockHistoricalDataClient:
-    from qf_plugins.alpaca.client import AlpacaConfig, build_data_client, build_rate_limiter
-
     cfg = AlpacaConfig.from_env()
     return build_data_client(cfg, build_rate_limiter(cfg))
 

@@ -71,7 +71,7 @@ class AlpacaBroker(Broker):
 
             broker = AlpacaBroker({"prefix": "qf"}).create(exp.spec.execution, state_dir=".qf/paper/x")
         """
-        from qf_plugins.alpaca.bt_broker import AlpacaBtBroker
+        from qf_plugins.alpaca.bt_broker import AlpacaBtBroker  # lazy: alpaca
 
         folder = Path(state_dir) if state_dir is not None else Path(".qf") / "paper" / "alpaca"
         return AlpacaBtBroker(self.params, execution, folder)

@@ -21,6 +21,6 @@ def alpaca_emulator(
     seed: Annotated[int, typer.Option(help="Seed of the random partial fills.")] = 0,
 ) -> None:
     """Serve a loopback Alpaca emulator (REST + trade_updates websocket) to rehearse paper trading offline."""
-    from qf_plugins.alpaca.emulator.cli import serve
+    from qf_plugins.alpaca.emulator.cli import serve  # lazy: qf_plugins.alpaca.emulator
 
     serve("127.0.0.1", port, ws_port, seed)

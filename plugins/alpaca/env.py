@@ -32,7 +32,8 @@ def config_from_env(*, paper: bool = True, trading_url: str | None = None, data_
     ``paper=False`` (real money) also needs ``ALPACA_PAPER=false`` in the environment: two independent
     switches, so neither a YAML edit nor a stray variable alone can trade a live account.
     """
-    from qf_plugins.alpaca.client import ENV_PAPER, AlpacaConfig
+    # the config class lives with the SDK clients: reading the environment must not load alpaca-py
+    from qf_plugins.alpaca.client import ENV_PAPER, AlpacaConfig  # lazy: alpaca
 
     source = os.environ if env is None else env
     if not keys_present(source):

@@ -27,6 +27,9 @@ from qf.bars import Bars
 from qf.components import DataSource
 from qf.config.schema import RebalanceSpec
 from qf.errors import DataError, QfError
+from qf.paper import schedule
+from qf.paper.feed import LiveBar
+from qf_plugins.alpaca.env import config_from_env
 from qf_plugins.data.common import SourceParams, Symbol, finish
 
 log = logging.getLogger(__name__)
@@ -92,8 +95,6 @@ class AlpacaSource(DataSource):
     params: Params
 
     def _config(self) -> Any:
-        from qf_plugins.alpaca.env import config_from_env
-
         return config_from_env(data_url=self.params.data_url, trading_url=self.params.trading_url)
 
     def fetch(self, start: dt.date | pd.Timestamp, end: dt.date | pd.Timestamp, client: Any = None,
@@ -102,8 +103,8 @@ class AlpacaSource(DataSource):
         from alpaca.common.exceptions import APIError
         from requests import RequestException
 
-        from qf_plugins.alpaca.bars import AlpacaDataError, load_alpaca_bars
-        from qf_plugins.alpaca.client import build_data_client, build_rate_limiter
+        from qf_plugins.alpaca.bars import AlpacaDataError, load_alpaca_bars  # lazy: alpaca
+        from qf_plugins.alpaca.client import build_data_client, build_rate_limiter  # lazy: alpaca
 
         p = self.params
         if client is None:
@@ -167,7 +168,11 @@ class AlpacaLiveSource:
         # None: the whole history (from data.params.start, or five years back)
         self.min_history = None if min_history is None else max(int(min_history), 1)
         if data_client is None or trading_client is None:
-            from qf_plugins.alpaca.client import build_data_client, build_rate_limiter, build_trading_client
+            from qf_plugins.alpaca.client import (  # lazy: alpaca
+                build_data_client,
+                build_rate_limiter,
+                build_trading_client,
+            )
 
             cfg = component._config()
             limiter = build_rate_limiter(cfg)
@@ -240,15 +245,13 @@ class AlpacaLiveSource:
 
     def is_decision(self, t: pd.Timestamp, spec: RebalanceSpec, anchor: pd.Timestamp) -> bool:
         """Whether ``t`` is a rebalance decision, from Alpaca's trading calendar."""
-        from qf.paper.schedule import is_decision
-
         ordinal = 0
         if spec.every is not None:
             if t < anchor:
                 return False
             ordinal = len(self.sessions(anchor.date(), t.date())) - 1
         nxt = self.next_session(t) if spec.freq not in (None, "daily") else None
-        return is_decision(t, spec, nxt, ordinal)
+        return schedule.is_decision(t, spec, nxt, ordinal)
 
     # -- bars ------------------------------------------------------------------------------------
 
@@ -327,8 +330,6 @@ def replace_params(p: AlpacaSource.Params, **changes: Any) -> AlpacaSource.Param
     return type(p)(**{**p.model_dump(), **changes})
 
 
-def _live_bar(bars: Bars, i: int) -> Any:
-    from qf.paper.feed import LiveBar
-
+def _live_bar(bars: Bars, i: int) -> LiveBar:
     return LiveBar(bars.index[i], {f: getattr(bars, f).iloc[i].to_numpy(dtype=float) for f in bars.fields})
 

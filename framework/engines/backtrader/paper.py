@@ -57,6 +57,7 @@ from qf.paper.strategy import (
     kernel_to_json,
     order_ref,
 )
+from qf.pipeline import targets_at
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,6 @@ class PaperStrategy(DecisionStrategy):
 
     def _targets_row(self, d: int) -> np.ndarray | None:
         """Targets decided at the close of row ``d`` (None unless ``d`` is a rebalance date)."""
-        from qf.pipeline import targets_at
-
         a = self.arrays
         t = a.index[d]
         if not self.paper.source.is_decision(t, self.exp.spec.rebalance, self.paper.anchor):

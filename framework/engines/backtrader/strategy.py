@@ -60,6 +60,8 @@ from qf.engines.kernels.risk import RiskStack, as_stack
 from qf.engines.kernels.step import fill_value_nb
 from qf.engines.result import EngineResult
 from qf.errors import QfError
+from qf.pipeline import risk_config, targets_at
+from qf.rebalance import rebalance_dates
 
 
 @dataclass
@@ -297,8 +299,6 @@ class QfStrategy(DecisionStrategy):
 
     def _targets_for(self, d: int) -> None:
         """Incremental mode: run the pipeline on the window ending at decision bar ``d``."""
-        from qf.pipeline import targets_at
-
         inp, plan = self.inputs, self.plan
         i = d + inp.lag
         if i >= self.T or plan.decisions is None or not plan.decisions[d]:
@@ -402,8 +402,6 @@ def run_backtrader(
     if targets is None and experiment is None:
         raise QfError("run_backtrader needs precomputed targets or an experiment to compute them from")
     if experiment is not None:
-        from qf.pipeline import risk_config
-
         execution = execution or experiment.spec.execution
         risk = risk if risk is not None else risk_config(experiment)
         broker = broker or experiment.broker
@@ -413,8 +411,6 @@ def run_backtrader(
     incremental = targets is None
     decisions = None
     if incremental:
-        from qf.rebalance import rebalance_dates
-
         assert experiment is not None
         targets = pd.DataFrame(index=pd.DatetimeIndex([]), columns=bars.symbols, dtype=float)
         decisions = bars.index.isin(rebalance_dates(bars.index, experiment.spec.rebalance))

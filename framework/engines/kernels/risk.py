@@ -30,7 +30,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from qf.components import RuleStatus, StatefulRiskRule
+from qf.components import RuleStatus, StatefulRiskRule, history_of
 from qf.errors import QfError
 
 if TYPE_CHECKING:
@@ -290,8 +290,6 @@ class RiskStack:
     @property
     def history(self) -> int | None:
         """Bars of history the inputs of the last bar need (None: the whole window)."""
-        from qf.components import history_of
-
         hs = [history_of(r) for r in self.rules if _sizes(r)[2] > 0]
         if not hs:
             return 1
