@@ -10,24 +10,15 @@ Examples::
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from qf.cli.common import fail as _fail
+from qf.cli.common import out
 from qf.errors import QfError
-
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-
-def _fail(exc: QfError) -> None:
-    for line in exc.problems:
-        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def print_gate(result: Any) -> None:

@@ -14,29 +14,19 @@ Examples::
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from qf.cli.common import print_summary
+from qf.cli.common import err, out, print_summary
+from qf.cli.common import fail as _fail
 from qf.cli.gate import check_gate_file, gate_after_paper
 from qf.errors import QfError
-
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-
-def _fail(exc: QfError) -> NoReturn:
-    for line in exc.problems:
-        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
 
 
 @contextmanager
