@@ -11,9 +11,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -283,9 +285,19 @@ def test_qf_alpaca_emulator_serves_until_interrupted():
         text = "".join(lines)
         assert re.search(r"export ALPACA_TRADING_URL=http://127\.0\.0\.1:\d+", text), text + proc.stderr.read()
         assert "export ALPACA_STREAM_URL=ws://127.0.0.1:" in text
+        # Ctrl-C once the REST server really answers: on a loaded CI machine its thread may start late
+        port = int(re.search(r"ALPACA_TRADING_URL=http://127\.0\.0\.1:(\d+)", text).group(1))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the emulator never answered on its REST port"
+                time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0 and "stopping" in out
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0 and "stopping" in out, out + err
     finally:
         if proc.poll() is None:
             proc.kill()
