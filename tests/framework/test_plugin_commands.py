@@ -274,8 +274,12 @@ def test_the_framework_holds_no_alpaca_code():
 
 
 def test_qf_alpaca_emulator_serves_until_interrupted():
+    # Ctrl-C as a terminal delivers it: SIGINT at its default disposition in the child, whatever an earlier
+    # test of this process left (a child inherits an ignored SIGINT, and Python then never raises
+    # KeyboardInterrupt: the emulator served on for 180 s in a full clean-clone run)
     proc = subprocess.Popen([sys.executable, "-m", "qf.cli.main", "alpaca-emulator", "--port", "0", "--ws-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         for line in proc.stdout:  # the emulator prints its settings, then waits
