@@ -34,6 +34,7 @@ from qf_plugins.signals.ml.metrics import (
     mean_rank_ic,
     quantile_metrics,
 )
+from qf_plugins.signals.xgb_train import train as train_booster
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -323,7 +324,7 @@ class XGBoostSignal(SignalModel):
         xgb = _xgb()
         dtrain = xgb.DMatrix(X.to_numpy(dtype=np.float32), label=target, feature_names=list(X.columns),
                              nthread=p.n_jobs)
-        booster = xgb.train(self._xgb_params(), dtrain, num_boost_round=p.n_estimators)
+        booster = train_booster(self._xgb_params(), dtrain, p.n_estimators)  # = xgb.train's model, GIL-free rounds
         self._fitted = FittedModel(booster, list(X.columns), p, window, label_counts, majority)
         self._cache = None
         self._oos = None
