@@ -61,12 +61,17 @@ def mean_rank_ic(dates: np.ndarray, score: np.ndarray, realised: np.ndarray) -> 
     if frame.empty:
         return float("nan")
     ranks = frame.groupby("d")[["s", "r"]].rank()
-    ranks["d"] = frame["d"].to_numpy()
+    # the dates' rows as slices of arrays sorted by date (stable: each date keeps its row order, as groupby
+    # iterates them): a loop over numpy slices, not over the sub-frames of a groupby (~85 ms per fold)
+    d = frame["d"].to_numpy()
+    order = np.argsort(d, kind="stable")
+    d, s_all, r_all = d[order], ranks["s"].to_numpy()[order], ranks["r"].to_numpy()[order]
+    bounds = np.flatnonzero(d[1:] != d[:-1]) + 1
     ics = []
-    for _, g in ranks.groupby("d"):
-        if len(g) < 3:
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(d)], strict=True):
+        if hi - lo < 3:
             continue
-        s, r = g["s"].to_numpy(), g["r"].to_numpy()
+        s, r = s_all[lo:hi], r_all[lo:hi]
         if s.std() == 0 or r.std() == 0:
             continue
         ics.append(float(np.corrcoef(s, r)[0, 1]))

@@ -145,3 +145,14 @@ def test_fast_path_trades_the_same_equity(reports: tuple[Path, Path]) -> None:
     plain, fast = reports
     for f in ("equity.parquet", "weights.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(plain / f), pd.read_parquet(fast / f), check_exact=True)
+
+
+@pytest.mark.parametrize(("cores", "n_jobs", "expected"), [(2, 1, 2), (2, 2, 1), (8, 2, 4), (8, 3, 2), (1, 4, 1)])
+def test_fold_threads_times_fit_threads_stay_within_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              cores: int, n_jobs: int, expected: int) -> None:
+    from qf.research import walk_forward as wf_module
+
+    exp = load_experiment(_write(tmp_path), overrides=[f"signal.params.n_jobs={n_jobs}"])
+    monkeypatch.setattr(wf_module.os, "cpu_count", lambda: cores)
+    assert wf_module._fold_workers(exp, None, N_FOLDS, None) == min(expected, N_FOLDS)
+    assert wf_module._fold_workers(exp, None, N_FOLDS, 3) == 3  # an explicit count is taken as given
