@@ -156,3 +156,39 @@ def test_fold_threads_times_fit_threads_stay_within_the_cores(tmp_path: Path, mo
     monkeypatch.setattr(wf_module.os, "cpu_count", lambda: cores)
     assert wf_module._fold_workers(exp, None, N_FOLDS, None) == min(expected, N_FOLDS)
     assert wf_module._fold_workers(exp, None, N_FOLDS, 3) == 3  # an explicit count is taken as given
+
+
+def _cross_rank_pandas(frame: pd.DataFrame) -> pd.DataFrame:
+    # the frame-at-a-time pandas formula the batched numpy version replaced
+    count = frame.notna().sum(axis=1)
+    rank = frame.rank(axis=1, method="average")
+    scaled = (rank - 1.0).div((count - 1).where(count > 1), axis=0) * 2.0 - 1.0
+    return scaled.mask(frame.notna() & (count == 1).to_numpy()[:, None], 0.0)
+
+
+def _rsi_pandas(close: pd.DataFrame, window: int) -> pd.DataFrame:
+    delta = close.diff()
+    gain = delta.clip(lower=0).rolling(window, min_periods=window).sum()
+    loss = (-delta).clip(lower=0).rolling(window, min_periods=window).sum()
+    total = gain + loss
+    flat = total <= 1e-12 * close.abs()
+    return ((gain - loss) / total.mask(flat)).mask(flat & total.notna(), 0.0).clip(-1.0, 1.0)
+
+
+def test_batched_ranks_and_rsi_are_the_pandas_formulas_bit_for_bit() -> None:
+    rng = np.random.default_rng(4)
+    values = np.round(rng.normal(size=(300, 6)), 1)  # rounded: ties
+    values[rng.random(values.shape) < 0.3] = np.nan  # rows with 0, 1 or several values
+    values[:5, 1:] = np.nan
+    frame = pd.DataFrame(values, columns=list("ABCDEF"))
+    assert features_module.cross_rank(frame).to_numpy().tobytes() == _cross_rank_pandas(frame).to_numpy().tobytes()
+    close = _late_listing(BARS).close.copy()
+    close.iloc[300:320, 2] = close.iloc[299, 2]  # a flat stretch: RSI 0
+    for w in (3, 14):
+        assert features_module._rolling_rsi(close, w).to_numpy().tobytes() == \
+            _rsi_pandas(close, w).to_numpy().tobytes()
+    feats = build_features(_late_listing(BARS), FeatureConfig())
+    warm = features_module.warm_mask(_late_listing(BARS).close, FeatureConfig().warmup)
+    ret = np.log(_late_listing(BARS).close).diff(21)
+    expected = _cross_rank_pandas(ret.where(warm)).stack()
+    np.testing.assert_array_equal(feats["rank_ret_21"].to_numpy(), expected.loc[feats.index].to_numpy())
