@@ -3,7 +3,7 @@ uncaught page errors, zero requests other than file://.
 
 Chromium is Debian's (``apt-get install chromium``, done by ``.ci/run`` as root), driven by Playwright with
 ``executable_path`` (Playwright's own browser downloads are never used). The pages come from small, short
-experiments run once for the module through the CLI, as a user would.
+experiments run once through the CLI, as a user would (shared with the tear sheet tests: conftest.py).
 """
 
 from __future__ import annotations
@@ -13,65 +13,32 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from qf.cli.main import app
+from .conftest import qf, run_dir
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 
 CHROMIUM = next((p for p in (os.environ.get("QF_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
                              shutil.which("google-chrome")) if p), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium; "
-                                                          ".ci/run installs it when run as root)")
-
-runner = CliRunner()
-
-BASE = """
-name: {name}
-data: {{type: sample, params: {{dataset: arch_sp500, start: "2016-01-01", end: "2018-12-31"}}}}
-benchmark: {{symbol: SP500}}
-signal: {{type: sma_cross, params: {{fast: 10, slow: 40}}}}
-sizer: {{type: equal}}
-rebalance: {{freq: daily}}
-execution: {{fill: next_open, fees: 0.0005, initial_cash: 100000}}
-report: {{dir: {root}}}
-"""
-SWEEP = """sweep:
-  params: {signal.params.fast: [5, 10], signal.params.slow: [30, 40]}
-  metric: sharpe
-"""
-WF = "walk_forward: {train: 250, test: 120}\n" + SWEEP
-
-
-def _qf(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def _run_dir(root: Path, name: str) -> Path:
-    (run,) = [p for p in (root / name).iterdir() if p.is_dir()]
-    return run
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium; "
+                                                           ".ci/run installs it when run as root)"),
+              # one xdist worker for this module and test_tearsheet_analysis.py: they read the same runs
+              pytest.mark.xdist_group("report_runs")]
 
 
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory) -> dict[str, Path]:
-    """One page of every kind, written by qf from short experiments (once for the module)."""
-    tmp = tmp_path_factory.mktemp("pages")
-    root = tmp / "reports"
-    files = {}
-    for name, extra in (("backtest", ""), ("sweep", SWEEP), ("walk_forward", WF)):
-        files[name] = tmp / f"{name}.yaml"
-        files[name].write_text(BASE.format(name=name, root=root) + extra)
-        _qf("run", str(files[name]), "--set", "execution.slippage=0.0001")
-    _qf("paper", str(files["backtest"]), "--broker", "sim", "--set", "name=paper", "--set",
-        "data.params.start=2018-06-01", "--state-dir", str(tmp / "state"))
-    backtest, paper = _run_dir(root, "backtest"), _run_dir(root, "paper")
-    _qf("report", "compare", str(backtest), str(paper), "--out", str(root / "compare.html"))
+def pages(report_runs) -> dict[str, Path]:
+    """One page of every kind: the shared backtest, sweep and walk-forward runs (tests/report/conftest.py),
+    then a paper session and a comparison written by qf into the same report folder (once for the module)."""
+    root = report_runs.root
+    qf("paper", str(report_runs.experiments["backtest"]), "--broker", "sim", "--set", "name=paper", "--set",
+       "data.params.start=2018-06-01", "--state-dir", str(report_runs.tmp / "state"))
+    backtest, paper = report_runs.runs["backtest"], run_dir(root, "paper")
+    qf("report", "compare", str(backtest), str(paper), "--out", str(root / "compare.html"))
     return {"tearsheet (backtest)": backtest / "tearsheet.html", "tearsheet (paper)": paper / "tearsheet.html",
-            "sweep.html": _run_dir(root, "sweep") / "sweep.html",
-            "tearsheet (sweep's best)": _run_dir(root, "sweep") / "tearsheet.html",
-            "tearsheet (walk-forward)": _run_dir(root, "walk_forward") / "tearsheet.html",
+            "sweep.html": report_runs.runs["sweep"] / "sweep.html",
+            "tearsheet (sweep's best)": report_runs.runs["sweep"] / "tearsheet.html",
+            "tearsheet (walk-forward)": report_runs.runs["walk_forward"] / "tearsheet.html",
             "compare.html": root / "compare.html", "index.html": root / "index.html"}
 
 

@@ -18,23 +18,12 @@ from qf.report.analysis import TradeData
 from qf.report.tearsheet import write_tearsheet, year_labels
 from qf.report.trades import TRADE_COLUMNS, trade_summary
 
-runner = CliRunner()
+from .conftest import BASE
 
-BASE = """
-name: {name}
-data: {{type: sample, params: {{dataset: arch_sp500, start: "2016-01-01", end: "2018-12-31"}}}}
-benchmark: {{symbol: SP500}}
-signal: {{type: sma_cross, params: {{fast: 10, slow: 40}}}}
-sizer: {{type: equal}}
-rebalance: {{freq: daily}}
-execution: {{fill: next_open, fees: 0.0005, initial_cash: 100000}}
-report: {{dir: {root}}}
-"""
-SWEEP = """sweep:
-  params: {signal.params.fast: [5, 10], signal.params.slow: [40]}
-  metric: sharpe
-"""
-WF = "walk_forward: {train: 250, test: 120}\n" + SWEEP
+# one xdist worker for this module and test_pages_browser.py: they read the same runs (report_runs)
+pytestmark = pytest.mark.xdist_group("report_runs")
+
+runner = CliRunner()
 
 
 def _resources(page: str) -> list[str]:
@@ -53,17 +42,9 @@ def _values(section: str) -> dict[str, float | None]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("analysis")
-    root = tmp / "reports"
-    out = {}
-    for kind, extra in (("backtest", ""), ("sweep", SWEEP), ("walk_forward", WF)):
-        path = tmp / f"{kind}.yaml"
-        path.write_text(BASE.format(name=kind, root=root) + extra)
-        result = runner.invoke(app, ["run", str(path), "--out", str(root / kind / "run")])
-        assert result.exit_code == 0, result.output
-        out[kind] = root / kind / "run"
-    return out
+def runs(report_runs) -> dict[str, Path]:
+    """A backtest, a sweep and a walk-forward on real data, run through the CLI (tests/report/conftest.py)."""
+    return report_runs.runs
 
 
 @pytest.mark.parametrize("kind", ["backtest", "sweep", "walk_forward"])
