@@ -53,7 +53,9 @@ _EXPORTS: dict[str, str] = {
     "probe_weights": "qf.testing.checks",
     "registry_with": "qf.testing.checks",
     "sample_bars": "qf.testing.contracts",
+    "signal_when": "qf.testing.waiting",
     "wait_for": "qf.testing.waiting",
+    "write_csv_experiment": "qf.testing.projects",
 }
 # a literal list, so that linters and type checkers see the re-exports of the TYPE_CHECKING block
 __all__ = [
@@ -84,7 +86,9 @@ __all__ = [
     "probe_weights",
     "registry_with",
     "sample_bars",
+    "signal_when",
     "wait_for",
+    "write_csv_experiment",
 ]
 
 if TYPE_CHECKING:
@@ -115,7 +119,8 @@ if TYPE_CHECKING:
         sample_bars,
     )
     from qf.testing.fake_broker import FakeBroker, FakeLiveBrokerComponent, FakeOrder
-    from qf.testing.waiting import wait_for
+    from qf.testing.projects import write_csv_experiment
+    from qf.testing.waiting import signal_when, wait_for
 
 
 def __getattr__(name: str) -> Any:

@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from qf.testing.waiting import signal_when
 
 SLOW = '''
 import time
@@ -43,17 +44,8 @@ def test_sigterm_stops_qf_run_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "from qf.cli.main import main; main()", "run", "exp.yaml"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
-    try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "computing").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never reached the signal"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err = signal_when(proc, (tmp_path / "computing").exists, signal.SIGTERM,
+                           what="the run never reached the signal")
     assert proc.returncode == 143, (out, err)
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     leftovers = [p.name for p in (tmp_path / "reports").rglob("*")] if (tmp_path / "reports").exists() else []

@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -24,6 +23,7 @@ import qf.report.tearsheet as tearsheet
 from qf.cli.paper import paper
 from qf.config.loader import load_experiment
 from qf.paper.session import PaperOptions, run_paper
+from qf.testing.waiting import signal_when
 
 SHORT = ["--set", "data.params.end=2016-04-29"]  # ~40 replayed bars after the warm-up: fast to finish
 
@@ -115,18 +115,8 @@ def test_sigterm_stops_like_ctrl_c_and_a_finished_replay_is_not_reported_twice(s
     proc = subprocess.Popen([sys.executable, "-m", "qf.cli.main", *args, "--speed", "0.25"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
-    try:
-        deadline = time.monotonic() + 90
-        while _bars_done(state_dir) < 1:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the session never processed a bar"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    stdout, stderr = signal_when(proc, lambda: _bars_done(state_dir) >= 1, signal.SIGTERM, timeout=90,
+                                 what="the session never processed a bar")
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr
     assert "stopped by SIGTERM" in stdout and "run the same command to resume" in stdout

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -29,6 +28,7 @@ from qf.research.executors import LocalExecutor
 from qf.research.ray_cluster import ClusterError
 from qf.research.sweep import evaluate_grid, grid_of, run_sweep
 from qf.testing.contracts import sample_bars
+from qf.testing.projects import write_csv_experiment
 
 BARS = sample_bars(n_symbols=3, n_bars=300, seed=11)
 BASE = {
@@ -60,14 +60,7 @@ class SlowSma(SmaCross):
 
 
 def _write(folder: Path, doc: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "prices.csv").exists():
-        long = pd.concat({f: getattr(BARS, f).stack() for f in BARS.fields}, axis=1)
-        long.index.names = ["date", "symbol"]
-        long.reset_index().to_csv(folder / "prices.csv", index=False, float_format="%.17g")
-    path = folder / "sweep.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_csv_experiment(folder, BARS, doc, "sweep.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -27,6 +26,7 @@ from qf.research.folds import walk_forward_splits
 from qf.research.walk_forward import run_walk_forward
 from qf.runner import run_engine
 from qf.testing.contracts import sample_bars
+from qf.testing.projects import write_csv_experiment
 
 BARS = sample_bars(n_symbols=3, n_bars=424, seed=3)
 FEES, FIXED, SLIP, CASH = 0.001, 1.5, 0.0005, 100_000.0
@@ -50,14 +50,7 @@ SWEEP = {"params": {"signal.params.fast": [5, 20], "signal.params.slow": [30, 60
 
 
 def _write(folder: Path, doc: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "prices.csv").exists():
-        long = pd.concat({f: getattr(BARS, f).stack() for f in BARS.fields}, axis=1)
-        long.index.names = ["date", "symbol"]
-        long.reset_index().to_csv(folder / "prices.csv", index=False, float_format="%.17g")
-    path = folder / "wf.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_csv_experiment(folder, BARS, doc, "wf.yaml")
 
 
 def _run(folder: Path, doc: dict) -> tuple[Path, str]:
