@@ -30,7 +30,7 @@ from qf.errors import DataError, QfError
 from qf.paper import schedule
 from qf.paper.feed import LiveBar
 from qf_plugins.alpaca.env import config_from_env
-from qf_plugins.data.common import SourceParams, Symbol, finish
+from qf_plugins.data.common import TickerParams, finish
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,13 @@ class AlpacaSource(DataSource):
 
     name: ClassVar[str] = "alpaca"
 
-    class Params(SourceParams):
-        """The common params (``symbols`` required) plus Alpaca's request options and the live feed's timing.
+    class Params(TickerParams):
+        """The common params (``symbols`` required, upper-cased) plus Alpaca's request options and the live
+        feed's timing.
 
         Example: ``AlpacaSource.Params(symbols=["AAPL"], start="2021-01-01", feed="iex")``.
         """
 
-        symbols: list[Symbol] = Field(min_length=1)  # type: ignore[assignment]
         timeframe: str = Field("1Day", pattern=r"^\d+(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
         feed: Literal["iex", "sip", "delayed_sip", "boats", "overnight", "otc"] = "iex"
         adjustment: Literal["raw", "split", "dividend", "all"] = "all"
@@ -75,15 +75,6 @@ class AlpacaSource(DataSource):
         bar_delay: float = Field(900.0, ge=0, description="seconds after the close before a daily bar is final")
         data_url: str | None = None
         trading_url: str | None = None
-
-        @field_validator("symbols")
-        @classmethod
-        def _upper(cls, value: list[str]) -> list[str]:
-            upper = [s.upper() for s in value]
-            dup = next((s for i, s in enumerate(upper) if s in upper[:i]), None)
-            if dup is not None:
-                raise ValueError(f"symbol {dup!r} is listed twice")
-            return upper
 
         @field_validator("data_url", "trading_url")
         @classmethod

@@ -63,6 +63,32 @@ class SourceParams(Params):
         return self
 
 
+class TickerParams(SourceParams):
+    """:class:`SourceParams` of a market-data vendor: ``symbols`` required and upper-cased, each listed once.
+
+    Vendors (Yahoo, Alpaca) upper-case tickers and name their result columns that way, so ``aapl`` and
+    ``AAPL`` are the same symbol: listing both is the "listed twice" error, as listing ``AAPL`` twice is.
+
+    Example::
+
+        class Params(TickerParams):
+            feed: str = "iex"
+
+        Params(symbols=["aapl", "brk-b"]).symbols   # ['AAPL', 'BRK-B']
+    """
+
+    symbols: list[Symbol] = Field(min_length=1)  # type: ignore[assignment]
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        upper = [s.upper() for s in value]
+        dup = next((s for i, s in enumerate(upper) if s in upper[:i]), None)
+        if dup is not None:
+            raise ValueError(f"symbol {dup!r} is listed twice")
+        return upper
+
+
 def printable(text: str) -> str:
     """``text`` with control and other unprintable characters escaped, for error messages.
 

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import pandas as pd
-from pydantic import Field, field_validator
 
 from qf.bars import FIELDS, Bars
 from qf.components import DataSource
 from qf.errors import DataError
-from qf_plugins.data.common import SourceParams, Symbol, finish
+from qf_plugins.data.common import TickerParams, finish
 
 # yfinance's names of the fields we use; with auto_adjust=False it also returns "Adj Close" (ignored)
 _YF_FIELDS = {"open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume"}
@@ -54,23 +53,12 @@ class YFinanceSource(DataSource):
 
     name: ClassVar[str] = "yfinance"
 
-    class Params(SourceParams):
-        """The common params (``symbols`` required) plus ``auto_adjust``, ``cache_dir`` and ``refresh``."""
+    class Params(TickerParams):
+        """The common params (``symbols`` required, upper-cased) plus ``auto_adjust``, ``cache_dir`` and ``refresh``."""
 
-        symbols: list[Symbol] = Field(min_length=1)  # type: ignore[assignment]
         auto_adjust: bool = True
         cache_dir: str = "~/.cache/qf/yfinance"
         refresh: bool = False
-
-        @field_validator("symbols")
-        @classmethod
-        def _upper(cls, value: list[str]) -> list[str]:
-            # yfinance upper-cases tickers and names its result columns that way
-            upper = [s.upper() for s in value]
-            dup = next((s for i, s in enumerate(upper) if s in upper[:i]), None)
-            if dup is not None:
-                raise ValueError(f"symbol {dup!r} is listed twice")
-            return upper
 
     params: Params
 
