@@ -41,7 +41,6 @@ from vectorbt.portfolio.nb import (
     value_nb,
 )
 from vectorbt.records.nb import col_map_nb
-from vectorbt.utils.math_ import add_nb, is_close_nb, is_close_or_less_nb, is_less_nb
 
 from qf.bars import Bars
 from qf.config.schema import ExecutionSpec
@@ -50,8 +49,10 @@ from qf.engines.inputs import SimInputs, build_inputs
 from qf.engines.kernels.orders import update_avg_price_nb
 from qf.engines.kernels.risk import RiskStack
 from qf.engines.kernels.step import decide_costed_nb
+from qf.engines.kernels.tolerance import add_nb, is_close_nb, is_close_or_less_nb, is_less_nb
 from qf.engines.result import EVENT_COLUMNS, EngineResult, events_frame, orders_frame
 from qf.errors import QfError
+from qf.rebalance import bar_positions
 from qf.report.metrics import _aligned, compute_metrics, metrics_from_equity
 
 
@@ -151,7 +152,7 @@ def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskStack | None
 # ----------------------------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _stable_order_nb(sizes: np.ndarray, order: np.ndarray) -> None:  # pragma: no cover - numba
     # the permutation np.argsort(sizes, kind="mergesort") gives (ascending, ties in index order), written
     # into a preallocated array: an insertion sort of ~N symbols allocates nothing per bar
@@ -168,13 +169,13 @@ def _stable_order_nb(sizes: np.ndarray, order: np.ndarray) -> None:  # pragma: n
         order[m + 1] = k
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _snap_nb(x: float) -> float:
     # execute_order_nb's "numerical stability" step: is_close_nb(x, 0) -> exactly 0
     return 0.0 if is_close_nb(x, 0.0) else x
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def fill_order_nb(cash, position, debt, free_cash, size, price, fees, fixed_fees, slippage):  # pragma: no cover
     """vectorbt's ``process_order_nb`` for the one kind of order qf's kernels send, operation by operation.
 
@@ -301,9 +302,8 @@ def sweep_simulate_nb(exec_price, close, filled, targets, risk_inputs, rules, ri
                          fixed_fees, slippage[i], impact[i], exponent, max_qty[i], integer, min_value, state,
                          avg_price, exits, events, desired, sizes, slip_out, capped)
         for k in range(N):
-            capped_at[i, k] = capped[k]
-            cash_flow[k] = 0.0
-            asset_flow[k] = 0.0
+            if capped[k]:  # the caller's array starts all False
+                capped_at[i, k] = True
         _stable_order_nb(sizes, order)
         for j in range(N):
             k = order[j]
@@ -324,15 +324,17 @@ def sweep_simulate_nb(exec_price, close, filled, targets, risk_inputs, rules, ri
                     n_fills += 1
                     fees_paid += f_fees
                     traded += f_size * f_price
+        # one pass for both sums, each still in column order; the flows are reset for the next bar
         flow = 0.0
-        for k in range(N):
-            flow += cash_flow[k]
-        cash_v = add_nb(cash_v, flow)
         asset_value = 0.0
         for k in range(N):
+            flow += cash_flow[k]
             assets[k] = add_nb(assets[k], asset_flow[k])
             if assets[k] != 0.0:  # vectorbt values a flat column at 0 (its price may be NaN)
                 asset_value += filled[i, k] * assets[k]
+            cash_flow[k] = 0.0
+            asset_flow[k] = 0.0
+        cash_v = add_nb(cash_v, flow)
         equity[i] = cash_v + asset_value
     totals[0] = n_fills
     totals[1] = fees_paid
@@ -350,7 +352,6 @@ class _SweepBase:
         self.inputs = build_inputs(bars, empty, None, execution)
         close = self.inputs.close
         self.filled = np.ascontiguousarray(pd.DataFrame(close).ffill().bfill().to_numpy(dtype=np.float64))
-        self.rows = np.arange(close.shape[0])
 
 
 # the bars of a sweep (and of a walk-forward window or two): an entry costs a few arrays of the bars' size
@@ -390,13 +391,17 @@ def sweep_metrics(bars: Bars, targets: pd.DataFrame, risk: RiskStack | Sequence[
     inp = base.inputs
     T, N = inp.close.shape
     tgt = np.full((T, N), np.nan)
-    pos = bars.index.get_indexer(targets.index)
+    pos = bar_positions(bars.index, targets.index)
     if (pos < 0).any():
         raise QfError("targets contain dates that are not bars")
-    fill_rows = pos + inp.lag
-    keep = fill_rows < T
-    tgt[fill_rows[keep]] = targets.to_numpy(dtype=float)[keep]
-    inp.adjust(tgt, base.rows)
+    lag = inp.lag
+    if len(pos) == T and np.array_equal(pos, np.arange(T)):  # a daily schedule: row d fills at bar d + lag
+        tgt[lag:] = targets.to_numpy(dtype=float)[:T - lag]
+    else:
+        fill_rows = pos + lag
+        keep = fill_rows < T
+        tgt[fill_rows[keep]] = targets.to_numpy(dtype=float)[keep]
+    inp.adjust_all(tgt)
     stack = as_stack(risk)
     if stack.active:
         inp = replace(inp, risk_inputs=stack.inputs(bars), risk=stack)
