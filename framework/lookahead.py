@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from qf.components import TrainableSignal, history_of
+from qf.components import TrainableSignal, history_of, implements
 from qf.errors import QfError
 from qf.pipeline import apply_weights, compute_signal
 from qf.rebalance import rebalance_dates
@@ -491,7 +491,7 @@ def _fit_if_trainable(exp: LoadedExperiment, bars: Bars, report: LookaheadReport
     the check probes its features and predictions as a walk-forward fold would use them."""
     model = exp.signal
     # ``fitted`` is not part of the protocol: a model without it counts as ready (e.g. loaded from a file)
-    if not isinstance(model, TrainableSignal) or getattr(model, "fitted", True) is not None:
+    if not implements(model, TrainableSignal) or getattr(model, "fitted", True) is not None:
         return
     wf = exp.spec.walk_forward
     if wf is None:

@@ -33,3 +33,18 @@ def rebalance_dates(index: pd.DatetimeIndex, spec: RebalanceSpec, start: int = 0
     periods = idx.to_period(_PERIODS[spec.freq])
     last = np.r_[periods[1:] != periods[:-1], True]
     return idx[last]
+
+
+def bar_positions(index: pd.DatetimeIndex, dates: pd.Index) -> np.ndarray:
+    """Positions of ``dates`` in ``index`` (-1 where a date is not a bar): ``index.get_indexer(dates)``.
+
+    A daily schedule's dates are the bars themselves; that case costs one comparison instead of a hash
+    lookup per date (a sweep asks this several times per combination).
+
+    Example::
+
+        bar_positions(bars.index, rebalance_dates(bars.index, RebalanceSpec(freq="daily")))   # 0, 1, 2, ...
+    """
+    if len(dates) == len(index) and dates.equals(index):
+        return np.arange(len(index))
+    return index.get_indexer(dates)

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from qf.bars import Bars
-from qf.components import Broker, DataSource, PathResolving, RiskRule, SignalModel, Sizer
+from qf.components import Broker, DataSource, PathResolving, RiskRule, SignalModel, Sizer, implements
 from qf.config.schema import ComponentSpec, Experiment, RangeSpec
 from qf.errors import ConfigError, QfError
 from qf.registry import Registry, get_registry
@@ -481,7 +481,7 @@ def _build(kind: str, spec: ComponentSpec, path: Path_, registry: Registry, base
         problems.append(((*path, "params"), str(exc)))
         return None
     comp = reg.cls(params)
-    if base_dir is not None and isinstance(comp, PathResolving):
+    if base_dir is not None and implements(comp, PathResolving):
         comp.resolve_paths(base_dir)
     return comp
 
@@ -747,9 +747,21 @@ def _check_on_load(exp: LoadedExperiment) -> None:
     exp.data.load = checked  # type: ignore[method-assign]
 
 
+def _copy_tree(node: Any) -> Any:
+    # a YAML document's containers are dicts and lists, its leaves immutable scalars: copying the containers
+    # is a deep copy, at a fraction of copy.deepcopy's cost (a sweep copies the document per combination)
+    if isinstance(node, dict):
+        return {k: _copy_tree(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_copy_tree(v) for v in node]
+    if isinstance(node, str | int | float | bool | type(None)):
+        return node
+    return copy.deepcopy(node)
+
+
 def set_paths(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``raw`` with each dotted path set to its value (paths must be valid)."""
-    out = copy.deepcopy(raw)
+    out = _copy_tree(raw)
     for key, value in values.items():
         parts = _split(key)
         node: Any = out

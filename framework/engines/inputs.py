@@ -95,6 +95,24 @@ class SimInputs:
         if self.close_on_delist:
             rows[gone & (at == self.delisted_at)] = 0.0
 
+    def adjust_all(self, rows: np.ndarray) -> None:
+        """:meth:`adjust` for a full ``[T, N]`` array whose row ``i`` fills at bar ``i``, touching only the
+        cells the calendar changes (the bars before a listing, from a delisting on).
+
+        Example::
+
+            tgt = np.full(inputs.close.shape, 0.5)
+            inputs.adjust_all(tgt)   # 0 before each symbol lists, NaN after it is delisted
+        """
+        for k in np.flatnonzero(self.first_bar > 0):
+            head = rows[:self.first_bar[k], k]
+            head[~np.isnan(head)] = 0.0
+        for k in np.flatnonzero(self.delisted_at >= 0):
+            last = self.delisted_at[k]
+            rows[last + 1:, k] = np.nan
+            if self.close_on_delist:
+                rows[last, k] = 0.0
+
 
 def fill_lag(execution: ExecutionSpec) -> int:
     """Bars between the decision and the fill: 1 for next_open/next_close, 0 for close."""
@@ -145,7 +163,7 @@ def build_inputs(bars: Bars, targets: pd.DataFrame, risk: RiskStack | Sequence[A
     inputs = SimInputs(bars.index, bars.symbols, exec_price, close, tgt, np.zeros(T, dtype=bool),
                        stack.inputs(bars), stack, lag, first_bar, delisted_at, execution.on_delist == "close",
                        cost_arrays(bars, execution))
-    inputs.adjust(tgt, np.arange(T))
+    inputs.adjust_all(tgt)
     inputs.is_rebalance = ~np.isnan(tgt).all(axis=1)
     return inputs
 

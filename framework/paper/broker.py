@@ -10,7 +10,7 @@ whose ``create()`` returns a ``bt.BrokerBase`` that also implements :class:`Live
 Example::
 
     broker = exp.broker.create(exp.spec.execution, state_dir=Path("state"))
-    if isinstance(broker, LiveBroker):
+    if implements(broker, LiveBroker):
         broker.connect()                  # credentials from the environment, restart reconciliation
         broker.sync()
         broker.ref_status("20240105_AAPL")   # "none" | "open" | "done" | "lost" | "rejected"
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 # the protocol itself is a public contract of qf.components; re-exported here where the session uses it
-from qf.components import LiveBroker, RefStatus  # noqa: F401
+from qf.components import LiveBroker, RefStatus  # noqa: F401, implements
 
 
 @dataclass(frozen=True)

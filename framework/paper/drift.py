@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from qf.bars import Bars
-from qf.components import TrainableSignal
+from qf.components import TrainableSignal, implements
 from qf.config.schema import DriftSpec
 from qf.errors import QfError
 from qf.features import feature_frame
@@ -225,7 +225,7 @@ class DriftMonitor:
         self.replay = replay
         self.recorder: _RecordingSource | None = None
         self.cooldown = spec.retrain_cooldown or spec.window
-        if spec.retrain_on_drift and not isinstance(exp.signal, TrainableSignal):
+        if spec.retrain_on_drift and not implements(exp.signal, TrainableSignal):
             raise QfError(f"paper.drift.retrain_on_drift: signal {exp.signal.name!r} is not trainable (it has no fit); "
                           "remove retrain_on_drift or use a trainable signal such as xgboost")
         # a resumed session keeps the reference it measured against; one that never measured a bar (refused

@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from qf.bars import Bars, valuation_bars
-from qf.components import Broker, LiveDataSource, history_of
+from qf.components import Broker, LiveDataSource, history_of, implements
 from qf.config.loader import LoadedExperiment
 from qf.engines.backtrader.paper import LiveFeed, LivePaperStrategy, SimBroker, SimPaperStrategy, paper_cerebro
 from qf.engines.backtrader.strategy import configure_broker, per_order_slippage
@@ -213,7 +213,7 @@ def run_paper(exp: LoadedExperiment, options: PaperOptions | None = None,
         broker = _create(component, exp, state_dir)
         if isinstance(broker, SimBroker):
             outcome = _run_sim(exp, opts, broker, name, state_dir, on_update)
-        elif isinstance(broker, LiveBroker):
+        elif implements(broker, LiveBroker):
             outcome = _run_live(exp, opts, broker, name, state_dir, on_update)
         else:
             raise QfError(f"broker {name!r} created a {type(broker).__name__}, which is neither backtrader's "
@@ -322,7 +322,7 @@ def _run_live(exp: LoadedExperiment, opts: PaperOptions, broker: Any, name: str,
     if exp.spec.execution.fill != "next_open":
         raise QfError(f"execution.fill: a live session sends market orders after the close, which fill at the next "
                       f"open; set fill: next_open (got {exp.spec.execution.fill!r})")
-    if not isinstance(exp.data, LiveDataSource):
+    if not implements(exp.data, LiveDataSource):
         raise QfError(f"broker {name!r} trades live bars, but data source {exp.data.name!r} has no live feed; "
                       f"use a live data source (e.g. data: {{type: alpaca}}) or --broker sim")
     symbols = [str(s) for s in (getattr(exp.data.params, "symbols", None) or [])]

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from qf.engines.result import EngineResult
+from qf.rebalance import bar_positions
 
 PERIODS_PER_YEAR = 252
 PERIODS = PERIODS_PER_YEAR  # the name older callers import
@@ -92,13 +93,16 @@ def evaluation_start(exp: Any, index: pd.DatetimeIndex, targets: pd.DataFrame,
     if n == 0:
         raise ValueError("evaluation_start needs at least one bar")
     first = min(max(warmup_of(exp), int(trade_from), 0), n)
-    rows = pd.DatetimeIndex(targets.index)
-    pos = index.get_indexer(rows)
-    ok = pos >= 0
-    pos, rows = pos[ok], rows[ok]
-    weights = targets.to_numpy(dtype=float)[ok] if targets.shape[1] else np.zeros((len(pos), 0))
-    active = np.nan_to_num(np.abs(weights)).sum(axis=1) > 0 if weights.size else np.zeros(len(pos), bool)
-    candidates = pos[(pos >= first) | (active & (pos >= int(trade_from)))]
+    pos = bar_positions(index, pd.DatetimeIndex(targets.index))
+    # every row from ``first`` on is a candidate; before it (and from trade_from on) only rows holding a
+    # weight, so only those few rows' weights are read
+    early = np.flatnonzero((pos >= int(trade_from)) & (pos < first))
+    if len(early) and targets.shape[1]:
+        weights = targets.to_numpy(dtype=float)[early]
+        early = early[np.nan_to_num(np.abs(weights)).sum(axis=1) > 0]
+    else:
+        early = early[:0]
+    candidates = np.concatenate([pos[pos >= first], pos[early]])
     if len(candidates) == 0:
         return index[-1] + pd.Timedelta(days=1)
     decision = int(candidates.min())

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qf.bars import Bars
-from qf.components import TrainableSignal
+from qf.components import TrainableSignal, implements
 from qf.config.loader import LoadedExperiment, Source, build, set_paths
 from qf.config.schema import RangeSpec
 from qf.engines.result import EngineResult
@@ -104,7 +104,7 @@ def _signal_key(exp: LoadedExperiment) -> tuple[str, str] | None:
     """What a signal's output depends on besides the bars: its class and params (None: don't cache,
     a trainable model's output also depends on its fit)."""
     model = exp.signal
-    if isinstance(model, TrainableSignal):
+    if implements(model, TrainableSignal):
         return None
     params = getattr(model, "params", None)
     dumped = params.model_dump_json() if hasattr(params, "model_dump_json") else repr(params)
@@ -217,7 +217,7 @@ def evaluate_chunk(task: ComboTask, bars: Bars | None = None) -> list[dict[str, 
     for combo in task.combos:
         exp = combo_experiment(task.raw, task.path, combo)
         trade_from = task.trade_from
-        if isinstance(exp.signal, TrainableSignal):
+        if implements(exp.signal, TrainableSignal):
             # a trainable model is scored out of sample: fitted on the first part of the window, traded on
             # the rest (its fit drops labels that would reach past the fitting part)
             trade_from = max(trade_from, int(len(task.bars.index) * HOLDOUT_SPLIT))

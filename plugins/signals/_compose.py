@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qf.components import SignalModel, TrainableSignal
+from qf.components import SignalModel, TrainableSignal, implements
 from qf.errors import QfError
 from qf.registry import get_registry
 
@@ -48,7 +48,7 @@ def build_signal(spec: SubSignal, where: str) -> SignalModel:
         raise ValueError(f"{where}.params{'.' + loc if loc else ''}: {err.get('msg', exc)}") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}.params: {exc}") from None
-    if isinstance(model, TrainableSignal):
+    if implements(model, TrainableSignal):
         raise ValueError(f"{where}: {spec.type!r} is trainable; a composite signal combines rule-based signals "
                          "only (train it as the experiment's own signal)")
     return model

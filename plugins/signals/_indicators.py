@@ -29,7 +29,8 @@ _memo_used = 0
 
 
 def _nbytes(df: pd.DataFrame) -> int:
-    return int(df.memory_usage(index=False, deep=False).sum())
+    # the values' bytes (a view for the float frames cached here); memory_usage() takes ~1 ms on pandas 3
+    return int(df.to_numpy().nbytes)
 
 
 def _forget(frame_id: int) -> None:

@@ -9,6 +9,7 @@ from pydantic import Field
 from qf.bars import Bars
 from qf.components import Params as BaseParams
 from qf.components import Sizer
+from qf.rebalance import bar_positions
 from qf_plugins.sizers._common import aligned_signal
 
 
@@ -40,21 +41,16 @@ class EqualWeight(Sizer):
     def size(self, signal: pd.DataFrame, bars: Bars, dates: pd.DatetimeIndex) -> pd.DataFrame:
         p = self.params
         close = bars.close
-        rows = close.index.get_indexer(dates)
+        rows = bar_positions(close.index, dates)
         if (rows < 0).any() or not signal.index.equals(close.index) or not signal.columns.equals(close.columns):
             s = aligned_signal(signal, bars, dates, p.allow_short)
             n = (s != 0).sum(axis=1)
             share = s if p.by_signal else np.sign(s)
             return share.div(n.where(n > 0), axis=0).fillna(0.0) * p.gross
-        # the same steps on arrays (a sweep sizes thousands of signals on the same bars): the signal on the
-        # rebalance dates, unusable scores (missing, not listed) 0, shorts clipped unless allowed, then an
-        # equal (or signal-scaled) share of ``gross`` among the non-zero names
-        s = signal.to_numpy(dtype=float)[rows]
-        s = np.where(np.isnan(s) | np.isnan(close.to_numpy(dtype=float)[rows]), 0.0, s)
-        if not p.allow_short:
-            s = np.where(s < 0.0, 0.0, s)
-        n = (s != 0).sum(axis=1)
-        share = s if p.by_signal else np.sign(s)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w = np.where((n > 0)[:, None], share / n[:, None], 0.0) * p.gross
-        return pd.DataFrame(w, index=dates, columns=close.columns)
+        # the same steps in one pass over arrays (a sweep sizes thousands of signals on the same bars)
+        from qf_plugins.sizers.equal_kernel import equal_weights_nb  # lazy: numba
+
+        w = equal_weights_nb(signal.to_numpy(dtype=float), close.to_numpy(dtype=float), rows, float(p.gross),
+                              p.by_signal, p.allow_short)
+        return pd.DataFrame(w, index=dates, columns=close.columns, copy=False)  # a fresh array: no copy
+

@@ -44,3 +44,24 @@ def test_only_the_requested_dates() -> None:
 def test_params_validation(params: dict) -> None:
     with pytest.raises(ValueError, match="gross"):
         EqualWeight(params)
+
+
+@pytest.mark.parametrize("params", [{}, {"gross": 1.7}, {"by_signal": True}, {"allow_short": True},
+                                    {"by_signal": True, "allow_short": True, "gross": 0.3}])
+def test_array_path_equals_frame_path_bit_for_bit(params: dict) -> None:
+    # the one-pass kernel (aligned signal) against the frame path (forced by a signal on other columns)
+    rng = np.random.default_rng(3)
+    idx = pd.bdate_range("2020-01-01", periods=300)
+    cols = [f"S{k}" for k in range(9)]
+    close = pd.DataFrame(rng.uniform(10, 20, (300, 9)), index=idx, columns=cols)
+    close.iloc[:40, 2] = np.nan  # listed late
+    sig = pd.DataFrame(rng.choice([-1.0, -0.5, -0.0, 0.0, 0.3, 1.0, np.nan], (300, 9)), index=idx, columns=cols)
+    sig.iloc[17] = 0.0  # a row with nothing selected
+    bars = Bars(close=close)
+    dates = idx[5::3]
+    sizer = EqualWeight(params)
+    fast = sizer.size(sig, bars, dates)
+    slow = sizer.size(sig[cols[::-1]], bars, dates)  # columns in another order: the frame path
+    assert fast.index.equals(dates) and list(fast.columns) == cols
+    assert np.array_equal(fast.to_numpy(), slow[cols].to_numpy())
+    assert (fast.to_numpy() != 0).any() and (fast.to_numpy() == 0).all(axis=1).any()
