@@ -36,6 +36,7 @@ from qf_plugins.signals.ml.features import GROUPS, FeatureConfig, build_features
 from qf_plugins.signals.ml.labels import forward_returns, labelled_rows
 from qf_plugins.signals.ml.metrics import roc_auc
 from qf_plugins.signals.xgb import FeatureGroup, _gather, _xgb
+from qf_plugins.signals.xgb_train import train as train_booster
 
 FORMAT = "qf-meta-label/1"
 EXTRA_FEATURES = ("primary_score", "primary_side")
@@ -210,7 +211,7 @@ class MetaLabel(SignalModel):
         names = [c for c in ev.columns if c != "fwd_return"]
         xgb = _xgb()
         dtrain = xgb.DMatrix(ev[names].to_numpy(dtype=np.float32), label=y, feature_names=names, nthread=p.n_jobs)
-        booster = xgb.train(self._xgb_params(), dtrain, num_boost_round=p.n_estimators)
+        booster = train_booster(self._xgb_params(), dtrain, p.n_estimators)  # = xgb.train's model
         window = {"start": start, "end": end, "n_bars": len(train_bars.index), "n_events": len(ev),
                   "last_labelled": str(ev.index.get_level_values(0).max().date())}
         self._fitted = FittedMeta(booster, names, window, {"profitable": int(y.sum()), "not": int(len(y) - y.sum())})
