@@ -190,7 +190,10 @@ def test_connect_errors_are_one_line() -> None:
 def _gcs_running() -> bool:
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "gcs_server":
+            # "pid (comm) state ...": a zombie (Z) is the dead GCS of a Ray instance that an earlier test in
+            # this process shut down and that nothing reaped yet; it serves nothing `address: auto` could join
+            comm, rest = (entry / "stat").read_text().rsplit(")", 1) if entry.name.isdigit() else ("", "")
+            if comm.split("(", 1)[-1] == "gcs_server" and rest.split()[0] != "Z":
                 return True
     return False
 
