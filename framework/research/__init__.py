@@ -1,7 +1,6 @@
 """Array-level research machinery the research engine builds on.
 
 * :mod:`qf.research.grid` -- sweep specs + safe constraint strings -> table of combinations.
-* :mod:`qf.research.sma_sweep` -- SMA-cross sweeps in numba, identical to a plain vectorbt run.
 * :mod:`qf.research.folds` -- walk-forward folds: adjacent test windows, purge/embargo from training.
 * :mod:`qf.research.stats` -- probabilistic / deflated Sharpe ratio, expected maximum Sharpe.
 * :mod:`qf.research.executors` -- process-pool and Ray executors that share big arrays once.

@@ -11,7 +11,7 @@ Conventions (the formulas are only right with these):
     * Sharpe ratios are **per period** (per bar: daily returns -> daily SR), never annualised, unless
       a function is given ``periods_per_year``: then the Sharpe inputs (and the variance of trial
       Sharpes) are taken as annualised and converted with ``SR / sqrt(ppy)`` and ``V / ppy``.
-      Sweep tables from :mod:`qf.research.sma_sweep` hold SRs annualised with ``sqrt(252)``.
+      Sweep tables (:mod:`qf.research.sweep`) hold Sharpe ratios annualised with ``sqrt(252)``.
     * ``skew`` is the sample skewness and ``kurtosis`` the **non-excess** (Pearson) kurtosis of the
       per-period returns: 3 for a normal distribution. Both are the population (biased) moment ratios,
       as in the papers.

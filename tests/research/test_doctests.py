@@ -11,7 +11,6 @@ MODULES = [
     "qf.research.grid",
     "qf.research.stats",
     "qf.research.folds",
-    "qf.research.sma_sweep",
     "qf.research.executors",
 ]
 

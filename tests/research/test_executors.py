@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from qf.bars import Bars
+from qf.config.loader import LoadedExperiment, load_experiment
 from qf.research.executors import Executor, LocalExecutor
-from qf.research.sma_sweep import run_sma_sweep
+from qf.research.sweep import evaluate_grid, grid_of
+from qf.testing import sample_bars, write_csv_experiment
 
-COSTS = {"fees": 0.001, "slippage": 0.0005, "init_cash": 10_000.0}
-FAST = np.array([5, 8, 10, 15, 20, 30])
-SLOW = np.array([20, 25, 40, 45, 60, 90])
+# the workload: a YAML sweep (sma_cross x equal, 36 combinations) on 5 synthetic symbols x 600 bars
+SWEEP = {
+    "name": "executors",
+    "data": {"type": "csv", "params": {"path": "prices.csv"}},
+    "signal": {"type": "sma_cross", "params": {"fast": 5, "slow": 20}},
+    "sizer": {"type": "equal"},
+    "execution": {"fees": 0.001, "slippage": 0.0005, "initial_cash": 10_000.0},
+    "sweep": {"params": {"signal.params.fast": [5, 8, 10, 15, 20, 30],
+                         "signal.params.slow": [35, 40, 45, 60, 90, 120]}},
+}
 
 
 def _describe(chunk: int, data: np.ndarray) -> tuple[int, float, bool, int]:
@@ -26,16 +37,17 @@ def _try_write(chunk: int, data: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def close() -> pd.DataFrame:
-    rng = np.random.default_rng(4)
-    log_ret = rng.normal(0.0002, 0.015, size=(600, 5))
-    return pd.DataFrame(100 * np.exp(np.cumsum(log_ret, axis=0)), columns=[f"S{i}" for i in range(5)])
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadedExperiment, Bars, pd.DataFrame]:
+    folder: Path = tmp_path_factory.mktemp("sweep")
+    exp = load_experiment(write_csv_experiment(folder, sample_bars(n_symbols=5, n_bars=600, seed=4), SWEEP))
+    return exp, exp.data.load(), grid_of(exp)
 
 
 @pytest.fixture(scope="module")
-def in_process(close: pd.DataFrame) -> pd.DataFrame:
+def in_process(sweep: tuple[LoadedExperiment, Bars, pd.DataFrame]) -> pd.DataFrame:
     # Runs first in the module: it also compiles the kernels into numba's disk cache for the workers.
-    return run_sma_sweep(close, FAST, SLOW, **COSTS)
+    with LocalExecutor(n_jobs=1) as ex:
+        return evaluate_grid(*sweep, executor=ex)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +64,8 @@ def local_executor(in_process: pd.DataFrame, shared_dir):
 
 
 @pytest.fixture(scope="module")
-def local_table(close: pd.DataFrame, local_executor: LocalExecutor) -> pd.DataFrame:
-    return run_sma_sweep(close, FAST, SLOW, executor=local_executor, **COSTS)
+def local_table(sweep: tuple[LoadedExperiment, Bars, pd.DataFrame], local_executor: LocalExecutor) -> pd.DataFrame:
+    return evaluate_grid(*sweep, executor=local_executor)
 
 
 def test_local_executor_map_semantics(local_executor: LocalExecutor, shared_dir) -> None:
@@ -77,6 +89,7 @@ def test_local_executor_map_semantics(local_executor: LocalExecutor, shared_dir)
 
 def test_local_executor_matches_in_process(in_process: pd.DataFrame, local_table: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(local_table, in_process)
+    assert len(in_process) == 36 and in_process["n_orders"].min() > 0  # every combination traded
 
 
 def test_local_executor_in_process_mode_is_read_only_too() -> None:
@@ -130,7 +143,8 @@ def test_shared_array_validation() -> None:
 
 
 @pytest.mark.xdist_group("ray")  # one local Ray instance at a time (tests/conftest.py)
-def test_ray_executor_gives_the_same_table(close: pd.DataFrame, local_table: pd.DataFrame) -> None:
+def test_ray_executor_gives_the_same_table(sweep: tuple[LoadedExperiment, Bars, pd.DataFrame],
+                                          local_table: pd.DataFrame) -> None:
     ray = pytest.importorskip("ray")
     import sys
 
@@ -142,7 +156,7 @@ def test_ray_executor_gives_the_same_table(close: pd.DataFrame, local_table: pd.
         assert ex.n_workers == 2
         # a private instance: every Ray node listens on the loopback address only
         assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
-        table = run_sma_sweep(close, FAST, SLOW, executor=ex, **COSTS)
+        table = evaluate_grid(*sweep, executor=ex)
         data = np.arange(12.0).reshape(3, 4)
         out = ex.map(_describe, [2, 0, 1], shared={"data": data})
         assert [o[:3] for o in out] == [(2, 38.0, False), (0, 6.0, False), (1, 22.0, False)]
