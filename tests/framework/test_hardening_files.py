@@ -105,9 +105,8 @@ def _ray_installed() -> bool:
 # reaper and two workers. The grid is large (3,500 combinations) so that a fast sweep is still running.
 EXECUTORS = [
     pytest.param("local", 2, id="local-pool"),
-    # in xdist's "ray" group: one local Ray instance at a time (tests/conftest.py)
-    pytest.param("ray", 9, id="ray-local", marks=[pytest.mark.skipif(not _ray_installed(), reason="ray not installed"),
-                                                   pytest.mark.xdist_group("ray")]),
+    # with the other Ray tests on one xdist worker (tests/conftest.py, GROUPS)
+    pytest.param("ray", 9, id="ray-local", marks=pytest.mark.skipif(not _ray_installed(), reason="ray not installed")),
 ]
 
 

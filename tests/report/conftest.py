@@ -1,7 +1,7 @@
 """Runs shared by the report tests: a backtest, a sweep and a walk-forward on real data, through the CLI.
 
 The tear sheet tests (test_tearsheet_analysis.py) and the browser tests (test_pages_browser.py) read the same
-three runs, computed once per test session (both modules are in xdist group "report_runs"): each
+three runs, computed once per test session (one xdist worker runs both modules: tests/conftest.py): each
 costs seconds of simulation and quantstats drawing.
 """
 

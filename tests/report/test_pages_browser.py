@@ -20,10 +20,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 CHROMIUM = next((p for p in (os.environ.get("QF_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
                              shutil.which("google-chrome")) if p), None)
-pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium; "
-                                                           ".ci/run installs it when run as root)"),
-              # one xdist worker for this module and test_tearsheet_analysis.py: they read the same runs
-              pytest.mark.xdist_group("report_runs")]
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium; "
+                                                          ".ci/run installs it when run as root)")
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,6 @@ from qf.report.trades import TRADE_COLUMNS, trade_summary
 
 from .conftest import BASE
 
-# one xdist worker for this module and test_pages_browser.py: they read the same runs (report_runs)
-pytestmark = pytest.mark.xdist_group("report_runs")
-
 runner = CliRunner()
 
 

@@ -142,7 +142,6 @@ def test_shared_array_validation() -> None:
         LocalExecutor(n_jobs=0)
 
 
-@pytest.mark.xdist_group("ray")  # one local Ray instance at a time (tests/conftest.py)
 def test_ray_executor_gives_the_same_table(sweep: tuple[LoadedExperiment, Bars, pd.DataFrame],
                                           local_table: pd.DataFrame) -> None:
     ray = pytest.importorskip("ray")

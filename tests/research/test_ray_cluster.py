@@ -27,8 +27,6 @@ from qf.research.ray_cluster import ClusterError, check_versions, connect_error,
 from qf.research.sweep import ComboTask, evaluate_chunk, evaluate_grid, grid_of
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'qf[ray]')")
-# one xdist worker runs every test that starts Ray (tests/conftest.py): `address: auto` would join another's
-pytestmark = pytest.mark.xdist_group("ray")
 
 EXPERIMENT = {
     "name": "ray_sweep",
