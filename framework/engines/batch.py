@@ -349,9 +349,25 @@ class _SweepBase:
     def __init__(self, bars: Bars, execution: ExecutionSpec) -> None:
         self.bars = bars  # held, so that the id in the cache key is never reused while the entry lives
         empty = pd.DataFrame(index=bars.index[:0], columns=bars.close.columns, dtype=float)
-        self.inputs = build_inputs(bars, empty, None, execution)
-        close = self.inputs.close
-        self.filled = np.ascontiguousarray(pd.DataFrame(close).ffill().bfill().to_numpy(dtype=np.float64))
+        inputs = build_inputs(bars, empty, None, execution)
+        close = inputs.close
+        filled = np.ascontiguousarray(pd.DataFrame(close).ffill().bfill().to_numpy(dtype=np.float64))
+        # every combination's kernel reads these arrays again; where two hold the same values (a fill at the
+        # close on data without gaps) or an array is one constant (the fixed cost model), one copy in memory
+        # (a stride-0 view for a constant) leaves the cache to the combination's own arrays
+        self.filled = close if np.array_equal(filled, close, equal_nan=True) else filled
+        if np.array_equal(inputs.exec_price, close, equal_nan=True):
+            inputs = replace(inputs, exec_price=close)
+        c = inputs.costs if inputs.costs is not None else CostArrays.constant(close.shape, execution.slippage)
+        self.costs = CostArrays(*(_one_copy(a) for a in (c.slippage, c.impact)), c.exponent, _one_copy(c.max_qty))
+        self.inputs = inputs
+
+
+def _one_copy(a: np.ndarray) -> np.ndarray:
+    # a constant array as a read-only stride-0 view of its one value (same values, one cache line)
+    if a.size and (a == a.flat[0]).all():
+        return np.broadcast_to(a.flat[0], a.shape)
+    return a
 
 
 # the bars of a sweep (and of a walk-forward window or two): an entry costs a few arrays of the bars' size
@@ -406,7 +422,7 @@ def sweep_metrics(bars: Bars, targets: pd.DataFrame, risk: RiskStack | Sequence[
     if stack.active:
         inp = replace(inp, risk_inputs=stack.inputs(bars), risk=stack)
     eval_pos = 0 if eval_start is None else int(bars.index.searchsorted(_aligned(eval_start, bars.index), side="left"))
-    c = inp.costs if inp.costs is not None else CostArrays.constant((T, N), execution.slippage)
+    c = base.costs
     equity = np.empty(T)
     events = np.zeros((T, N), dtype=np.int8)
     capped = np.zeros((T, N), dtype=np.bool_)

@@ -50,7 +50,7 @@ class EqualWeight(Sizer):
         # the same steps in one pass over arrays (a sweep sizes thousands of signals on the same bars)
         from qf_plugins.sizers.equal_kernel import equal_weights_nb  # lazy: numba
 
-        w = equal_weights_nb(signal.to_numpy(dtype=float), close.to_numpy(dtype=float), rows, float(p.gross),
-                              p.by_signal, p.allow_short)
-        return pd.DataFrame(w, index=dates, columns=close.columns, copy=False)  # a fresh array: no copy
+        w_t = equal_weights_nb(signal.to_numpy(dtype=float).T, close.to_numpy(dtype=float).T, rows, float(p.gross),
+                               p.by_signal, p.allow_short)
+        return pd.DataFrame(w_t.T, index=dates, columns=close.columns, copy=False)  # a fresh array: no copy
 
