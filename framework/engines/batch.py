@@ -152,7 +152,7 @@ def run_vectorbt_light(bars: Bars, targets: pd.DataFrame, risk: RiskStack | None
 # ----------------------------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _stable_order_nb(sizes: np.ndarray, order: np.ndarray) -> None:  # pragma: no cover - numba
     # the permutation np.argsort(sizes, kind="mergesort") gives (ascending, ties in index order), written
     # into a preallocated array: an insertion sort of ~N symbols allocates nothing per bar
@@ -169,13 +169,13 @@ def _stable_order_nb(sizes: np.ndarray, order: np.ndarray) -> None:  # pragma: n
         order[m + 1] = k
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _snap_nb(x: float) -> float:
     # execute_order_nb's "numerical stability" step: is_close_nb(x, 0) -> exactly 0
     return 0.0 if is_close_nb(x, 0.0) else x
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def fill_order_nb(cash, position, debt, free_cash, size, price, fees, fixed_fees, slippage):  # pragma: no cover
     """vectorbt's ``process_order_nb`` for the one kind of order qf's kernels send, operation by operation.
 

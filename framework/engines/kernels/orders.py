@@ -47,7 +47,7 @@ def plan_orders_nb(
                    np.full(n, np.inf), integer, min_value, out, np.zeros(n), np.zeros(n, dtype=np.bool_))
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def order_slippage_nb(slippage: float, impact: float, exponent: float, qty: float) -> float:
     """The slippage fraction of an order of ``qty`` units (see :mod:`qf.engines.costs`).
 
@@ -61,7 +61,7 @@ def order_slippage_nb(slippage: float, impact: float, exponent: float, qty: floa
     return min(s, MAX_SLIPPAGE)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _buy_cost_nb(out, scale, price, fees, slippage, impact, exponent, integer):  # pragma: no cover - numba
     # what the buys cost once scaled by ``scale`` (and truncated in integer mode), slippage at their own size
     cost = 0.0
@@ -75,7 +75,7 @@ def _buy_cost_nb(out, scale, price, fees, slippage, impact, exponent, integer): 
     return cost
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def plan_costed_nb(
     target: np.ndarray,
     value: float,
@@ -196,7 +196,7 @@ def plan_costed_nb(
             slip_out[k] = order_slippage_nb(slippage[k], impact[k], exponent, abs(out[k]))
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def update_avg_price_nb(avg: float, position_before: float, size: float, fill_price: float) -> float:
     """Average entry price after a fill: weighted on adds, unchanged on reductions, reset on flips."""
     after = position_before + size

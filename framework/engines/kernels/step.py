@@ -24,7 +24,7 @@ from qf.engines.kernels.risk import risk_step_nb
 EVENT_FLATTEN, EVENT_STOP = 1, 2
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def value_nb(cash: float, position: np.ndarray, price: np.ndarray) -> float:
     # summed in column order, skipping flat symbols, as vectorbt values a group
     v = cash
@@ -34,7 +34,7 @@ def value_nb(cash: float, position: np.ndarray, price: np.ndarray) -> float:
     return v
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def fill_value_nb(cash: float, position: np.ndarray, exec_price: np.ndarray, close: np.ndarray) -> float:
     """The portfolio valued at the fill prices of a bar; a symbol with no bar there at ``close`` (its last
     real price, carried forward). Summed in column order like :func:`value_nb`."""
@@ -46,7 +46,7 @@ def fill_value_nb(cash: float, position: np.ndarray, exec_price: np.ndarray, clo
     return v
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def decide_costed_nb(i, lag, cash, position, exec_price, close, targets, risk_inputs, rules, risk_params, fees,
                      fixed_fees, slippage, impact, exponent, max_qty, integer, min_value, state, avg_price, exits,
                      events, desired, sizes, slip_out, capped):  # pragma: no cover - numba

@@ -1,11 +1,11 @@
-"""vectorbt's float-tolerance helpers (``vectorbt.utils.math_``), inlined into qf's kernels.
+"""vectorbt's float-tolerance helpers (``vectorbt.utils.math_``), as qf's own compiled functions.
 
 The sweep kernel ports vectorbt's order execution operation by operation, and that arithmetic snaps
-near-equal floats with these helpers. vectorbt's own versions are separate compiled functions: called
-some twenty times per order, the calls cost more than the arithmetic. These are the same expressions with
-the same tolerances, compiled ``inline="always"`` into their callers; ``tests/engines/test_tolerance.py``
-holds each to vectorbt's on edge cases and random values, and ``vectorbt.utils.math_``'s tolerances are
-read at import so a vectorbt that changed them changes these too.
+near-equal floats with these helpers: the same expressions with the same tolerances (read from
+``vectorbt.utils.math_`` at import, so a vectorbt that changed them changes these too);
+``tests/engines/test_tolerance.py`` holds each to vectorbt's bit for bit on edge cases and random values.
+They are not compiled ``inline="always"``: that was ~10 % faster per combination but tripled the kernels'
+first compile on a fresh install (14 -> 46 s of CPU before the first sweep row).
 
 Example::
 
@@ -22,7 +22,7 @@ from vectorbt.utils.math_ import rel_tol as REL_TOL
 __all__ = ["ABS_TOL", "REL_TOL", "add_nb", "is_close_nb", "is_close_or_less_nb", "is_less_nb"]
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def is_close_nb(a: float, b: float) -> bool:
     """Whether ``a`` and ``b`` are approximately equal (vectorbt's ``is_close_nb``)."""
     if np.isnan(a) or np.isnan(b):
@@ -34,7 +34,7 @@ def is_close_nb(a: float, b: float) -> bool:
     return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def is_close_or_less_nb(a: float, b: float) -> bool:
     """Whether ``a`` is approximately less than or equal to ``b`` (vectorbt's ``is_close_or_less_nb``)."""
     if is_close_nb(a, b):
@@ -42,7 +42,7 @@ def is_close_or_less_nb(a: float, b: float) -> bool:
     return a < b
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def is_less_nb(a: float, b: float) -> bool:
     """Whether ``a`` is approximately less than ``b`` (vectorbt's ``is_less_nb``)."""
     if is_close_nb(a, b):
@@ -50,14 +50,14 @@ def is_less_nb(a: float, b: float) -> bool:
     return a < b
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _is_addition_zero_nb(a: float, b: float) -> bool:
     if np.sign(a) != np.sign(b):
         return is_close_nb(abs(a), abs(b))
     return is_close_nb(a + b, 0.0)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def add_nb(a: float, b: float) -> float:
     """``a + b``, exactly 0.0 when the sum is within tolerance of zero (vectorbt's ``add_nb``)."""
     if _is_addition_zero_nb(a, b):
