@@ -155,6 +155,7 @@ def part_floor(fast: list[int], slow: list[int]) -> dict:
         s2 = 0.0
         n = 0
         want = np.zeros(N)
+        goal = np.zeros(N)  # this bar's target units per symbol, computed once
         for i in range(1, T):
             # decided at the close of i - 1, filled at the close of i
             k_on = 0
@@ -167,21 +168,19 @@ def part_floor(fast: list[int], slow: list[int]) -> dict:
                 if pos[k] != 0.0:
                     value += pos[k] * close[i, k]
             for k in range(N):  # sells
-                goal = want[k] / k_on * value / close[i, k] if k_on > 0 else 0.0
-                if goal < pos[k]:
-                    q = pos[k] - goal
+                goal[k] = want[k] / k_on * value / close[i, k] if k_on > 0 else 0.0
+                if goal[k] < pos[k]:
+                    q = pos[k] - goal[k]
                     cash += q * close[i, k] * (1 - slip) * (1 - fees)
-                    pos[k] = goal
+                    pos[k] = goal[k]
             cost = 0.0
             for k in range(N):  # buys, scaled together to the cash
-                goal = want[k] / k_on * value / close[i, k] if k_on > 0 else 0.0
-                if goal > pos[k]:
-                    cost += (goal - pos[k]) * close[i, k] * (1 + slip) * (1 + fees)
+                if goal[k] > pos[k]:
+                    cost += (goal[k] - pos[k]) * close[i, k] * (1 + slip) * (1 + fees)
             scale = min(1.0, cash / cost) if cost > 0 else 0.0
             for k in range(N):
-                goal = want[k] / k_on * value / close[i, k] if k_on > 0 else 0.0
-                if goal > pos[k]:
-                    q = (goal - pos[k]) * scale
+                if goal[k] > pos[k]:
+                    q = (goal[k] - pos[k]) * scale
                     cash -= q * close[i, k] * (1 + slip) * (1 + fees)
                     pos[k] += q
             eq = cash

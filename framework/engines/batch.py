@@ -52,7 +52,6 @@ from qf.engines.kernels.step import decide_costed_nb
 from qf.engines.kernels.tolerance import add_nb, is_close_nb, is_close_or_less_nb, is_less_nb
 from qf.engines.result import EVENT_COLUMNS, EngineResult, events_frame, orders_frame
 from qf.errors import QfError
-from qf.rebalance import bar_positions
 from qf.report.metrics import _aligned, compute_metrics, metrics_from_equity
 
 
@@ -407,13 +406,13 @@ def sweep_metrics(bars: Bars, targets: pd.DataFrame, risk: RiskStack | Sequence[
     inp = base.inputs
     T, N = inp.close.shape
     tgt = np.full((T, N), np.nan)
-    pos = bar_positions(bars.index, targets.index)
-    if (pos < 0).any():
-        raise QfError("targets contain dates that are not bars")
     lag = inp.lag
-    if len(pos) == T and np.array_equal(pos, np.arange(T)):  # a daily schedule: row d fills at bar d + lag
+    if len(targets.index) == T and targets.index.equals(bars.index):  # a daily schedule: row d fills at d + lag
         tgt[lag:] = targets.to_numpy(dtype=float)[:T - lag]
     else:
+        pos = bars.index.get_indexer(targets.index)
+        if (pos < 0).any():
+            raise QfError("targets contain dates that are not bars")
         fill_rows = pos + lag
         keep = fill_rows < T
         tgt[fill_rows[keep]] = targets.to_numpy(dtype=float)[keep]

@@ -53,4 +53,3 @@ class EqualWeight(Sizer):
         w_t = equal_weights_nb(signal.to_numpy(dtype=float).T, close.to_numpy(dtype=float).T, rows, float(p.gross),
                                p.by_signal, p.allow_short)
         return pd.DataFrame(w_t.T, index=dates, columns=close.columns, copy=False)  # a fresh array: no copy
-
