@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import pandas as pd
 
 from qf.report.analysis import ANALYSIS_CSS, TradeData, analysis_section
 from qf.report.metrics import PERIODS_PER_YEAR, RISK_FREE
+from qf.report.parallel import render
 from qf.report.regimes import REGIME_CSS, regime_section
 
 log = logging.getLogger(__name__)
@@ -151,8 +153,9 @@ def year_labels(index: pd.DatetimeIndex) -> dict[int, str]:
     return out
 
 
-def _eoy(returns: pd.Series, benchmark: pd.Series | None) -> tuple[str, str]:
-    """End-of-year table and chart of the period's returns (and the benchmark's on the same bars)."""
+def _eoy(returns: pd.Series, benchmark: pd.Series | None) -> tuple[str, pd.DataFrame]:
+    """End-of-year table of the period's returns (and the benchmark's on the same bars), and the frame its
+    chart (:func:`_eoy_chart`) is drawn from."""
     strat = _year_returns(returns)
     cols = {"Strategy": strat}
     if benchmark is not None:
@@ -167,7 +170,7 @@ def _eoy(returns: pd.Series, benchmark: pd.Series | None) -> tuple[str, str]:
         won = f"<td>{'+' if row.iloc[-1] > row.iloc[0] else '-'}</td>" if benchmark is not None else ""
         rows.append(f"<tr><td>{html.escape(str(year))}</td>{cells}{won}</tr>")
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    return table, _eoy_chart(frame)
+    return table, frame
 
 
 def _eoy_chart(frame: pd.DataFrame) -> str:
@@ -228,12 +231,16 @@ def _quiet():
     # per call, hundreds per report
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     stack = contextlib.ExitStack()
-    # text stays text in the SVG charts (the browser draws it) instead of one path per glyph: faster to
-    # write, and the page is smaller
-    stack.enter_context(matplotlib.rc_context({"svg.fonttype": "none"}))
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    # quantstats sets its seaborn theme when its plotting module is first imported; imported inside the
+    # rc_context below, the theme would be undone when the first page is done and every later page of the
+    # process (qf watch, a walk-forward) drawn in matplotlib's defaults
+    import quantstats._plotting.core  # noqa: F401
+    # text stays text in the SVG charts (the browser draws it) instead of one path per glyph: faster to
+    # write, and the page is smaller
+    stack.enter_context(matplotlib.rc_context({"svg.fonttype": "none"}))
     return stack
 
 
@@ -309,23 +316,18 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
     """
     rets, bench = _inputs(returns, benchmark)
     reason = _full_report_possible(rets)
+    analysis = (lambda: _analysis(trades)) if trades is not None else None
+    section = None
     if reason is None:
         try:
-            page = _quantstats_page(rets, bench, title, subtitle, warning)
+            page, section = _quantstats_page(rets, bench, title, subtitle, warning, analysis)
         except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
             log.warning("tear sheet: quantstats failed (%s: %s); writing a simpler page", type(exc).__name__, exc)
             reason = f"quantstats could not draw this curve ({type(exc).__name__}: {exc})"
     if reason is not None:
         page = _simple(rets, title, subtitle, warning, reason, metrics)
-    if trades is not None:
-        try:
-            with _quiet():
-                section = analysis_section(trades)
-        except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
-            log.warning("tear sheet: the trades section failed (%s: %s)", type(exc).__name__, exc)
-            section = (f'<div id="analysis"><hr><h2>Trades and exposure</h2><p>Not drawn: '
-                       f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}. trades.csv and "
-                       "metrics.json have the figures.</p></div>")
+        section = analysis() if analysis is not None else None
+    if section is not None:
         page = page.replace("</div>\n</body>", section + "\n</div>\n</body>")
     try:  # performance by the market's volatility regime (qf.report.regimes), on every tear sheet
         with _quiet():
@@ -336,6 +338,18 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series | None, path: Path,
                    f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}.</p></div>")
     page = page.replace("</div>\n</body>", regimes + "\n</div>\n</body>")
     path.write_text(page, encoding="utf-8")
+
+
+def _analysis(trades: TradeData) -> str:
+    """The "Trades and exposure" section, or a sentence saying why it is not drawn (it never fails the page)."""
+    try:
+        with _quiet():
+            return analysis_section(trades)
+    except Exception as exc:  # noqa: BLE001 - a tear sheet must never fail the run
+        log.warning("tear sheet: the trades section failed (%s: %s)", type(exc).__name__, exc)
+        return (f'<div id="analysis"><hr><h2>Trades and exposure</h2><p>Not drawn: '
+                f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}. trades.csv and "
+                "metrics.json have the figures.</p></div>")
 
 
 def add_section(path: Path, name: str, body: str) -> bool:
@@ -363,48 +377,79 @@ def add_section(path: Path, name: str, body: str) -> bool:
 
 
 def _quantstats_page(rets: pd.Series, bench: pd.Series | None, title: str, subtitle: str | None,
-                     warning: str | None) -> str:
-    """The page, assembled here from quantstats' own metrics table, drawdown table and charts.
+                     warning: str | None, analysis: Callable[[], str] | None = None) -> tuple[str, str | None]:
+    """The page, assembled here from quantstats' own metrics table, drawdown table and charts, and the
+    ``analysis`` section drawn among them: ``(page, section)``.
 
     This is what ``qs.reports.html`` does with the same arguments, minus the work a qf page does not show:
     quantstats' end-of-year table and chart (drawn here instead, see :func:`_eoy`) and the duplicate figures
     left out of :data:`_FIGURES`. Two quantstats helpers called hundreds of times per page in pandas are
-    replaced for the duration by equal numpy/grouped versions (:func:`_fast_quantstats`).
+    replaced for the duration by equal numpy/grouped versions (:func:`_fast_quantstats`). The charts, the
+    metrics table and the section are independent parts drawn on the machine's cores
+    (:func:`qf.report.parallel.render`).
     """
     import matplotlib.pyplot as plt
 
     try:
         with _quiet(), _fast_quantstats():
             import quantstats as qs
-            from quantstats.reports import _embed_figure, _html_table
+            from quantstats.reports import _html_table
 
-            eoy_table, eoy_chart = _eoy(rets, bench)
-            tpl = _template(title, subtitle, warning, eoy_table, eoy_chart)
+            eoy_table, eoy_frame = _eoy(rets, bench)
             dates = rets.index.strftime("%e %b, %Y")
-            tpl = tpl.replace("{{date_range}}", f"{dates[0]} - {dates[-1]}")
-            tpl = tpl.replace("{{v}}", qs.__version__)
             params = [f"Benchmark: {bench.name.upper()}"] if bench is not None else []
             params += [f"Periods/Year: {PERIODS_PER_YEAR}", f"RF: {RISK_FREE:.1%}"]
-            tpl = tpl.replace("{{params}}", " &bull; ".join(params) + " | ")
-            tpl = tpl.replace("{{metrics}}", _metrics_table(qs, _html_table, rets, bench))
             dd_info = qs.stats.drawdown_details(qs.stats.to_drawdown_series(rets))
             dd_info = dd_info.sort_values(by="max drawdown", ascending=True)[:10]
             dd_info = dd_info[["start", "end", "max drawdown", "days"]]
             dd_info.columns = ["Started", "Recovered", "Drawdown", "Days"]
+            parts: list[tuple[str, Callable[[], str]]] = [
+                ("metrics", lambda: _metrics_table(qs, _html_table, rets, bench)),
+                ("eoy_returns", lambda: _eoy_chart(eoy_frame)),
+            ]
+            parts += [(slot, draw if isinstance(draw, str) else _svg_part(draw))
+                      for slot, draw in _figures(qs, rets, bench)]
+            if analysis is not None:
+                parts.append(("analysis", analysis))
+            drawn = dict(zip([slot for slot, _ in parts], render(
+                [p if callable(p) else _constant(p) for _, p in parts],
+                [_PART_COSTS.get(slot, _PART_COST) for slot, _ in parts]), strict=True))
+            tpl = _template(title, subtitle, warning, eoy_table, drawn.pop("eoy_returns"))
+            tpl = tpl.replace("{{date_range}}", f"{dates[0]} - {dates[-1]}")
+            tpl = tpl.replace("{{v}}", qs.__version__)
+            tpl = tpl.replace("{{params}}", " &bull; ".join(params) + " | ")
             tpl = tpl.replace("{{dd_info}}", _html_table(dd_info, False))
-            for slot, draw in _figures(qs, rets, bench):
-                if isinstance(draw, str):  # a sentence in place of a chart that would be empty
-                    tpl = tpl.replace("{{" + slot + "}}", draw)
-                    continue
-                buf = io.BytesIO()
-                # a tight box keeps rotated date labels inside the SVG (they were cut to "-09")
-                draw({"fname": buf, "format": "svg", "bbox_inches": "tight", "pad_inches": 0.1})
-                plt.close("all")
-                tpl = tpl.replace("{{" + slot + "}}", _embed_figure(buf, "svg"))
+            section = drawn.pop("analysis", None)
+            for slot, part in drawn.items():
+                tpl = tpl.replace("{{" + slot + "}}", part)
             tpl = re.sub(r"\{\{(.*?)\}\}", "", tpl).replace("white-space:pre;", "")
-        return _clean(tpl)
+        return _clean(tpl), section
     finally:
         plt.close("all")
+
+
+# the parts' relative costs (CPU seconds for hrp_swing's 3,000 days), for sharing them between processes
+_PART_COSTS = {"metrics": 0.5, "eoy_returns": 0.35, "analysis": 0.65, "monthly_heatmap": 0.6,
+               "returns_dist": 0.3, "monthly_dist": 0.25}
+_PART_COST = 0.18
+
+
+def _svg_part(draw: Callable[[dict[str, Any]], Any]) -> Callable[[], str]:
+    """A quantstats chart as a part: drawn into an SVG (a tight box keeps rotated date labels inside it, they
+    were cut to "-09") and embedded as quantstats' html() does."""
+    def part() -> str:
+        import matplotlib.pyplot as plt
+        from quantstats.reports import _embed_figure
+
+        buf = io.BytesIO()
+        draw({"fname": buf, "format": "svg", "bbox_inches": "tight", "pad_inches": 0.1})
+        plt.close("all")
+        return _embed_figure(buf, "svg")
+    return part
+
+
+def _constant(text: str) -> Callable[[], str]:
+    return lambda: text
 
 
 def _metrics_table(qs: Any, html_table: Any, rets: pd.Series, bench: pd.Series | None) -> str:

@@ -29,11 +29,9 @@ agents) when the driver dies without closing the executor (Linux; elsewhere only
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +46,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from qf.processes import die_with_parent
 from qf.report.writer import owned_name, remove_stale
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor"]
@@ -130,22 +129,9 @@ def _run_local_task(func: Callable[..., R], chunk: Any, paths: Mapping[str, str]
     return func(chunk, **{name: _load_shared(path) for name, path in paths.items()})
 
 
-# prctl(2) option: the signal the kernel sends this process when its parent dies
-_PR_SET_PDEATHSIG = 1
 # how often a worker without a lifeline (fork start method) checks that its parent still lives
 PARENT_POLL_SECONDS = 0.5
 SHARED_PREFIX = "qf-shared-"
-
-
-def _die_with_parent() -> None:
-    """On Linux, have the kernel SIGKILL this process when its parent dies (even by SIGKILL)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # no libc symbol to call: the lifeline still covers it
-        pass
 
 
 def _watch_owner(lifeline: Connection | None, parent: int) -> None:
@@ -172,7 +158,7 @@ def _init_worker(lifeline: Connection | None, parent: int) -> None:
     The kernel's parent-death signal is immediate but only knows the direct parent (the forkserver, for
     ``forkserver`` pools) and only exists on Linux; the lifeline thread covers the owner itself everywhere.
     """
-    _die_with_parent()
+    die_with_parent()
     threading.Thread(target=_orphan_guard, args=(lifeline, parent), name="qf-orphan-guard", daemon=True).start()
 
 
