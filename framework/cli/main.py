@@ -21,6 +21,7 @@ from qf.cli.common import SUMMARY, err, fail, out, print_summary
 from qf.cli.common import fmt_metric as _fmt_metric
 from qf.cli.common import period as _period
 from qf.errors import QfError
+from qf.processes import exit_now
 
 help_style.apply()
 
@@ -408,6 +409,17 @@ def main() -> None:
         sys.exit(1)
 
 
+def entry() -> None:
+    """The ``qf`` command (and ``python -m qf.cli.main``): :func:`main`, then the process ends as soon as its
+    exit handlers have run (:func:`qf.processes.exit_now`). :func:`main` itself raises ``SystemExit`` as a
+    command does, for callers that embed it."""
+    try:
+        main()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    exit_now(code)
+
 
 if __name__ == "__main__":
-    main()
+    entry()
