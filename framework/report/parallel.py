@@ -7,13 +7,17 @@ everything already imported and the page's inputs (nothing is pickled but the re
 its share and sends it back through a pipe.
 
 The result is the same list that drawing the parts one after another gives, whatever happens to a child:
-a part that raised in a child, or that a dead or garbled child never returned, is drawn again here, so its
-exception (if any) is raised by this process as it would have been without children. A child is killed by
-the kernel if this process dies (Linux ``PR_SET_PDEATHSIG``) and killed and reaped here if this process
-stops early (an exception, Ctrl-C).
+a part that raised in a child, or that a dead, garbled or stuck child never returned, is drawn again here,
+so its exception (if any) is raised by this process as it would have been without children. A child is
+killed by the kernel if this process dies (Linux ``PR_SET_PDEATHSIG``) and killed and reaped here if this
+process stops early (an exception, Ctrl-C, SIGTERM).
 
-Forking is only safe from a single-threaded process on Linux: with other Python threads alive (a
-``qf watch`` observer, a Ray worker, a test runner's I/O thread), on other systems, or with
+A fork copies only the forking thread: a lock another thread held at that moment stays held in the child.
+The children therefore touch nothing such a thread shares with them: their stdout and stderr go nowhere
+(a terminal's progress display keeps its own lock), logging is off, and they only draw and write to their
+pipe. A child that still does not answer within :func:`_patience` seconds is killed and its parts drawn
+here. Forking is used on Linux while every other Python thread is a daemon (rich's progress refresh, a
+watcher); with a non-daemon thread alive (a thread pool at work), on other systems, or with
 ``QF_REPORT_WORKERS=1``, :func:`default_workers` is 1 and the parts are drawn here, one after another.
 
 Example::
@@ -24,17 +28,21 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from qf.processes import die_with_parent
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # more processes than this gain little on a page of about a dozen parts
 MAX_WORKERS = 4
@@ -47,9 +55,13 @@ def default_workers() -> int:
 
     Example::
 
-        default_workers()   # 2 on a quiet 2-core Linux machine, 1 in a process running other threads
+        default_workers()   # 2 on a 2-core Linux machine, 1 while a non-daemon thread runs
     """
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
+    main = threading.main_thread()
+    busy = any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or busy:
+        return 1
+    if threading.current_thread() is not main:
         return 1
     raw = os.environ.get(ENV_WORKERS, "").strip()
     if raw:
@@ -100,10 +112,12 @@ def render(parts: Sequence[Callable[[], T]], costs: Sequence[float] | None = Non
     try:
         for share in shares[1:]:
             children.append((*_fork(parts, share), share))
+        started = time.monotonic()
         for i in shares[0]:
             results[i] = parts[i]()
+        deadline = time.monotonic() + _patience(time.monotonic() - started)
         for _pid, fd, _share in children:
-            results.update(_collect(fd))
+            results.update(_collect(fd, deadline))
     finally:
         for pid, fd, _share in children:
             _reap(pid, fd)
@@ -119,8 +133,7 @@ def _fork(parts: Sequence[Callable[[], T]], share: list[int]) -> tuple[int, int]
         try:
             os.close(read_fd)
             die_with_parent()
-            # Ctrl-C reaches the whole process group: the parent cleans up; the child just ends
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _isolate()
             done: dict[int, T] = {}
             for i in share:
                 # a part that raises is left out: the parent draws it again and raises it there
@@ -135,11 +148,39 @@ def _fork(parts: Sequence[Callable[[], T]], share: list[int]) -> tuple[int, int]
     return pid, read_fd
 
 
-def _collect(fd: int) -> dict[int, T]:
-    """A child's results (empty if it died or sent something unreadable); the pipe is read to its end."""
+def _isolate() -> None:
+    """Cut a fresh child off what the parent's other threads may hold: the terminal, logging, signals."""
+    # Ctrl-C and SIGTERM reach the whole process group: the parent cleans up, the child just ends
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the child, which ends with os._exit
+    sys.stdout = sys.stderr = sink
+    logging.disable(logging.CRITICAL)
+
+
+# a child gets this long, at least, beyond the time this process took for its own share
+MIN_PATIENCE = 30.0
+
+
+def _patience(own_share_seconds: float) -> float:
+    """Seconds to wait for the children once this process has drawn its share (which took about as long
+    as theirs should): generous, since a loaded machine may run them much later, but bounded."""
+    return MIN_PATIENCE + 10.0 * own_share_seconds
+
+
+def _collect(fd: int, deadline: float) -> dict[int, T]:
+    """A child's results: empty if it died, sent something unreadable, or had not finished at ``deadline``
+    (:func:`_reap` then kills it); the pipe is read to its end."""
     chunks = []
     with contextlib.suppress(OSError):
-        while chunk := os.read(fd, 1 << 20):
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                log.warning("report: a drawing process did not answer in time; its parts are drawn here")
+                return {}
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
             chunks.append(chunk)
     try:
         done = pickle.loads(b"".join(chunks))

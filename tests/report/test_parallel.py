@@ -144,13 +144,49 @@ def test_default_workers_is_one_with_other_threads_or_when_told(monkeypatch):
     assert default_workers() == 1
     monkeypatch.delenv(parallel.ENV_WORKERS)
     stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
+    daemon = threading.Thread(target=stop.wait, daemon=True)  # e.g. rich's progress refresh
+    daemon.start()
     try:
-        assert default_workers() == 1  # forking beside another thread could copy a lock it holds
+        assert default_workers() == min(parallel.MAX_WORKERS, len(os.sched_getaffinity(0)))
+        working = threading.Thread(target=stop.wait)  # a pool's worker, say: it may hold any lock
+        working.start()
+        try:
+            assert default_workers() == 1
+        finally:
+            stop.set()
+            working.join()
     finally:
         stop.set()
-        other.join()
+        daemon.join()
+
+
+def test_a_stuck_child_is_killed_and_its_parts_drawn_here(forked, monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_PATIENCE", 0.5)
+
+    def stuck(i: int) -> str:
+        if _in_child():
+            time.sleep(3600)  # a lock another thread held at the fork, say
+        return f"drawn {i}"
+
+    t = time.monotonic()
+    assert render([lambda i=i: stuck(i) for i in range(4)], workers=2) == [f"drawn {i}" for i in range(4)]
+    assert time.monotonic() - t < 10
+    assert _all_reaped(forked)
+
+
+def test_children_write_nothing_to_the_terminal(capfd):
+    import logging
+
+    def noisy(i: int) -> str:
+        print(f"stdout from part {i}", flush=True)
+        print(f"stderr from part {i}", file=sys.stderr, flush=True)
+        logging.getLogger("qf.test").warning("log from part %s", i)
+        return str(i)
+
+    assert render([lambda i=i: noisy(i) for i in range(2)], costs=[1, 1], workers=2) == ["0", "1"]
+    captured = capfd.readouterr()
+    assert "part 1" not in captured.out + captured.err  # part 1 was drawn in the child
+    assert "stdout from part 0" in captured.out  # this process's own part prints as usual
 
 
 def _normalized(page: str) -> str:

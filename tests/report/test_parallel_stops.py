@@ -1,0 +1,81 @@
+"""`qf run` stopped while forked children draw its tear sheet: SIGTERM stops it cleanly (exit 143, no report, no
+temporary folder, no child left), SIGKILL takes the children with it (the kernel's parent-death signal)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qf.testing.waiting import signal_when, wait_for
+
+EXPERIMENT = """
+name: stopped
+data: {type: sample, params: {dataset: sp500_20, start: 2010-01-01}}
+signal: {type: sma_cross, params: {fast: 20, slow: 100}}
+sizer: {type: equal}
+execution: {fill: next_close}
+report: {dir: reports}
+"""
+
+pytestmark = pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                                reason="needs Linux /proc/<pid>/task/<tid>/children")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:  # the process is gone
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start(tmp_path: Path) -> subprocess.Popen[str]:
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
+    env = {**os.environ, "COLUMNS": "200", "QF_REPORT_WORKERS": "2"}
+    return subprocess.Popen([sys.executable, "-m", "qf.cli.main", "run", "exp.yaml"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_sigterm_while_the_tear_sheet_is_drawn_in_children(tmp_path):
+    proc = _start(tmp_path)
+    seen: list[int] = []
+
+    def drawing() -> bool:
+        seen[:] = _children(proc.pid)
+        return bool(seen)
+
+    out, err = signal_when(proc, drawing, signal.SIGTERM, what="the run never forked its tear sheet's children")
+    assert proc.returncode == 143, (out, err)
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert not [pid for pid in seen if _alive(pid)]
+    left = [p.name for p in (tmp_path / "reports").rglob("*")] if (tmp_path / "reports").exists() else []
+    assert [n for n in left if n.startswith(".tmp-") or n.endswith((".html", ".json"))] == []
+
+
+def test_sigkill_while_the_tear_sheet_is_drawn_takes_the_children_along(tmp_path):
+    proc = _start(tmp_path)
+    seen: list[int] = []
+
+    def drawing() -> bool:
+        seen[:] = _children(proc.pid)
+        return bool(seen)
+
+    signal_when(proc, drawing, signal.SIGKILL, what="the run never forked its tear sheet's children")
+    assert proc.returncode == -signal.SIGKILL
+    # orphans are re-parented (to init or a subreaper) and reaped there; a live one would still be drawing
+    deadline = time.monotonic() + 10
+    wait_for(lambda: not [pid for pid in seen if _alive(pid)] or time.monotonic() > deadline, timeout=11)
+    assert not [pid for pid in seen if _alive(pid)]
