@@ -111,7 +111,10 @@ def render(parts: Sequence[Callable[[], T]], costs: Sequence[float] | None = Non
     results: dict[int, T] = {}
     try:
         for share in shares[1:]:
-            children.append((*_fork(parts, share), share))
+            try:
+                children.append((*_fork(parts, share), share))
+            except OSError as exc:  # no process to be had (EAGAIN, ENOMEM): that share is drawn here
+                log.warning("report: could not fork a drawing process (%s); drawing its parts here", exc)
         started = time.monotonic()
         for i in shares[0]:
             results[i] = parts[i]()
@@ -127,7 +130,12 @@ def render(parts: Sequence[Callable[[], T]], costs: Sequence[float] | None = Non
 
 def _fork(parts: Sequence[Callable[[], T]], share: list[int]) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:  # the child: draw the share, send what succeeded, never return into the parent's code
         code = 1
         try:

@@ -124,6 +124,16 @@ def test_this_process_stopping_early_kills_and_reaps_the_children(tmp_path, fork
     assert not marker.exists()
 
 
+def test_no_process_to_fork_means_the_parts_are_drawn_here(monkeypatch, caplog):
+    def refused() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(parallel.os, "fork", refused)
+    parts = _parts(5)
+    assert render(parts, workers=3) == [p() for p in parts]
+    assert "could not fork a drawing process" in caplog.text
+
+
 def test_split_balances_costs_and_keeps_order():
     assert split([3.0, 1.0, 1.0, 1.0], 2) == [[0], [1, 2, 3]]
     shares = split([0.6, 0.5, 0.35, 0.3, 0.25, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.65], 2)
