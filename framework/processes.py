@@ -13,6 +13,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import gc
+import io
 import os
 import signal
 import sys
@@ -41,8 +43,9 @@ def exit_now(code: int | str | None = 0) -> NoReturn:
     What ``sys.exit(code)`` does at the end of a command, minus freeing every object one by one: after a
     run that imported vectorbt, scipy and matplotlib that teardown took ~0.9 s of a 7 s ``qf run``; the
     kernel reclaims the memory at once. The ``atexit`` handlers still run (logging's flush, temporary
-    folders' finalizers, multiprocessing's children, Ray's shutdown), then stdout and stderr are flushed. A
-    process with another non-daemon thread alive exits the ordinary way, which waits for it.
+    folders' finalizers, multiprocessing's children, Ray's shutdown), then every file still open for
+    writing is flushed (~0.1 s of the 0.9), stdout and stderr last. A process with another non-daemon
+    thread alive exits the ordinary way, which waits for it.
 
     Example::
 
@@ -64,7 +67,21 @@ def exit_now(code: int | str | None = 0) -> NoReturn:
     if run_handlers is None:  # not CPython: its own shutdown runs them
         sys.exit(code)
     run_handlers()
+    _flush_open_files()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed pipe (qf plugins | head) has nothing left to take
             stream.flush()
     os._exit(code)
+
+
+_FILE_TYPES = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
+
+
+def _flush_open_files() -> None:
+    """Flush every file object still open for writing: the teardown :func:`exit_now` skips would have
+    closed them, and a plugin may keep one open in a global (a trace file) without flushing it."""
+    for obj in gc.get_objects():
+        if type(obj) in _FILE_TYPES:
+            with contextlib.suppress(Exception):  # closed, read-only or a broken pipe: nothing to keep
+                if not obj.closed and obj.writable():
+                    obj.flush()

@@ -37,6 +37,21 @@ def test_exit_handlers_run_and_buffered_output_arrives(tmp_path, code, status, s
     assert not Path((tmp_path / "folder").read_text()).exists()
 
 
+def test_files_left_open_are_flushed(tmp_path):
+    # a plugin's trace file kept in a global and never closed: the skipped teardown would have flushed it
+    res = _python("""
+        import qf.processes
+        TRACE = open("trace.txt", "w")
+        TRACE.write("line\\n" * 1000)
+        BIN = open("trace.bin", "wb")
+        BIN.write(b"x" * 100)
+        qf.processes.exit_now(0)
+        """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "trace.txt").read_text() == "line\n" * 1000
+    assert (tmp_path / "trace.bin").read_bytes() == b"x" * 100
+
+
 def test_a_live_non_daemon_thread_is_waited_for(tmp_path):
     res = _python("""
         import threading, time
