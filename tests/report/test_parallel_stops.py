@@ -49,7 +49,9 @@ def _start(tmp_path: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def test_sigterm_while_the_tear_sheet_is_drawn_in_children(tmp_path):
+def _signal_while_drawing(tmp_path: Path, sig: int) -> tuple[subprocess.Popen[str], list[int], str, str]:
+    """Start qf run, send ``sig`` once it has forked children (its tear sheet's), return the process, the
+    children's pids and its output."""
     proc = _start(tmp_path)
     seen: list[int] = []
 
@@ -57,7 +59,12 @@ def test_sigterm_while_the_tear_sheet_is_drawn_in_children(tmp_path):
         seen[:] = _children(proc.pid)
         return bool(seen)
 
-    out, err = signal_when(proc, drawing, signal.SIGTERM, what="the run never forked its tear sheet's children")
+    out, err = signal_when(proc, drawing, sig, what="the run never forked its tear sheet's children")
+    return proc, seen, out, err
+
+
+def test_sigterm_while_the_tear_sheet_is_drawn_in_children(tmp_path):
+    proc, seen, out, err = _signal_while_drawing(tmp_path, signal.SIGTERM)
     assert proc.returncode == 143, (out, err)
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert not [pid for pid in seen if _alive(pid)]
@@ -66,14 +73,7 @@ def test_sigterm_while_the_tear_sheet_is_drawn_in_children(tmp_path):
 
 
 def test_sigkill_while_the_tear_sheet_is_drawn_takes_the_children_along(tmp_path):
-    proc = _start(tmp_path)
-    seen: list[int] = []
-
-    def drawing() -> bool:
-        seen[:] = _children(proc.pid)
-        return bool(seen)
-
-    signal_when(proc, drawing, signal.SIGKILL, what="the run never forked its tear sheet's children")
+    proc, seen, _, _ = _signal_while_drawing(tmp_path, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     # orphans are re-parented (to init or a subreaper) and reaped there; a live one would still be drawing
     deadline = time.monotonic() + 10
