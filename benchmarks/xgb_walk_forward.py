@@ -14,11 +14,11 @@ a fit on a thread does not wait for the GIL between rounds): it changes no model
 new side's fits overlap the Python work of other threads.
 
 The sides alternate ``--repeat`` times; for the best run (by wall) of each the table gives wall and CPU
-seconds (user + system, all threads) per phase (imports; data + folds: fitting and scoring; simulation;
-report) with the new/old ratios, and the new side's CPU / wall (about 2 when both cores work for it, 1 when
-it runs on one core: on a shared machine other jobs take the second core and the wall ratio tends to the
-CPU ratio). Then both reports are compared: every fold's model.json and the final one byte for byte, and
-folds.csv, orders, oos_predictions, equity and metrics exactly.
+seconds (user + system, all threads and the forked tear-sheet processes) per phase (imports; data + folds:
+fitting and scoring; simulation; report) with the new/old ratios, and the new side's CPU / wall (about 2 when
+both cores work for it, 1 when it runs on one core: on a shared machine other jobs take the second core and
+the wall ratio tends to the CPU ratio). Then both reports are compared: every fold's model.json and the final
+one byte for byte, and folds.csv, orders, oos_predictions, equity and metrics exactly.
 
 Usage::
 
@@ -42,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cpu() -> float:
+    # this process's threads and its reaped children (the tear sheet's forked drawing processes)
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def child(side: str, experiment: str, out: Path) -> None:
