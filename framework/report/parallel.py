@@ -180,10 +180,12 @@ def _collect(fd: int, deadline: float) -> dict[int, T]:
     """A child's results: empty if it died, sent something unreadable, or had not finished at ``deadline``
     (:func:`_reap` then kills it); the pipe is read to its end."""
     chunks = []
+    ready = select.poll()  # not select(): it refuses descriptors above 1023, which a busy process may hold
+    ready.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     with contextlib.suppress(OSError):
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not ready.poll(left * 1000.0):
                 log.warning("report: a drawing process did not answer in time; its parts are drawn here")
                 return {}
             chunk = os.read(fd, 1 << 20)
