@@ -403,8 +403,10 @@ def descendants(roots):
     return out
 
 seen = {}
+ready = select.poll()  # not select(): the driver's pipe may be a descriptor above 1023
+ready.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
 while True:
-    if select.select([fd], [], [], 0.5)[0]:
+    if ready.poll(500):
         if os.read(fd, 1):
             sys.exit(0)
         break
