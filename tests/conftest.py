@@ -13,6 +13,9 @@ schedules, never sees marks.
 
 from __future__ import annotations
 
+import os
+import resource
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -43,3 +46,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return unit_of(nodeid)
 
     return ModuleScheduling(config, log)
+
+
+@pytest.fixture
+def high_descriptors() -> Iterator[None]:
+    """Hold descriptors up to ~1030, so that the next file or pipe this process opens lands above 1023 (where
+    ``select()`` refuses it): what a process holding many files (a sweep pool, a Ray driver) gets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("the file limit is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -134,24 +134,9 @@ def test_no_process_to_fork_means_the_parts_are_drawn_here(monkeypatch, caplog):
     assert "could not fork a drawing process" in caplog.text
 
 
-def test_pipes_above_descriptor_1023_are_read(forked):
-    # a process with many files open (a pool, a Ray driver) gets high descriptors for its pipes
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 1200:
-        pytest.skip("the file limit is below 1200")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
-    held = []
-    try:
-        while not held or held[-1] < 1030:
-            held.append(os.open(os.devnull, os.O_RDONLY))
-        parts = _parts(4)
-        assert render(parts, workers=2) == [p() for p in parts]
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+def test_pipes_above_descriptor_1023_are_read(forked, high_descriptors):
+    parts = _parts(4)
+    assert render(parts, workers=2) == [p() for p in parts]
     assert len(forked) == 1
 
 

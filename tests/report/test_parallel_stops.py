@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from qf.report.writer import process_alive
 from qf.testing.waiting import signal_when, wait_for
 
 EXPERIMENT = """
@@ -32,14 +32,6 @@ def _children(pid: int) -> list[int]:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:  # the process is gone
         return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _start(tmp_path: Path) -> subprocess.Popen[str]:
@@ -67,7 +59,7 @@ def test_sigterm_while_the_tear_sheet_is_drawn_in_children(tmp_path):
     proc, seen, out, err = _signal_while_drawing(tmp_path, signal.SIGTERM)
     assert proc.returncode == 143, (out, err)
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
-    assert not [pid for pid in seen if _alive(pid)]
+    assert not [pid for pid in seen if process_alive(pid)]
     left = [p.name for p in (tmp_path / "reports").rglob("*")] if (tmp_path / "reports").exists() else []
     assert [n for n in left if n.startswith(".tmp-") or n.endswith((".html", ".json"))] == []
 
@@ -76,6 +68,4 @@ def test_sigkill_while_the_tear_sheet_is_drawn_takes_the_children_along(tmp_path
     proc, seen, _, _ = _signal_while_drawing(tmp_path, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     # orphans are re-parented (to init or a subreaper) and reaped there; a live one would still be drawing
-    deadline = time.monotonic() + 10
-    wait_for(lambda: not [pid for pid in seen if _alive(pid)] or time.monotonic() > deadline, timeout=11)
-    assert not [pid for pid in seen if _alive(pid)]
+    wait_for(lambda: not [pid for pid in seen if process_alive(pid)], timeout=10)

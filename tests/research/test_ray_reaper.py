@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import pytest
 
+from qf.report.writer import process_alive
 from qf.research import executors
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="the reaper runs on Linux only")
-
-
-@pytest.fixture
-def high_descriptors():
-    """Hold descriptors up to ~1030 so that the next pipe lands above select()'s limit of 1023."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 1200:
-        pytest.skip("the file limit is below 1200")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
-    held: list[int] = []
-    try:
-        while not held or held[-1] < 1030:
-            held.append(os.open(os.devnull, os.O_RDONLY))
-        yield
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_the_reaper_stands_down_on_its_byte(high_descriptors):
@@ -43,8 +25,8 @@ def test_the_reaper_stands_down_on_its_byte(high_descriptors):
     assert proc.wait(timeout=10) == 0
 
 
-def test_the_reaper_kills_the_drivers_descendants_when_the_driver_dies(tmp_path, high_descriptors):
-    # a stand-in driver: holds a reaper, starts a long-lived child, then dies by SIGKILL
+def test_the_reaper_kills_the_drivers_descendants_when_the_driver_dies(tmp_path):
+    # a stand-in driver holding ~1,040 files: holds a reaper, starts a long-lived child, then dies by SIGKILL
     script = tmp_path / "driver.py"
     script.write_text(
         "import os, resource, subprocess, sys, time\n"
@@ -64,18 +46,11 @@ def test_the_reaper_kills_the_drivers_descendants_when_the_driver_dies(tmp_path,
         driver.kill()
         driver.wait(timeout=10)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _alive(child_pid):
+        while time.monotonic() < deadline and process_alive(child_pid):
             time.sleep(0.1)
-        assert not _alive(child_pid), "the driver's child outlived it: the reaper did not act"
+        assert not process_alive(child_pid), "the driver's child outlived it: the reaper did not act"
     finally:
         driver.kill()
-        if child_pid is not None and _alive(child_pid):
+        if child_pid is not None and process_alive(child_pid):
             os.kill(child_pid, 9)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
