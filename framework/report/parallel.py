@@ -59,9 +59,7 @@ def default_workers() -> int:
     """
     main = threading.main_thread()
     busy = any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or busy:
-        return 1
-    if threading.current_thread() is not main:
+    if not sys.platform.startswith("linux") or threading.current_thread() is not main or busy:
         return 1
     raw = os.environ.get(ENV_WORKERS, "").strip()
     if raw:
